@@ -1,0 +1,213 @@
+//! The JSON API under `/api/v1`. Thin handlers: guards in, one service call, JSON out.
+//! Errors are `{"error": {"code", "message"}}` with the status from `AppError`.
+
+use chrono::{DateTime, Utc};
+use rocket::http::{Cookie, CookieJar, Status};
+use rocket::serde::json::{self, Json};
+use rocket::{get, post, routes, Route, State};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::audit::{self, Event, Outcome, StoredEvent};
+use crate::auth::guard::{Admin, Auditor};
+use crate::auth::{self, Authenticated, Principal, Require, SESSION_COOKIE};
+use crate::error::{AppError, AppResult};
+use crate::telemetry::RequestMeta;
+use crate::users::{self, NewUser, User, UserId};
+use crate::App;
+
+pub fn routes() -> Vec<Route> {
+    routes![
+        login,
+        logout,
+        me,
+        change_password,
+        create_user,
+        list_users,
+        disable_user,
+        list_audit
+    ]
+}
+
+/// Unwraps a JSON body, turning a malformed one into a 422 that says what is wrong.
+fn body<T>(b: Result<Json<T>, json::Error<'_>>) -> AppResult<T> {
+    match b {
+        Ok(Json(v)) => Ok(v),
+        Err(json::Error::Io(_)) => Err(AppError::invalid("body", "could not be read")),
+        Err(json::Error::Parse(_, e)) => Err(AppError::Invalid {
+            field: None,
+            message: format!("invalid JSON body: {e}"),
+        }),
+    }
+}
+
+fn user_json(u: &User) -> Value {
+    json!({
+        "id": u.id,
+        "username": u.username,
+        "display_name": u.display_name,
+        "department": u.department,
+        "roles": u.roles,
+        "status": u.status,
+        "must_change_password": u.must_change_password,
+        "created_at": u.created_at,
+        "disabled_at": u.disabled_at,
+    })
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: SecretString,
+    /// Reserved for second-factor codes; not yet used.
+    #[serde(default)]
+    #[allow(dead_code)]
+    totp: Option<String>,
+}
+
+#[post("/login", data = "<b>")]
+async fn login(
+    app: &State<App>,
+    meta: RequestMeta,
+    cookies: &CookieJar<'_>,
+    b: Result<Json<LoginBody>, json::Error<'_>>,
+) -> AppResult<Json<Value>> {
+    let b = body(b)?;
+    let s = auth::login(&app.db, &app.config, &meta, &b.username, b.password).await?;
+    cookies.add(crate::web::session_cookie(app, &s));
+    Ok(Json(json!({
+        "token": secrecy::ExposeSecret::expose_secret(&s.token),
+        "expires_at": s.expires_at,
+        "user": user_json(&s.user),
+    })))
+}
+
+#[post("/logout")]
+async fn logout(
+    app: &State<App>,
+    who: Authenticated,
+    cookies: &CookieJar<'_>,
+) -> AppResult<Json<Value>> {
+    auth::logout(&app.db, &who).await?;
+    cookies.remove(Cookie::from(SESSION_COOKIE));
+    Ok(Json(json!({"status": "signed out"})))
+}
+
+/// Answers with a pending password change too, so a client knows it must change it.
+#[get("/me")]
+fn me(who: Authenticated) -> Json<Value> {
+    Json(user_json(who.user()))
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    current_password: SecretString,
+    new_password: SecretString,
+}
+
+#[post("/me/password", data = "<b>")]
+async fn change_password(
+    app: &State<App>,
+    who: Authenticated,
+    b: Result<Json<PasswordBody>, json::Error<'_>>,
+) -> AppResult<Json<Value>> {
+    let b = body(b)?;
+    users::change_own_password(
+        &app.db,
+        &who.actor(),
+        who.user().id,
+        who.session_id(),
+        b.current_password,
+        b.new_password,
+    )
+    .await?;
+    Ok(Json(json!({"status": "password changed"})))
+}
+
+#[post("/users", data = "<b>")]
+async fn create_user(
+    app: &State<App>,
+    who: Require<Admin>,
+    b: Result<Json<NewUser>, json::Error<'_>>,
+) -> AppResult<(Status, Json<Value>)> {
+    let u = users::create(&app.db, &who.actor(), body(b)?).await?;
+    Ok((Status::Created, Json(user_json(&u))))
+}
+
+#[get("/users")]
+async fn list_users(app: &State<App>, _who: Require<Admin>) -> AppResult<Json<Value>> {
+    let list = users::list(&app.db).await?;
+    Ok(Json(json!({"users": list.iter().map(user_json).collect::<Vec<_>>()})))
+}
+
+#[post("/users/<id>/disable")]
+async fn disable_user(
+    app: &State<App>,
+    who: Require<Admin>,
+    id: UserId,
+) -> AppResult<Json<Value>> {
+    let u = users::disable(&app.db, &who.actor(), id).await?;
+    Ok(Json(user_json(&u)))
+}
+
+fn parse_time(field: &str, v: Option<&str>) -> AppResult<Option<DateTime<Utc>>> {
+    match v.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => {
+            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+                return Ok(Some(t.with_timezone(&Utc)));
+            }
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|d| Some(d.and_utc()))
+                .ok_or_else(|| AppError::invalid(field, "must be a date (YYYY-MM-DD) or RFC 3339 time"))
+        }
+    }
+}
+
+/// Reads the audit trail; the read itself is audited (who looked, with which filter).
+pub(crate) async fn read_audit(
+    app: &App,
+    who: &Principal,
+    q: audit::Query,
+) -> AppResult<Vec<StoredEvent>> {
+    let events = audit::list(&app.db, &q).await?;
+    audit::record_alone(
+        &app.db,
+        &who.actor(),
+        Event::new("audit.read", Outcome::Success).detail(json!({
+            "actor": q.actor, "object": q.object, "action": q.action,
+            "from": q.from, "to": q.to, "returned": events.len(),
+        })),
+    )
+    .await?;
+    Ok(events)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[get("/audit?<actor>&<object>&<action>&<from>&<to>&<before>&<limit>")]
+async fn list_audit(
+    app: &State<App>,
+    who: Require<Auditor>,
+    actor: Option<String>,
+    object: Option<String>,
+    action: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    before: Option<i64>,
+    limit: Option<i64>,
+) -> AppResult<Json<Value>> {
+    let q = audit::Query {
+        actor,
+        object,
+        action,
+        from: parse_time("from", from.as_deref())?,
+        to: parse_time("to", to.as_deref())?,
+        before_seq: before,
+        limit: limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let events = read_audit(app, &who, q).await?;
+    Ok(Json(json!({ "events": events })))
+}

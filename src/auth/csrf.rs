@@ -1,0 +1,80 @@
+//! CSRF protection for HTML form posts. A form handler takes `CsrfForm<T>`, which parses the
+//! form and then compares its `csrf` field, in constant time, with the session's token (or,
+//! before sign-in, with the token of the sign-in page's cookie). Session cookies are also
+//! `SameSite=Strict`; JSON routes need `Content-Type: application/json`, which a cross-site
+//! form cannot send.
+
+use rocket::data::{Data, FromData, Outcome};
+use rocket::form::{Form, FromForm};
+use rocket::http::Status;
+use rocket::request::Request;
+use subtle::ConstantTimeEq;
+
+use super::guard::{remember_failure, Authenticated};
+use crate::error::AppError;
+
+pub const LOGIN_CSRF_COOKIE: &str = "strongroom_login_csrf";
+
+/// A form that carries a `csrf` field.
+pub trait CsrfField {
+    fn csrf(&self) -> &str;
+}
+
+pub struct CsrfForm<T>(pub T);
+
+impl<T> std::ops::Deref for CsrfForm<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+fn tokens_match(a: &str, b: &str) -> bool {
+    !a.is_empty() && a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+#[rocket::async_trait]
+impl<'r, T: FromForm<'r> + CsrfField + Send> FromData<'r> for CsrfForm<T> {
+    type Error = AppError;
+
+    async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
+        let form = match Form::<T>::from_data(req, data).await {
+            Outcome::Success(f) => f.into_inner(),
+            Outcome::Error((status, errors)) => {
+                let field = errors
+                    .iter()
+                    .next()
+                    .and_then(|e| e.name.as_ref().map(|n| n.to_string()))
+                    .unwrap_or_else(|| "form".into());
+                tracing::debug!(%status, field, "form rejected");
+                if status == Status::PayloadTooLarge {
+                    return Outcome::Error((status, AppError::TooLarge));
+                }
+                // A form without its token is a CSRF failure, whatever else is wrong with it.
+                if errors.iter().any(|e| e.name.as_ref().is_some_and(|n| n == "csrf")) {
+                    tracing::warn!(target: "security", "form post without a CSRF token");
+                    return Outcome::Error(remember_failure(req, AppError::Csrf));
+                }
+                return Outcome::Error(remember_failure(
+                    req,
+                    AppError::invalid(field, "missing or invalid"),
+                ));
+            }
+            Outcome::Forward(f) => return Outcome::Forward(f),
+        };
+        let expected: Option<String> = match req.guard::<Authenticated>().await {
+            rocket::outcome::Outcome::Success(a) => Some(a.csrf_token().to_string()),
+            _ => req
+                .cookies()
+                .get(LOGIN_CSRF_COOKIE)
+                .map(|c| c.value().to_string()),
+        };
+        match expected {
+            Some(e) if tokens_match(form.csrf(), &e) => Outcome::Success(CsrfForm(form)),
+            _ => {
+                tracing::warn!(target: "security", "form post without a valid CSRF token");
+                Outcome::Error(remember_failure(req, AppError::Csrf))
+            }
+        }
+    }
+}

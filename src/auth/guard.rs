@@ -1,0 +1,202 @@
+//! Request guards. `Authenticated` is the only way to obtain the signed-in person, and it
+//! can only be built here, from a live session. `Principal` additionally requires that the
+//! person is not still holding a one-time password, and `Require<R>` that they hold role R;
+//! routes state what they need in their signature, so a check cannot be forgotten.
+
+use std::marker::PhantomData;
+use std::ops::Deref;
+
+use rocket::http::Status;
+use rocket::request::{FromRequest, Outcome, Request};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use super::{session, SESSION_COOKIE};
+use crate::audit::Actor;
+use crate::error::AppError;
+use crate::telemetry::{self, RequestMeta};
+use crate::users::{Role, User};
+use crate::App;
+
+/// A person with a live session (possibly still required to change their password).
+#[derive(Clone)]
+pub struct Authenticated {
+    user: User,
+    session_id: Uuid,
+    csrf_token: String,
+    meta: RequestMeta,
+}
+
+impl Authenticated {
+    pub fn user(&self) -> &User {
+        &self.user
+    }
+    pub fn session_id(&self) -> Uuid {
+        self.session_id
+    }
+    pub fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+    pub fn meta(&self) -> &RequestMeta {
+        &self.meta
+    }
+    pub fn actor(&self) -> Actor {
+        Actor::user(self.user.id.0, &self.user.username, &self.meta)
+    }
+}
+
+fn bearer(req: &Request<'_>) -> Option<String> {
+    let h = req.headers().get_one("Authorization")?;
+    let (scheme, token) = h.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
+/// Remembers why a guard failed so the catcher can answer precisely.
+pub(crate) fn remember_failure(req: &Request<'_>, err: AppError) -> (Status, AppError) {
+    let status = err.status();
+    let slot = req.local_cache(|| std::sync::Mutex::new(None::<&'static str>));
+    if let Ok(mut s) = slot.lock() {
+        *s = Some(err.code());
+    }
+    (status, err)
+}
+
+/// The code of the error a guard failed with, if any.
+pub(crate) fn failure_code(req: &Request<'_>) -> Option<&'static str> {
+    let slot = req.local_cache(|| std::sync::Mutex::new(None::<&'static str>));
+    slot.lock().ok().and_then(|s| *s)
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Authenticated {
+    type Error = AppError;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        // Cached so that several guards on one request look the session up once.
+        let cached: &Option<Authenticated> = req
+            .local_cache_async(async {
+                let app = req.rocket().state::<App>()?;
+                let token = bearer(req)
+                    .or_else(|| req.cookies().get(SESSION_COOKIE).map(|c| c.value().to_string()))?;
+                if token.is_empty() || token.len() > 128 {
+                    return None;
+                }
+                let token = SecretString::from(token);
+                match session::lookup(&app.db, &token, app.config.session_idle()).await {
+                    Ok(Some(s)) => Some(Authenticated {
+                        user: s.user,
+                        session_id: s.id,
+                        csrf_token: s.csrf_token,
+                        meta: telemetry::meta(req),
+                    }),
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::error!(error = %e, "session lookup failed");
+                        None
+                    }
+                }
+            })
+            .await;
+        match cached {
+            Some(a) => Outcome::Success(a.clone()),
+            None => Outcome::Error(remember_failure(req, AppError::Unauthenticated)),
+        }
+    }
+}
+
+/// A signed-in person who has set their own password.
+#[derive(Clone)]
+pub struct Principal(Authenticated);
+
+impl Deref for Principal {
+    type Target = Authenticated;
+    fn deref(&self) -> &Authenticated {
+        &self.0
+    }
+}
+
+impl Principal {
+    pub fn has_role(&self, role: Role) -> bool {
+        self.0.user.has_role(role)
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Principal {
+    type Error = AppError;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        match Authenticated::from_request(req).await {
+            Outcome::Success(a) if a.user.must_change_password => {
+                Outcome::Error(remember_failure(req, AppError::PasswordChangeRequired))
+            }
+            Outcome::Success(a) => Outcome::Success(Principal(a)),
+            Outcome::Error(e) => Outcome::Error(e),
+            Outcome::Forward(s) => Outcome::Forward(s),
+        }
+    }
+}
+
+/// Marker types for `Require<R>`.
+pub trait RoleMarker: Send + Sync + 'static {
+    const ROLE: Role;
+}
+
+macro_rules! role_marker {
+    ($($name:ident => $role:expr),* $(,)?) => {
+        $(
+            pub struct $name;
+            impl RoleMarker for $name {
+                const ROLE: Role = $role;
+            }
+        )*
+    };
+}
+
+role_marker! {
+    Admin => Role::Admin,
+    Auditor => Role::Auditor,
+    Archivist => Role::Archivist,
+    Supervisor => Role::Supervisor,
+    Employee => Role::Employee,
+}
+
+/// A principal holding role R.
+pub struct Require<R: RoleMarker> {
+    principal: Principal,
+    _role: PhantomData<R>,
+}
+
+impl<R: RoleMarker> Deref for Require<R> {
+    type Target = Principal;
+    fn deref(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+#[rocket::async_trait]
+impl<'r, R: RoleMarker> FromRequest<'r> for Require<R> {
+    type Error = AppError;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        match Principal::from_request(req).await {
+            Outcome::Success(p) if p.has_role(R::ROLE) => Outcome::Success(Require {
+                principal: p,
+                _role: PhantomData,
+            }),
+            Outcome::Success(p) => {
+                tracing::info!(
+                    target: "security",
+                    user_id = %p.user().id,
+                    required = %R::ROLE,
+                    "role required"
+                );
+                Outcome::Error(remember_failure(req, AppError::Forbidden))
+            }
+            Outcome::Error(e) => Outcome::Error(e),
+            Outcome::Forward(s) => Outcome::Forward(s),
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The `strongroom` command line. Start-up and one-shot commands use `anyhow`; request
+//! paths never do.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use secrecy::SecretString;
+
+use crate::audit::{self, Actor, Verification};
+use crate::config::{Config, Overrides};
+use crate::db::Database;
+use crate::users::{self, NewUser, Role};
+
+#[derive(Parser, Debug)]
+#[command(name = "strongroom", version, about = "Strongroom: a secure document-archive vault")]
+pub struct Cli {
+    /// Data directory (default ./strongroom-data, or STRONGROOM_DATA_DIR).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start the server (on the embedded PostgreSQL unless DATABASE_URL is set).
+    Serve {
+        #[arg(long)]
+        address: Option<std::net::IpAddr>,
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Walk the audit chain; exit 0 when intact, 1 naming the first broken event.
+    VerifyAudit,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create an account; the password is read from standard input.
+    Add {
+        #[arg(long)]
+        username: String,
+        /// One or more of archivist, employee, supervisor, auditor, admin (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        role: Vec<Role>,
+        #[arg(long)]
+        department: Option<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Make the person choose a new password at first sign-in.
+        #[arg(long)]
+        must_change_password: bool,
+    },
+    /// Disable an account and end its sessions at once.
+    Disable {
+        #[arg(long)]
+        username: String,
+    },
+    /// Set a new password (from standard input, or generated and printed once); the
+    /// person must change it at next sign-in.
+    ResetPassword {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+fn read_password_stdin() -> anyhow::Result<SecretString> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_string();
+    if pw.is_empty() {
+        bail!("no password on standard input");
+    }
+    Ok(SecretString::from(pw))
+}
+
+/// Who acts on the command line: the operating-system account, for the audit trail.
+fn cli_actor() -> Actor {
+    let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    Actor::system(&format!("cli:{who}"))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let mut overrides = Overrides {
+        data_dir: cli.data_dir.clone(),
+        ..Default::default()
+    };
+    if let Command::Serve { address, port } = &cli.command {
+        overrides.address = *address;
+        overrides.port = *port;
+    }
+    let config = Config::load(&overrides)?;
+    crate::telemetry::init(config.log_format, &config.log_level, std::io::stderr);
+    match cli.command {
+        Command::Serve { .. } => serve(config).await.map(|_| 0),
+        Command::Migrate => {
+            let db = Database::open(&config, 2).await?;
+            let r = db.migrate().await;
+            db.close().await?;
+            r?;
+            println!("migrations applied");
+            Ok(0)
+        }
+        Command::User(cmd) => with_db(&config, |pool| user_command(pool, cmd)).await,
+        Command::VerifyAudit => {
+            with_db(&config, |pool| async move {
+                let v = audit::verify(&pool).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!("{v}");
+                Ok(match v {
+                    Verification::Intact { .. } => 0,
+                    Verification::Broken { .. } => 1,
+                })
+            })
+            .await
+        }
+    }
+}
+
+/// Opens the database (migrated), runs `f`, and closes it again, stopping the embedded
+/// cluster if this command had to start it.
+async fn with_db<F, Fut>(config: &Config, f: F) -> anyhow::Result<i32>
+where
+    F: FnOnce(sqlx::PgPool) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<i32>>,
+{
+    let db = Database::open(config, 4).await?;
+    let result = match db.migrate().await {
+        Ok(()) => f(db.pool.clone()).await,
+        Err(e) => Err(e),
+    };
+    db.close().await?;
+    result
+}
+
+async fn user_command(pool: sqlx::PgPool, cmd: UserCommand) -> anyhow::Result<i32> {
+    let actor = cli_actor();
+    let err = |e: crate::error::AppError| anyhow::anyhow!("{}", e.public_message());
+    match cmd {
+        UserCommand::Add {
+            username,
+            role,
+            department,
+            display_name,
+            password_stdin: _,
+            must_change_password,
+        } => {
+            let password = read_password_stdin()?;
+            let u = users::create(
+                &pool,
+                &actor,
+                NewUser {
+                    username,
+                    display_name,
+                    department,
+                    roles: role,
+                    password,
+                    must_change_password,
+                },
+            )
+            .await
+            .map_err(err)?;
+            println!("created account {} ({})", u.username, u.id);
+        }
+        UserCommand::Disable { username } => {
+            let u = users::find_by_username(&pool, &username)
+                .await
+                .map_err(err)?
+                .with_context(|| format!("no account named {username}"))?;
+            users::disable(&pool, &actor, u.id).await.map_err(err)?;
+            println!("disabled account {} and ended its sessions", u.username);
+        }
+        UserCommand::ResetPassword {
+            username,
+            password_stdin,
+        } => {
+            let u = users::find_by_username(&pool, &username)
+                .await
+                .map_err(err)?
+                .with_context(|| format!("no account named {username}"))?;
+            let (password, generated) = if password_stdin {
+                (read_password_stdin()?, false)
+            } else {
+                (crate::auth::password::generate(), true)
+            };
+            users::reset_password(&pool, &actor, u.id, password.clone())
+                .await
+                .map_err(err)?;
+            if generated {
+                println!(
+                    "one-time password for {}: {}",
+                    u.username,
+                    secrecy::ExposeSecret::expose_secret(&password)
+                );
+            }
+            println!("password reset for {}; it must be changed at next sign-in", u.username);
+        }
+    }
+    Ok(0)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let db = Database::open(&config, 16).await?;
+    let result = serve_on(&config, &db).await;
+    db.close().await?;
+    result
+}
+
+async fn serve_on(config: &Config, db: &Database) -> anyhow::Result<()> {
+    db.migrate().await?;
+    let url = format!("http://{}:{}", config.address, config.port);
+    if let Some(password) = users::bootstrap_admin(&db.pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the first administrator: {e}"))?
+    {
+        // Printed once, on the terminal only: never through tracing.
+        println!();
+        println!("  First start: created the administrator account.");
+        println!("    username: admin");
+        println!(
+            "    one-time password: {}",
+            secrecy::ExposeSecret::expose_secret(&password)
+        );
+        println!("  Sign in at {url}/login; you will be asked to choose a new password.");
+        println!();
+    }
+    let purge = tokio::spawn(purge_sessions(db.pool.clone(), config.session_idle()));
+    let rocket = crate::build(config.clone(), db.pool.clone());
+    println!("Strongroom listening on {url}");
+    if !std::io::stdout().is_terminal() {
+        tracing::info!(%url, "listening");
+    }
+    let result = rocket.launch().await;
+    purge.abort();
+    result.map(|_| ()).context("server failed")
+}
+
+/// Removes dead sessions now and then; harmless to run on several nodes.
+async fn purge_sessions(pool: sqlx::PgPool, idle: chrono::Duration) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        match crate::auth::session::purge_expired(&pool, idle).await {
+            Ok(n) if n > 0 => tracing::info!(removed = n, "expired sessions removed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "removing expired sessions failed"),
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Typed configuration: defaults ← `DATA_DIR/strongroom.toml` ← environment ← command-line
+//! flags. Loaded once, validated at start, then held in Rocket's managed state.
+//! `Debug` never prints the database URL (it may carry a password).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rocket::figment::providers::{Env, Format, Serialized, Toml};
+use rocket::figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// Environment variables read as settings, each mapped to its key. `DATABASE_URL` keeps the
+/// conventional name; everything else is `STRONGROOM_<KEY>`.
+const ENV_KEYS: &[&str] = &[
+    "data_dir",
+    "address",
+    "port",
+    "object_store",
+    "master_key_file",
+    "policies",
+    "log_format",
+    "log_level",
+    "public_url",
+    "pg_bin_dir",
+    "session_idle_minutes",
+    "session_absolute_hours",
+    "login_max_failures",
+    "login_address_max_failures",
+    "login_failure_window_seconds",
+    "lockout_seconds",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the vault keeps its private PostgreSQL cluster, object store and keys.
+    pub data_dir: PathBuf,
+    pub address: IpAddr,
+    pub port: u16,
+    /// `postgres://…`; unset means the embedded private cluster under `data_dir/pg`.
+    #[serde(default, skip_serializing)]
+    pub database_url: Option<SecretString>,
+    /// `file:///path` or `s3://bucket/prefix`; unset means `data_dir/objects`.
+    #[serde(default)]
+    pub object_store: Option<String>,
+    /// Key-encryption key file; unset means `data_dir/master.key`, generated with mode 0600.
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
+    pub policies: PathBuf,
+    pub log_format: LogFormat,
+    /// A `tracing` filter such as `info` or `strongroom=debug,info`.
+    pub log_level: String,
+    /// The URL users reach the vault at. When it is `https://…` (TLS terminated by a proxy in
+    /// front of the vault), session cookies carry the `Secure` attribute.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Directory of the PostgreSQL server binaries for the embedded cluster; unset means search.
+    #[serde(default)]
+    pub pg_bin_dir: Option<PathBuf>,
+    pub session_idle_minutes: u32,
+    pub session_absolute_hours: u32,
+    /// Failed logins for one account within the window before it is locked.
+    pub login_max_failures: u32,
+    /// Failed logins from one client address within the window before it is locked.
+    pub login_address_max_failures: u32,
+    pub login_failure_window_seconds: u32,
+    pub lockout_seconds: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./strongroom-data"),
+            address: IpAddr::from([127, 0, 0, 1]),
+            port: 8000,
+            database_url: None,
+            object_store: None,
+            master_key_file: None,
+            policies: PathBuf::from("policies"),
+            log_format: LogFormat::Human,
+            log_level: "info".into(),
+            public_url: None,
+            pg_bin_dir: None,
+            session_idle_minutes: 30,
+            session_absolute_hours: 12,
+            login_max_failures: 5,
+            login_address_max_failures: 50,
+            login_failure_window_seconds: 900,
+            lockout_seconds: 900,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("address", &self.address)
+            .field("port", &self.port)
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "[redacted]"),
+            )
+            .field("object_store", &self.object_store)
+            .field("master_key_file", &self.master_key_file)
+            .field("policies", &self.policies)
+            .field("log_format", &self.log_format)
+            .field("log_level", &self.log_level)
+            .field("public_url", &self.public_url)
+            .field("session_idle_minutes", &self.session_idle_minutes)
+            .field("session_absolute_hours", &self.session_absolute_hours)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings given on the command line; they win over everything else.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policies: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<rocket::figment::Error>),
+    #[error("configuration: setting `{setting}` {reason}")]
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Loads the configuration from the process environment and the given flags.
+    pub fn load(flags: &Overrides) -> Result<Config, ConfigError> {
+        Self::load_from(flags, Env::var("DATABASE_URL"))
+    }
+
+    fn load_from(flags: &Overrides, database_url: Option<String>) -> Result<Config, ConfigError> {
+        // The data dir decides where strongroom.toml lives, so resolve it first.
+        let data_dir: PathBuf = flags
+            .data_dir
+            .clone()
+            .or_else(|| Env::var("STRONGROOM_DATA_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| Config::default().data_dir);
+        let mut figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(data_dir.join("strongroom.toml")))
+            .merge(Env::prefixed("STRONGROOM_").only(ENV_KEYS));
+        if let Some(url) = database_url.filter(|u| !u.trim().is_empty()) {
+            figment = figment.merge(("database_url", url));
+        }
+        let figment = figment.merge(Serialized::defaults(flags));
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn positive(setting: &'static str, v: u32) -> Result<(), ConfigError> {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    setting,
+                    reason: "must be greater than 0".into(),
+                });
+            }
+            Ok(())
+        }
+        positive("session_idle_minutes", self.session_idle_minutes)?;
+        positive("session_absolute_hours", self.session_absolute_hours)?;
+        positive("login_max_failures", self.login_max_failures)?;
+        positive("login_address_max_failures", self.login_address_max_failures)?;
+        positive(
+            "login_failure_window_seconds",
+            self.login_failure_window_seconds,
+        )?;
+        positive("lockout_seconds", self.lockout_seconds)?;
+        if u64::from(self.session_idle_minutes) > u64::from(self.session_absolute_hours) * 60 {
+            return Err(ConfigError::Invalid {
+                setting: "session_idle_minutes",
+                reason: "must not exceed session_absolute_hours".into(),
+            });
+        }
+        if let Some(url) = &self.database_url {
+            let url = url.expose_secret();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ConfigError::Invalid {
+                    setting: "database_url",
+                    reason: "must start with postgres:// or postgresql://".into(),
+                });
+            }
+        }
+        if let Some(store) = &self.object_store {
+            if !(store.starts_with("file://") || store.starts_with("s3://")) {
+                return Err(ConfigError::Invalid {
+                    setting: "object_store",
+                    reason: format!("must be file:///path or s3://bucket/prefix, not `{store}`"),
+                });
+            }
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    setting: "public_url",
+                    reason: "must start with http:// or https://".into(),
+                });
+            }
+        }
+        if let Err(e) = self.log_level.parse::<tracing_subscriber::EnvFilter>() {
+            return Err(ConfigError::Invalid {
+                setting: "log_level",
+                reason: format!("is not a valid filter: {e}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether session cookies must carry `Secure`.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn session_idle(&self) -> chrono::Duration {
+        chrono::Duration::minutes(i64::from(self.session_idle_minutes))
+    }
+
+    pub fn session_absolute(&self) -> chrono::Duration {
+        chrono::Duration::hours(i64::from(self.session_absolute_hours))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_and_bad_values_name_the_setting() {
+        let dir = std::env::temp_dir().join(format!("sr-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("strongroom.toml"), "port = 9001\nlog_format = \"json\"\n")
+            .unwrap();
+        let flags = Overrides {
+            data_dir: Some(dir.clone()),
+            ..Default::default()
+        };
+        let c = Config::load_from(&flags, None).unwrap();
+        assert_eq!(c.port, 9001);
+        assert_eq!(c.log_format, LogFormat::Json);
+        let flags = Overrides {
+            data_dir: Some(dir.clone()),
+            port: Some(9002),
+            ..Default::default()
+        };
+        assert_eq!(Config::load_from(&flags, None).unwrap().port, 9002);
+
+        std::fs::write(dir.join("strongroom.toml"), "port = \"many\"\n").unwrap();
+        let err = Config::load_from(&flags_dir(&dir), None).unwrap_err().to_string();
+        assert!(err.contains("port"), "{err}");
+
+        std::fs::write(dir.join("strongroom.toml"), "prot = 1\n").unwrap();
+        let err = Config::load_from(&flags_dir(&dir), None).unwrap_err().to_string();
+        assert!(err.contains("prot"), "{err}");
+
+        std::fs::write(dir.join("strongroom.toml"), "session_idle_minutes = 0\n").unwrap();
+        let err = Config::load_from(&flags_dir(&dir), None).unwrap_err().to_string();
+        assert!(err.contains("session_idle_minutes"), "{err}");
+
+        std::fs::remove_file(dir.join("strongroom.toml")).unwrap();
+        let err = Config::load_from(&flags_dir(&dir), Some("mysql://x".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database_url"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn flags_dir(dir: &Path) -> Overrides {
+        Overrides {
+            data_dir: Some(dir.to_path_buf()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_database_url() {
+        let c = Config {
+            database_url: Some(SecretString::from("postgres://u:hunter2@db/x")),
+            ..Default::default()
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,218 @@
+//! One error type for request paths, mapped to HTTP in exactly one `Responder`: JSON
+//! (`{"error": {"code", "message"}}`) under `/api`, an HTML page elsewhere. 5xx bodies are
+//! generic; the detail goes to tracing with the request id, never to the client.
+
+use std::io::Cursor;
+
+use rocket::http::{ContentType, Status};
+use rocket::request::Request;
+use rocket::response::{self, Responder, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("sign in required")]
+    Unauthenticated,
+    /// Deliberately one message for wrong password, unknown user and disabled account.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("too many failed sign-in attempts; try again later")]
+    TooManyAttempts,
+    #[error("you must change your password before continuing")]
+    PasswordChangeRequired,
+    #[error("not allowed")]
+    Forbidden,
+    #[error("the form has expired or did not come from this site; reload the page and try again")]
+    Csrf,
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{message}")]
+    Invalid {
+        field: Option<String>,
+        message: String,
+    },
+    #[error("too large")]
+    TooLarge,
+    #[error("service unavailable")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(String),
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+}
+
+impl AppError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        AppError::Invalid {
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        AppError::Internal(detail.to_string())
+    }
+
+    pub fn status(&self) -> Status {
+        match self {
+            AppError::Unauthenticated | AppError::InvalidCredentials => Status::Unauthorized,
+            AppError::TooManyAttempts => Status::TooManyRequests,
+            AppError::PasswordChangeRequired | AppError::Forbidden | AppError::Csrf => {
+                Status::Forbidden
+            }
+            AppError::NotFound => Status::NotFound,
+            AppError::Conflict(_) => Status::Conflict,
+            AppError::Invalid { .. } => Status::UnprocessableEntity,
+            AppError::TooLarge => Status::PayloadTooLarge,
+            AppError::Unavailable => Status::ServiceUnavailable,
+            AppError::Internal(_) => Status::InternalServerError,
+            AppError::Database(e) => match e {
+                sqlx::Error::RowNotFound => Status::NotFound,
+                sqlx::Error::Database(d) if d.is_unique_violation() => Status::Conflict,
+                sqlx::Error::PoolTimedOut => Status::ServiceUnavailable,
+                _ => Status::InternalServerError,
+            },
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Unauthenticated => "not_authenticated",
+            AppError::InvalidCredentials => "invalid_credentials",
+            AppError::TooManyAttempts => "too_many_attempts",
+            AppError::PasswordChangeRequired => "password_change_required",
+            AppError::Forbidden => "forbidden",
+            AppError::Csrf => "csrf_failed",
+            AppError::NotFound => "not_found",
+            AppError::Conflict(_) => "conflict",
+            AppError::Invalid { .. } => "invalid",
+            AppError::TooLarge => "too_large",
+            AppError::Unavailable => "unavailable",
+            AppError::Internal(_) => "internal",
+            AppError::Database(_) => match self.status().code {
+                404 => "not_found",
+                409 => "conflict",
+                503 => "unavailable",
+                _ => "internal",
+            },
+        }
+    }
+
+    /// The message a client may see: never the detail of a server-side failure.
+    pub fn public_message(&self) -> String {
+        match self {
+            AppError::Database(_) => match self.status().code {
+                404 => "not found".into(),
+                409 => "already exists".into(),
+                503 => "service unavailable".into(),
+                _ => "internal error".into(),
+            },
+            AppError::Invalid {
+                field: Some(f),
+                message,
+            } => format!("{f}: {message}"),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        AppError::Database(e)
+    }
+}
+
+/// The JSON body of an error, shared with the catchers.
+pub fn error_body(code: &str, message: &str, field: Option<&str>) -> String {
+    let mut err = json!({ "code": code, "message": message });
+    if let Some(f) = field {
+        err["field"] = json!(f);
+    }
+    json!({ "error": err }).to_string()
+}
+
+pub fn is_api(req: &Request<'_>) -> bool {
+    req.uri().path().as_str().starts_with("/api/")
+}
+
+impl<'r> Responder<'r, 'static> for AppError {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let status = self.status();
+        let request_id = crate::telemetry::request_id(req);
+        if status.code >= 500 {
+            tracing::error!(%request_id, error = ?self, "request failed");
+        } else {
+            tracing::debug!(%request_id, code = self.code(), "request refused");
+        }
+        if is_api(req) {
+            let field = match &self {
+                AppError::Invalid { field, .. } => field.as_deref(),
+                _ => None,
+            };
+            let body = error_body(self.code(), &self.public_message(), field);
+            return Response::build()
+                .status(status)
+                .header(ContentType::JSON)
+                .sized_body(body.len(), Cursor::new(body))
+                .ok();
+        }
+        if matches!(self, AppError::Unauthenticated) {
+            return rocket::response::Redirect::to("/login").respond_to(req);
+        }
+        if matches!(self, AppError::PasswordChangeRequired) {
+            return rocket::response::Redirect::to("/account/password").respond_to(req);
+        }
+        let html = crate::web::render_error_page(req, status, &self.public_message());
+        Response::build()
+            .status(status)
+            .header(ContentType::HTML)
+            .sized_body(html.len(), Cursor::new(html))
+            .ok()
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_mapping_is_pinned() {
+        let cases: Vec<(AppError, u16, &str)> = vec![
+            (AppError::Unauthenticated, 401, "not_authenticated"),
+            (AppError::InvalidCredentials, 401, "invalid_credentials"),
+            (AppError::TooManyAttempts, 429, "too_many_attempts"),
+            (AppError::PasswordChangeRequired, 403, "password_change_required"),
+            (AppError::Forbidden, 403, "forbidden"),
+            (AppError::Csrf, 403, "csrf_failed"),
+            (AppError::NotFound, 404, "not_found"),
+            (AppError::Conflict("x".into()), 409, "conflict"),
+            (AppError::invalid("f", "bad"), 422, "invalid"),
+            (AppError::TooLarge, 413, "too_large"),
+            (AppError::Unavailable, 503, "unavailable"),
+            (AppError::internal("boom"), 500, "internal"),
+            (AppError::Database(sqlx::Error::RowNotFound), 404, "not_found"),
+            (AppError::Database(sqlx::Error::PoolTimedOut), 503, "unavailable"),
+            (
+                AppError::Database(sqlx::Error::Protocol("x".into())),
+                500,
+                "internal",
+            ),
+        ];
+        for (err, status, code) in cases {
+            assert_eq!(err.status().code, status, "{err:?}");
+            assert_eq!(err.code(), code, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn server_errors_hide_their_detail() {
+        let e = AppError::internal("secret detail from the depths");
+        assert_eq!(e.public_message(), "internal error");
+        let e = AppError::Database(sqlx::Error::Protocol("password=abc".into()));
+        assert!(!e.public_message().contains("abc"));
+    }
+}

@@ -1,0 +1,83 @@
+//! Strongroom: a secure document-archive vault.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod pg;
+pub mod telemetry;
+pub mod users;
+pub mod web;
+
+use rocket::data::{Limits, ToByteUnit};
+use rocket::http::Status;
+use rocket::{catch, catchers, Build, Request, Rocket};
+use sqlx::PgPool;
+
+use crate::config::Config;
+use crate::error::AppError;
+
+/// What every handler can reach: the database, the configuration and the templates.
+pub struct App {
+    pub db: PgPool,
+    pub config: Config,
+    pub templates: web::Templates,
+}
+
+/// Assembles the server. The binary and the tests call this same function.
+pub fn build(config: Config, db: PgPool) -> Rocket<Build> {
+    let rocket_config = rocket::Config {
+        address: config.address,
+        port: config.port,
+        log_level: rocket::config::LogLevel::Off,
+        cli_colors: false,
+        // Client addresses come from the socket: a header a client can set must not decide
+        // which throttle bucket it lands in.
+        ip_header: None,
+        limits: Limits::default()
+            .limit("json", 64.kibibytes())
+            .limit("form", 64.kibibytes()),
+        ..rocket::Config::default()
+    };
+    let templates = web::Templates::new().expect("embedded templates are valid (unit-tested)");
+    rocket::custom(rocket_config)
+        .manage(App {
+            db,
+            config,
+            templates,
+        })
+        .attach(telemetry::RequestTelemetry)
+        .mount("/", web::routes())
+        .mount("/api/v1", api::routes())
+        .register("/", catchers![catch_all])
+}
+
+/// Every error that no handler answered: guard failures, unknown routes, malformed bodies.
+/// They go through the same `AppError` responder as handler errors.
+#[catch(default)]
+fn catch_all(status: Status, req: &Request<'_>) -> AppError {
+    match auth::guard::failure_code(req) {
+        Some("password_change_required") => return AppError::PasswordChangeRequired,
+        Some("forbidden") => return AppError::Forbidden,
+        Some("csrf_failed") => return AppError::Csrf,
+        Some("not_authenticated") => return AppError::Unauthenticated,
+        _ => {}
+    }
+    match status.code {
+        401 => AppError::Unauthenticated,
+        403 => AppError::Forbidden,
+        404 => AppError::NotFound,
+        413 => AppError::TooLarge,
+        400 | 415 | 422 => AppError::Invalid {
+            field: None,
+            message: "the request body is malformed or incomplete".into(),
+        },
+        429 => AppError::TooManyAttempts,
+        503 => AppError::Unavailable,
+        _ => AppError::internal(format!("unhandled status {status}")),
+    }
+}

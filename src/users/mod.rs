@@ -1,0 +1,253 @@
+//! Accounts and roles. Every change to an account is audited in the transaction that makes
+//! it; disabling an account ends all its sessions in that same transaction.
+
+pub mod model;
+mod repo;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+
+pub use model::{NewUser, Role, User, UserId};
+
+use crate::audit::{self, Actor, Event, Outcome};
+use crate::auth::password;
+use crate::error::{AppError, AppResult};
+
+fn check_username(username: &str) -> AppResult<()> {
+    let ok = !username.is_empty()
+        && username.len() <= 64
+        && username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !ok {
+        return Err(AppError::invalid(
+            "username",
+            "must be 1 to 64 characters: letters, digits, '.', '_' or '-'",
+        ));
+    }
+    Ok(())
+}
+
+/// Creates an account. The password must meet the strength rules.
+pub async fn create(pool: &PgPool, actor: &Actor, new: NewUser) -> AppResult<User> {
+    check_username(&new.username)?;
+    if new.roles.is_empty() {
+        return Err(AppError::invalid("roles", "at least one role is required"));
+    }
+    password::check_strength(&new.username, &new.password)?;
+    let display_name = new
+        .display_name
+        .clone()
+        .filter(|d| !d.trim().is_empty())
+        .unwrap_or_else(|| new.username.clone());
+    if display_name.chars().count() > 200 {
+        return Err(AppError::invalid("display_name", "must be at most 200 characters"));
+    }
+    let department = new.department.clone().unwrap_or_default();
+    if department.chars().count() > 100 {
+        return Err(AppError::invalid("department", "must be at most 100 characters"));
+    }
+    let hash = password::hash(new.password.clone()).await?;
+    let mut roles: Vec<Role> = new.roles.clone();
+    roles.sort_by_key(|r| r.as_str());
+    roles.dedup();
+    let mut tx = pool.begin().await?;
+    let user = repo::insert(
+        &mut tx,
+        &repo::Insert {
+            username: &new.username,
+            display_name: &display_name,
+            department: &department,
+            roles: &roles,
+            password_hash: &hash,
+            must_change_password: new.must_change_password,
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            AppError::Conflict("an account with this username already exists".into())
+        }
+        e => e.into(),
+    })?;
+    audit::record(
+        &mut tx,
+        actor,
+        Event::new("user.create", Outcome::Success)
+            .object("user", user.id)
+            .detail(json!({
+                "username": user.username,
+                "roles": roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                "department": user.department,
+            })),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(target: "security", user_id = %user.id, "account created");
+    Ok(user)
+}
+
+/// On first start with no accounts at all, creates `admin` with a random one-time password
+/// that must be changed at first sign-in. Returns the password only when it created the
+/// account; several nodes starting at once create it once.
+pub async fn bootstrap_admin(pool: &PgPool) -> AppResult<Option<SecretString>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('strongroom.bootstrap_admin'))")
+        .execute(&mut *tx)
+        .await?;
+    if repo::count(&mut tx).await? > 0 {
+        return Ok(None);
+    }
+    let secret = password::generate();
+    let hash = password::hash(secret.clone()).await?;
+    let user = repo::insert(
+        &mut tx,
+        &repo::Insert {
+            username: "admin",
+            display_name: "Administrator",
+            department: "",
+            roles: &[Role::Admin],
+            password_hash: &hash,
+            must_change_password: true,
+        },
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        &Actor::system("system"),
+        Event::new("user.create", Outcome::Success)
+            .object("user", user.id)
+            .detail(json!({"username": "admin", "roles": ["admin"], "bootstrap": true})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(secret))
+}
+
+pub async fn get(pool: &PgPool, id: UserId) -> AppResult<User> {
+    let mut conn = pool.acquire().await?;
+    repo::find(&mut conn, id).await?.ok_or(AppError::NotFound)
+}
+
+pub async fn find_by_username(pool: &PgPool, username: &str) -> AppResult<Option<User>> {
+    let mut conn = pool.acquire().await?;
+    Ok(repo::find_by_username(&mut conn, username).await?)
+}
+
+pub async fn list(pool: &PgPool) -> AppResult<Vec<User>> {
+    let mut conn = pool.acquire().await?;
+    Ok(repo::list(&mut conn).await?)
+}
+
+/// The account and its password hash, for sign-in only.
+pub(crate) async fn credentials(
+    conn: &mut PgConnection,
+    username: &str,
+) -> AppResult<Option<(User, String)>> {
+    Ok(repo::credentials(conn, username).await?)
+}
+
+/// Disables an account and ends all its sessions at once. Refuses to disable the last
+/// active administrator, which would lock everyone out of account management.
+pub async fn disable(pool: &PgPool, actor: &Actor, id: UserId) -> AppResult<User> {
+    let mut tx = pool.begin().await?;
+    let user = repo::lock(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    if !user.is_active() {
+        return Err(AppError::Conflict("the account is already disabled".into()));
+    }
+    if user.has_role(Role::Admin) && repo::count_active_admins(&mut tx).await? <= 1 {
+        return Err(AppError::Conflict(
+            "this is the last active administrator; create another first".into(),
+        ));
+    }
+    let user = repo::set_disabled(&mut tx, id).await?;
+    let ended = crate::auth::session::end_all_for_user(&mut tx, id).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Event::new("user.disable", Outcome::Success)
+            .object("user", id)
+            .detail(json!({"username": user.username, "sessions_ended": ended})),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(target: "security", user_id = %id, sessions_ended = ended, "account disabled");
+    Ok(user)
+}
+
+/// Sets a new password chosen by an administrator; the person must change it at next
+/// sign-in, and their current sessions end.
+pub async fn reset_password(
+    pool: &PgPool,
+    actor: &Actor,
+    id: UserId,
+    new_password: SecretString,
+) -> AppResult<User> {
+    let user = get(pool, id).await?;
+    password::check_strength(&user.username, &new_password)?;
+    let hash = password::hash(new_password).await?;
+    let mut tx = pool.begin().await?;
+    repo::set_password(&mut tx, id, &hash, true).await?;
+    let ended = crate::auth::session::end_all_for_user(&mut tx, id).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Event::new("user.password_reset", Outcome::Success)
+            .object("user", id)
+            .detail(json!({"username": user.username, "sessions_ended": ended})),
+    )
+    .await?;
+    tx.commit().await?;
+    get(pool, id).await
+}
+
+/// A person changes their own password, proving the current one. Their other sessions end.
+pub async fn change_own_password(
+    pool: &PgPool,
+    actor: &Actor,
+    id: UserId,
+    keep_session: uuid::Uuid,
+    current: SecretString,
+    new_password: SecretString,
+) -> AppResult<()> {
+    let user = get(pool, id).await?;
+    let stored = {
+        let mut conn = pool.acquire().await?;
+        repo::credentials(&mut conn, &user.username)
+            .await?
+            .map(|(_, h)| h)
+    };
+    if !password::verify(stored, current.clone()).await? {
+        audit::record_alone(
+            pool,
+            actor,
+            Event::new("user.password_change", Outcome::Failure)
+                .object("user", id)
+                .detail(json!({"reason": "current password wrong"})),
+        )
+        .await?;
+        return Err(AppError::invalid("current_password", "is not correct"));
+    }
+    password::check_strength(&user.username, &new_password)?;
+    if current.expose_secret() == new_password.expose_secret() {
+        return Err(AppError::invalid(
+            "new_password",
+            "must differ from the current password",
+        ));
+    }
+    let hash = password::hash(new_password).await?;
+    let mut tx = pool.begin().await?;
+    repo::set_password(&mut tx, id, &hash, false).await?;
+    let ended = crate::auth::session::end_others_for_user(&mut tx, id, keep_session).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Event::new("user.password_change", Outcome::Success)
+            .object("user", id)
+            .detail(json!({"other_sessions_ended": ended})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,135 @@
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::model::{Role, User, UserId, UserRow};
+
+const COLUMNS: &str = "id, username, display_name, department, roles, status, \
+                       must_change_password, created_at, disabled_at";
+
+pub(super) struct Insert<'a> {
+    pub username: &'a str,
+    pub display_name: &'a str,
+    pub department: &'a str,
+    pub roles: &'a [Role],
+    pub password_hash: &'a str,
+    pub must_change_password: bool,
+}
+
+pub(super) async fn insert(conn: &mut PgConnection, u: &Insert<'_>) -> sqlx::Result<User> {
+    let roles: Vec<&str> = u.roles.iter().map(|r| r.as_str()).collect();
+    let row: UserRow = sqlx::query_as(&format!(
+        "INSERT INTO users (id, username, display_name, department, roles, password_hash, \
+         must_change_password) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(u.username)
+    .bind(u.display_name)
+    .bind(u.department)
+    .bind(&roles)
+    .bind(u.password_hash)
+    .bind(u.must_change_password)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.into())
+}
+
+pub(super) async fn count(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(conn)
+        .await
+}
+
+pub(super) async fn count_active_admins(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM users WHERE status = 'active' AND 'admin' = ANY(roles)",
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub(super) async fn find(conn: &mut PgConnection, id: UserId) -> sqlx::Result<Option<User>> {
+    let row: Option<UserRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(Into::into))
+}
+
+pub(super) async fn lock(conn: &mut PgConnection, id: UserId) -> sqlx::Result<Option<User>> {
+    let row: Option<UserRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(Into::into))
+}
+
+pub(super) async fn find_by_username(
+    conn: &mut PgConnection,
+    username: &str,
+) -> sqlx::Result<Option<User>> {
+    let row: Option<UserRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users WHERE lower(username) = lower($1)"
+    ))
+    .bind(username)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(Into::into))
+}
+
+pub(super) async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<User>> {
+    let rows: Vec<UserRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM users ORDER BY lower(username)"))
+            .fetch_all(conn)
+            .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+pub(super) async fn credentials(
+    conn: &mut PgConnection,
+    username: &str,
+) -> sqlx::Result<Option<(User, String)>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        user: UserRow,
+        password_hash: String,
+    }
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS}, password_hash FROM users WHERE lower(username) = lower($1)"
+    ))
+    .bind(username)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| (r.user.into(), r.password_hash)))
+}
+
+pub(super) async fn set_disabled(conn: &mut PgConnection, id: UserId) -> sqlx::Result<User> {
+    let row: UserRow = sqlx::query_as(&format!(
+        "UPDATE users SET status = 'disabled', disabled_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.into())
+}
+
+pub(super) async fn set_password(
+    conn: &mut PgConnection,
+    id: UserId,
+    hash: &str,
+    must_change: bool,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE users SET password_hash = $2, must_change_password = $3, \
+         password_changed_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(hash)
+    .bind(must_change)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,476 @@
+//! The server-rendered interface. Handlers are thin: guards in, one service call, a page or
+//! a redirect out. Templates are embedded in the binary and auto-escape all values.
+
+use minijinja::{context, Environment, Value};
+use rocket::form::FromForm;
+use rocket::http::{ContentType, Cookie, CookieJar, SameSite, Status};
+use rocket::response::content::RawHtml;
+use rocket::response::{Redirect, Responder};
+use rocket::{get, post, routes, Request, Route, State};
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::audit;
+use crate::auth::csrf::{CsrfField, CsrfForm, LOGIN_CSRF_COOKIE};
+use crate::auth::guard::{Admin, Auditor};
+use crate::auth::{self, password, session, Authenticated, Principal, Require, SignedIn, SESSION_COOKIE};
+use crate::error::{AppError, AppResult};
+use crate::telemetry::RequestMeta;
+use crate::users::{self, NewUser, Role, UserId};
+use crate::App;
+
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../templates/base.html")),
+    ("login.html", include_str!("../../templates/login.html")),
+    ("home.html", include_str!("../../templates/home.html")),
+    ("password.html", include_str!("../../templates/password.html")),
+    ("users.html", include_str!("../../templates/users.html")),
+    ("audit.html", include_str!("../../templates/audit.html")),
+    ("error.html", include_str!("../../templates/error.html")),
+];
+
+const STYLE_CSS: &str = include_str!("../../templates/static/style.css");
+
+impl Templates {
+    pub fn new() -> Result<Templates, minijinja::Error> {
+        let mut env = Environment::new();
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)?;
+        }
+        Ok(Templates { env })
+    }
+
+    pub fn render(&self, name: &str, ctx: Value) -> AppResult<RawHtml<String>> {
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render(ctx))
+            .map(RawHtml)
+            .map_err(|e| AppError::internal(format!("template {name}: {e}")))
+    }
+}
+
+/// The HTML error page, used by the one error responder.
+pub fn render_error_page(req: &Request<'_>, status: Status, message: &str) -> String {
+    let rendered = req.rocket().state::<App>().map(|app| {
+        app.templates.render(
+            "error.html",
+            context! { status => status.to_string(), message => message },
+        )
+    });
+    match rendered {
+        Some(Ok(RawHtml(s))) => s,
+        _ => format!("<!doctype html><title>{}</title><h1>{}</h1>", status, status),
+    }
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![
+        style,
+        login_page,
+        login_submit,
+        logout,
+        home,
+        password_page,
+        password_submit,
+        users_page,
+        users_create,
+        users_disable,
+        audit_page,
+        healthz,
+    ]
+}
+
+/// The paths anyone may reach without a session. The route sweep test holds every other
+/// route to answering 401 or a redirect to the sign-in page.
+pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/static/style.css"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("GET", "/healthz"),
+    ("POST", "/api/v1/login"),
+];
+
+/// The person as templates see them.
+#[derive(Serialize)]
+struct Me<'a> {
+    username: &'a str,
+    display_name: &'a str,
+    department: &'a str,
+    roles: Vec<&'static str>,
+    must_change_password: bool,
+}
+
+fn me(a: &Authenticated) -> Value {
+    let u = a.user();
+    Value::from_serialize(Me {
+        username: &u.username,
+        display_name: &u.display_name,
+        department: &u.department,
+        roles: u.roles.iter().map(|r| r.as_str()).collect(),
+        must_change_password: u.must_change_password,
+    })
+}
+
+pub fn session_cookie(app: &App, s: &SignedIn) -> Cookie<'static> {
+    let expires = rocket::time::OffsetDateTime::from_unix_timestamp(s.expires_at.timestamp())
+        .unwrap_or_else(|_| rocket::time::OffsetDateTime::now_utc());
+    Cookie::build((
+        SESSION_COOKIE,
+        secrecy::ExposeSecret::expose_secret(&s.token).to_string(),
+    ))
+    .http_only(true)
+    .same_site(SameSite::Strict)
+    .secure(app.config.secure_cookies())
+    .path("/")
+    .expires(expires)
+    .build()
+}
+
+#[get("/static/style.css")]
+fn style() -> (ContentType, &'static str) {
+    (ContentType::CSS, STYLE_CSS)
+}
+
+#[get("/healthz")]
+async fn healthz(app: &State<App>) -> (Status, rocket::serde::json::Json<serde_json::Value>) {
+    match sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&app.db).await {
+        Ok(_) => (
+            Status::Ok,
+            rocket::serde::json::Json(serde_json::json!({"status": "ok", "database": "ok"})),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database unreachable");
+            (
+                Status::ServiceUnavailable,
+                rocket::serde::json::Json(
+                    serde_json::json!({"status": "unavailable", "database": "unreachable"}),
+                ),
+            )
+        }
+    }
+}
+
+fn login_csrf(app: &App, cookies: &CookieJar<'_>) -> String {
+    if let Some(c) = cookies.get(LOGIN_CSRF_COOKIE) {
+        return c.value().to_string();
+    }
+    let token = session::random_token();
+    cookies.add(
+        Cookie::build((LOGIN_CSRF_COOKIE, token.clone()))
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .secure(app.config.secure_cookies())
+            .path("/")
+            .build(),
+    );
+    token
+}
+
+#[derive(Responder)]
+pub enum Page {
+    Html(RawHtml<String>),
+    Redirect(Redirect),
+    Status((Status, RawHtml<String>)),
+}
+
+#[get("/login")]
+fn login_page(app: &State<App>, who: Option<Authenticated>, cookies: &CookieJar<'_>) -> AppResult<Page> {
+    if who.is_some() {
+        return Ok(Page::Redirect(Redirect::to("/")));
+    }
+    let csrf = login_csrf(app, cookies);
+    Ok(Page::Html(app.templates.render(
+        "login.html",
+        context! { csrf => csrf },
+    )?))
+}
+
+#[derive(FromForm)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    csrf: String,
+}
+
+impl CsrfField for LoginForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+#[post("/login", data = "<form>")]
+async fn login_submit(
+    app: &State<App>,
+    meta: RequestMeta,
+    cookies: &CookieJar<'_>,
+    form: CsrfForm<LoginForm>,
+) -> AppResult<Page> {
+    let CsrfForm(LoginForm {
+        username, password, ..
+    }) = form;
+    match auth::login(&app.db, &app.config, &meta, &username, SecretString::from(password)).await {
+        Ok(signed_in) => {
+            cookies.add(session_cookie(app, &signed_in));
+            cookies.remove(Cookie::from(LOGIN_CSRF_COOKIE));
+            let to = if signed_in.user.must_change_password {
+                "/account/password"
+            } else {
+                "/"
+            };
+            Ok(Page::Redirect(Redirect::to(to)))
+        }
+        Err(e @ (AppError::InvalidCredentials | AppError::TooManyAttempts)) => {
+            let csrf = login_csrf(app, cookies);
+            let html = app.templates.render(
+                "login.html",
+                context! { csrf => csrf, error => e.to_string(), username => username },
+            )?;
+            Ok(Page::Status((e.status(), html)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(FromForm)]
+pub struct CsrfOnly {
+    csrf: String,
+}
+
+impl CsrfField for CsrfOnly {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+#[post("/logout", data = "<_form>")]
+async fn logout(
+    app: &State<App>,
+    who: Authenticated,
+    cookies: &CookieJar<'_>,
+    _form: CsrfForm<CsrfOnly>,
+) -> AppResult<Redirect> {
+    auth::logout(&app.db, &who).await?;
+    cookies.remove(Cookie::from(SESSION_COOKIE));
+    Ok(Redirect::to("/login"))
+}
+
+#[get("/")]
+fn home(app: &State<App>, who: Principal) -> AppResult<RawHtml<String>> {
+    app.templates.render(
+        "home.html",
+        context! { me => me(&who), csrf => who.csrf_token() },
+    )
+}
+
+#[get("/account/password")]
+fn password_page(app: &State<App>, who: Authenticated) -> AppResult<RawHtml<String>> {
+    app.templates.render(
+        "password.html",
+        context! { me => me(&who), csrf => who.csrf_token(), min_length => password::MIN_LENGTH },
+    )
+}
+
+#[derive(FromForm)]
+pub struct PasswordForm {
+    current_password: String,
+    new_password: String,
+    confirm_password: String,
+    csrf: String,
+}
+
+impl CsrfField for PasswordForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+#[post("/account/password", data = "<form>")]
+async fn password_submit(
+    app: &State<App>,
+    who: Authenticated,
+    form: CsrfForm<PasswordForm>,
+) -> AppResult<Page> {
+    let CsrfForm(f) = form;
+    let result = if f.new_password != f.confirm_password {
+        Err(AppError::invalid("confirm_password", "does not match the new password"))
+    } else {
+        users::change_own_password(
+            &app.db,
+            &who.actor(),
+            who.user().id,
+            who.session_id(),
+            SecretString::from(f.current_password),
+            SecretString::from(f.new_password),
+        )
+        .await
+    };
+    match result {
+        Ok(()) => Ok(Page::Redirect(Redirect::to("/"))),
+        Err(e @ AppError::Invalid { .. }) => {
+            let html = app.templates.render(
+                "password.html",
+                context! {
+                    me => me(&who), csrf => who.csrf_token(),
+                    min_length => password::MIN_LENGTH, error => e.public_message(),
+                },
+            )?;
+            Ok(Page::Status((e.status(), html)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn render_users(
+    app: &App,
+    who: &Principal,
+    error: Option<String>,
+    message: Option<String>,
+) -> AppResult<RawHtml<String>> {
+    let list = users::list(&app.db).await?;
+    app.templates.render(
+        "users.html",
+        context! {
+            me => me(who), csrf => who.csrf_token(), users => list,
+            all_roles => Role::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            error => error, message => message,
+        },
+    )
+}
+
+#[get("/admin/users")]
+async fn users_page(app: &State<App>, who: Require<Admin>) -> AppResult<RawHtml<String>> {
+    render_users(app, &who, None, None).await
+}
+
+#[derive(FromForm)]
+pub struct NewUserForm {
+    username: String,
+    display_name: String,
+    department: String,
+    roles: Vec<String>,
+    password: String,
+    csrf: String,
+}
+
+impl CsrfField for NewUserForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+#[post("/admin/users", data = "<form>")]
+async fn users_create(
+    app: &State<App>,
+    who: Require<Admin>,
+    form: CsrfForm<NewUserForm>,
+) -> AppResult<Page> {
+    let CsrfForm(f) = form;
+    let roles: Result<Vec<Role>, String> = f.roles.iter().map(|r| r.parse()).collect();
+    let result = match roles {
+        Err(e) => Err(AppError::invalid("roles", e)),
+        Ok(roles) => users::create(
+            &app.db,
+            &who.actor(),
+            NewUser {
+                username: f.username.clone(),
+                display_name: Some(f.display_name),
+                department: Some(f.department),
+                roles,
+                password: SecretString::from(f.password),
+                must_change_password: true,
+            },
+        )
+        .await
+        .map(|_| ()),
+    };
+    match result {
+        Ok(()) => Ok(Page::Html(
+            render_users(app, &who, None, Some(format!("Account {} created.", f.username))).await?,
+        )),
+        Err(e @ (AppError::Invalid { .. } | AppError::Conflict(_))) => Ok(Page::Status((
+            e.status(),
+            render_users(app, &who, Some(e.public_message()), None).await?,
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+#[post("/admin/users/<id>/disable", data = "<_form>")]
+async fn users_disable(
+    app: &State<App>,
+    who: Require<Admin>,
+    id: UserId,
+    _form: CsrfForm<CsrfOnly>,
+) -> AppResult<Page> {
+    match users::disable(&app.db, &who.actor(), id).await {
+        Ok(u) => Ok(Page::Html(
+            render_users(app, &who, None, Some(format!("Account {} disabled.", u.username))).await?,
+        )),
+        Err(e @ AppError::Conflict(_)) => Ok(Page::Status((
+            e.status(),
+            render_users(app, &who, Some(e.public_message()), None).await?,
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(FromForm, Serialize, Default)]
+pub struct AuditFilter {
+    actor: Option<String>,
+    action: Option<String>,
+    object: Option<String>,
+}
+
+fn non_empty(s: &Option<String>) -> Option<String> {
+    s.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+#[get("/audit?<q..>")]
+async fn audit_page(
+    app: &State<App>,
+    who: Require<Auditor>,
+    q: AuditFilter,
+) -> AppResult<RawHtml<String>> {
+    let query = audit::Query {
+        actor: non_empty(&q.actor),
+        action: non_empty(&q.action),
+        object: non_empty(&q.object),
+        limit: 200,
+        ..Default::default()
+    };
+    let events = crate::api::read_audit(app, &who, query).await?;
+    app.templates.render(
+        "audit.html",
+        context! { me => me(&who), csrf => who.csrf_token(), events => events, q => q },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_parses_and_renders() {
+        let t = Templates::new().unwrap();
+        for (name, _) in TEMPLATES {
+            if *name == "base.html" {
+                continue;
+            }
+            t.render(name, context! { me => context! { username => "u", display_name => "U", department => "", roles => vec!["admin", "auditor"], must_change_password => true }, csrf => "x", status => "404", message => "m", users => Vec::<String>::new(), events => Vec::<String>::new(), q => <AuditFilter as Default>::default(), min_length => 12 })
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        }
+    }
+
+    #[test]
+    fn values_are_escaped() {
+        let t = Templates::new().unwrap();
+        let html = t
+            .render("error.html", context! { status => "400", message => "<script>x</script>" })
+            .unwrap();
+        assert!(!html.0.contains("<script>x"));
+    }
+}

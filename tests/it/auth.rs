@@ -1,0 +1,382 @@
+use rocket::http::{ContentType, Cookie, Status};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use strongroom::users::Role;
+
+use crate::common::{bearer, TestApp, PASSWORD};
+
+#[tokio::test]
+async fn right_password_signs_in_and_me_answers() {
+    let app = TestApp::new().await;
+    app.add_user("Alice", &[Role::Employee, Role::Archivist], "Retail").await;
+    // Usernames are case-insensitive.
+    let (status, body) = app.login("alice", PASSWORD).await;
+    assert_eq!(status, Status::Ok, "{body}");
+    let token = body["token"].as_str().unwrap();
+    assert_eq!(body["user"]["username"], "Alice");
+    let (status, me) = app.get("/api/v1/me", token).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(me["username"], "Alice");
+    assert_eq!(me["roles"], json!(["archivist", "employee"]));
+    assert_eq!(app.audit_count("auth.login", "success").await, 1);
+}
+
+#[tokio::test]
+async fn wrong_password_unknown_user_and_disabled_user_get_the_same_answer() {
+    let app = TestApp::new().await;
+    app.add_user("bob", &[Role::Employee], "Retail").await;
+    let carol = app.add_user("carol", &[Role::Employee], "Retail").await;
+    let (_, admin_token) = app.login_as(Role::Admin).await;
+    let (s, _) = app
+        .post(&format!("/api/v1/users/{}/disable", carol.id), &admin_token, json!({}))
+        .await;
+    assert_eq!(s, Status::Ok);
+
+    let wrong = app.login("bob", "not the password at all").await;
+    let unknown = app.login("nobody", PASSWORD).await;
+    let disabled = app.login("carol", PASSWORD).await;
+    for (status, body) in [&wrong, &unknown, &disabled] {
+        assert_eq!(*status, Status::Unauthorized, "{body}");
+    }
+    assert_eq!(wrong.1, unknown.1);
+    assert_eq!(wrong.1, disabled.1);
+    assert_eq!(wrong.1["error"]["code"], "invalid_credentials");
+    assert_eq!(app.audit_count("auth.login", "failure").await, 3);
+    // The audit trail (for auditors) does say why.
+    let reasons: Vec<String> = sqlx::query_scalar(
+        "SELECT detail->>'reason' FROM audit_events WHERE action = 'auth.login' AND outcome = 'failure' ORDER BY seq",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(reasons, ["wrong_password", "unknown_account", "account_disabled"]);
+}
+
+#[tokio::test]
+async fn lockout_kicks_in_after_repeated_failures_and_expires() {
+    let app = TestApp::with_config(|c| {
+        c.login_max_failures = 3;
+        c.lockout_seconds = 600;
+    })
+    .await;
+    app.add_user("dave", &[Role::Employee], "Retail").await;
+    for _ in 0..3 {
+        let (s, _) = app.login("dave", "wrong wrong wrong").await;
+        assert_eq!(s, Status::Unauthorized);
+    }
+    // Locked: even the right password is refused now, with a distinct, non-revealing code.
+    let (s, body) = app.login("dave", PASSWORD).await;
+    assert_eq!(s, Status::TooManyRequests, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_attempts");
+    assert_eq!(app.audit_count("auth.lockout", "success").await, 1);
+    assert_eq!(app.audit_count("auth.login", "denied").await, 1);
+
+    // An unknown name locks the same way, so a lockout does not reveal that an account exists.
+    for _ in 0..3 {
+        app.login("ghost", "whatever it is").await;
+    }
+    assert_eq!(app.login("ghost", PASSWORD).await.0, Status::TooManyRequests);
+
+    // Time passes: move the lock into the past rather than sleeping.
+    sqlx::query("UPDATE login_throttle SET locked_until = now() - interval '1 second' WHERE key = 'user:dave'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let (s, body) = app.login("dave", PASSWORD).await;
+    assert_eq!(s, Status::Ok, "{body}");
+    // And the counter starts over after the lock ended.
+    let (s, _) = app.login("dave", "wrong again").await;
+    assert_eq!(s, Status::Unauthorized);
+}
+
+#[tokio::test]
+async fn lockout_per_client_address() {
+    let app = TestApp::with_config(|c| {
+        c.login_address_max_failures = 4;
+    })
+    .await;
+    app.add_user("erin", &[Role::Employee], "Retail").await;
+    // Four different names from one address: each name stays under its own limit.
+    for i in 0..4 {
+        assert_eq!(app.login(&format!("spray{i}"), "guess guess").await.0, Status::Unauthorized);
+    }
+    let (s, _) = app.login("erin", PASSWORD).await;
+    assert_eq!(s, Status::TooManyRequests);
+    // Another address is not affected.
+    let res = app
+        .client
+        .post("/api/v1/login")
+        .header(ContentType::JSON)
+        .remote("10.1.1.1:1".parse().unwrap())
+        .body(json!({"username": "erin", "password": PASSWORD}).to_string())
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Ok);
+}
+
+#[tokio::test]
+async fn disabling_a_user_ends_their_live_session() {
+    let app = TestApp::new().await;
+    let (frank, token) = app.login_as(Role::Employee).await;
+    assert_eq!(app.get("/api/v1/me", &token).await.0, Status::Ok);
+    let (_, admin_token) = app.login_as(Role::Admin).await;
+    let (s, body) = app
+        .post(&format!("/api/v1/users/{}/disable", frank.id), &admin_token, json!({}))
+        .await;
+    assert_eq!(s, Status::Ok, "{body}");
+    assert_eq!(body["status"], "disabled");
+    let (s, body) = app.get("/api/v1/me", &token).await;
+    assert_eq!(s, Status::Unauthorized);
+    assert_eq!(body["error"]["code"], "not_authenticated");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions WHERE user_id = $1")
+        .bind(frank.id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    assert_eq!(app.audit_count("user.disable", "success").await, 1);
+}
+
+#[tokio::test]
+async fn a_session_token_is_stored_only_as_its_hash() {
+    let app = TestApp::new().await;
+    let (_, token) = app.login_as(Role::Employee).await;
+    let rows: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT token_hash FROM sessions")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0, Sha256::digest(token.as_bytes()).to_vec());
+    // The token appears nowhere in the table's text.
+    let dump: String = sqlx::query_scalar("SELECT string_agg(s::text, '|') FROM sessions s")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(!dump.contains(&token));
+}
+
+#[tokio::test]
+async fn logout_ends_the_session() {
+    let app = TestApp::new().await;
+    let (_, token) = app.login_as(Role::Employee).await;
+    let (s, _) = app.post("/api/v1/logout", &token, json!({})).await;
+    assert_eq!(s, Status::Ok);
+    assert_eq!(app.get("/api/v1/me", &token).await.0, Status::Unauthorized);
+    assert_eq!(app.audit_count("auth.logout", "success").await, 1);
+}
+
+#[tokio::test]
+async fn idle_and_absolute_expiry_end_sessions() {
+    let app = TestApp::new().await;
+    let (u, token) = app.login_as(Role::Employee).await;
+    sqlx::query("UPDATE sessions SET last_seen_at = now() - interval '31 minutes' WHERE user_id = $1")
+        .bind(u.id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(app.get("/api/v1/me", &token).await.0, Status::Unauthorized);
+
+    let (u, token) = app.login_as(Role::Employee).await;
+    sqlx::query("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id = $1")
+        .bind(u.id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(app.get("/api/v1/me", &token).await.0, Status::Unauthorized);
+}
+
+#[tokio::test]
+async fn form_posts_without_csrf_token_are_refused() {
+    let app = TestApp::new().await;
+    app.add_user("gina", &[Role::Employee], "Retail").await;
+    // Sign-in form without the token from the sign-in page.
+    let res = app
+        .client
+        .post("/login")
+        .header(ContentType::Form)
+        .body(format!("username=gina&password={}", PASSWORD.replace(' ', "+")))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Forbidden);
+    // With a token that does not match the cookie.
+    let page = app.client.get("/login").dispatch().await;
+    assert_eq!(page.status(), Status::Ok);
+    let csrf_cookie = page.cookies().get("strongroom_login_csrf").unwrap().value().to_string();
+    let res = app
+        .client
+        .post("/login")
+        .header(ContentType::Form)
+        .cookie(Cookie::new("strongroom_login_csrf", csrf_cookie.clone()))
+        .body(format!("username=gina&password={}&csrf=forged", PASSWORD.replace(' ', "+")))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Forbidden);
+    // With the right token it works and sets an HttpOnly, SameSite=Strict session cookie.
+    let res = app
+        .client
+        .post("/login")
+        .header(ContentType::Form)
+        .cookie(Cookie::new("strongroom_login_csrf", csrf_cookie.clone()))
+        .body(format!("username=gina&password={}&csrf={csrf_cookie}", PASSWORD.replace(' ', "+")))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::SeeOther);
+    let set_cookie: Vec<&str> = res.headers().get("Set-Cookie").collect();
+    let session = set_cookie
+        .iter()
+        .find(|c| c.starts_with("strongroom_session="))
+        .expect("session cookie");
+    assert!(session.contains("HttpOnly"), "{session}");
+    assert!(session.contains("SameSite=Strict"), "{session}");
+    assert!(!session.contains("Secure"), "plain http: {session}");
+    let token = session
+        .trim_start_matches("strongroom_session=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+
+    // A signed-in form post (sign-out) without the session's CSRF token is refused.
+    let res = app
+        .client
+        .post("/logout")
+        .header(ContentType::Form)
+        .cookie(Cookie::new("strongroom_session", token.clone()))
+        .body("csrf=wrong")
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Forbidden);
+    assert_eq!(app.get("/api/v1/me", &token).await.0, Status::Ok);
+}
+
+#[tokio::test]
+async fn secure_cookie_when_served_over_tls() {
+    let app = TestApp::with_config(|c| c.public_url = Some("https://vault.example".into())).await;
+    app.add_user("hank", &[Role::Employee], "Retail").await;
+    let res = app
+        .client
+        .post("/api/v1/login")
+        .header(ContentType::JSON)
+        .body(json!({"username": "hank", "password": PASSWORD}).to_string())
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Ok);
+    let c: Vec<&str> = res.headers().get("Set-Cookie").collect();
+    assert!(c.iter().any(|c| c.starts_with("strongroom_session=") && c.contains("Secure")), "{c:?}");
+}
+
+#[tokio::test]
+async fn one_time_password_must_be_changed_before_anything_else() {
+    let app = TestApp::new().await;
+    let password = strongroom::users::bootstrap_admin(&app.db).await.unwrap().unwrap();
+    let password = secrecy::ExposeSecret::expose_secret(&password).to_string();
+    // Bootstrap happens once.
+    assert!(strongroom::users::bootstrap_admin(&app.db).await.unwrap().is_none());
+    let (s, body) = app.login("admin", &password).await;
+    assert_eq!(s, Status::Ok, "{body}");
+    assert_eq!(body["user"]["must_change_password"], true);
+    let token = body["token"].as_str().unwrap().to_string();
+    let (s, body) = app.get("/api/v1/users", &token).await;
+    assert_eq!(s, Status::Forbidden);
+    assert_eq!(body["error"]["code"], "password_change_required");
+    // The HTML start page sends the person to the password form.
+    let res = app.client.get("/").header(bearer(&token)).dispatch().await;
+    assert_eq!(res.status(), Status::SeeOther);
+    assert_eq!(res.headers().get_one("Location"), Some("/account/password"));
+
+    let (s, body) = app
+        .post("/api/v1/me/password", &token, json!({"current_password": "nope", "new_password": "a brand new passphrase"}))
+        .await;
+    assert_eq!(s, Status::UnprocessableEntity, "{body}");
+    let (s, body) = app
+        .post("/api/v1/me/password", &token, json!({"current_password": password, "new_password": "short"}))
+        .await;
+    assert_eq!(s, Status::UnprocessableEntity, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("12"));
+    let (s, body) = app
+        .post("/api/v1/me/password", &token, json!({"current_password": password, "new_password": "a brand new passphrase"}))
+        .await;
+    assert_eq!(s, Status::Ok, "{body}");
+    assert_eq!(app.get("/api/v1/users", &token).await.0, Status::Ok);
+    assert_eq!(app.login("admin", &password).await.0, Status::Unauthorized);
+    assert_eq!(app.login("admin", "a brand new passphrase").await.0, Status::Ok);
+    assert_eq!(app.audit_count("user.password_change", "success").await, 1);
+    assert_eq!(app.audit_count("user.password_change", "failure").await, 1);
+}
+
+#[tokio::test]
+async fn only_admins_manage_accounts() {
+    let app = TestApp::new().await;
+    let (_, employee) = app.login_as(Role::Employee).await;
+    let new_user = json!({"username": "ivy", "password": "a long passphrase for her", "roles": ["employee"], "department": "Retail", "display_name": "Ivy"});
+    let (s, body) = app.post("/api/v1/users", &employee, new_user.clone()).await;
+    assert_eq!(s, Status::Forbidden, "{body}");
+    let (_, admin) = app.login_as(Role::Admin).await;
+    let (s, body) = app.post("/api/v1/users", &admin, new_user.clone()).await;
+    assert_eq!(s, Status::Created, "{body}");
+    assert_eq!(body["roles"], json!(["employee"]));
+    assert!(body.get("password_hash").is_none());
+    // Case-insensitive uniqueness.
+    let mut dup = new_user.clone();
+    dup["username"] = json!("IVY");
+    let (s, body) = app.post("/api/v1/users", &admin, dup).await;
+    assert_eq!(s, Status::Conflict, "{body}");
+    // Bad input names the field.
+    let (s, body) = app
+        .post("/api/v1/users", &admin, json!({"username": "bad name!", "password": "long enough pass", "roles": ["employee"]}))
+        .await;
+    assert_eq!(s, Status::UnprocessableEntity);
+    assert_eq!(body["error"]["field"], "username");
+    let (s, body) = app
+        .post("/api/v1/users", &admin, json!({"username": "jo", "password": "long enough pass", "roles": ["wizard"]}))
+        .await;
+    assert_eq!(s, Status::UnprocessableEntity, "{body}");
+    assert_eq!(app.audit_count("user.create", "success").await, 3);
+}
+
+#[tokio::test]
+async fn the_last_admin_cannot_be_disabled() {
+    let app = TestApp::new().await;
+    let (admin, token) = app.login_as(Role::Admin).await;
+    let (s, body) = app
+        .post(&format!("/api/v1/users/{}/disable", admin.id), &token, json!({}))
+        .await;
+    assert_eq!(s, Status::Conflict, "{body}");
+}
+
+#[tokio::test]
+async fn passwords_and_tokens_never_reach_the_logs() {
+    let app = TestApp::new().await;
+    let marker = format!("pw-marker-{}", uuid::Uuid::new_v4().simple());
+    let name = format!("logcheck{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let res = app
+        .client
+        .post("/api/v1/users")
+        .header(ContentType::JSON)
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Unauthorized);
+    let (_, admin) = app.login_as(Role::Admin).await;
+    let (s, _) = app
+        .post("/api/v1/users", &admin, json!({"username": name, "password": marker, "roles": ["employee"]}))
+        .await;
+    assert_eq!(s, Status::Created);
+    let (s, body) = app.login(&name, &marker).await;
+    assert_eq!(s, Status::Ok);
+    let token = body["token"].as_str().unwrap().to_string();
+    app.login(&name, &format!("{marker}-wrong")).await;
+    app.get("/api/v1/me", &token).await;
+    let logs = crate::common::captured_logs();
+    // The capture works: the sign-in was logged, with a request id.
+    assert!(logs.contains("signed in"), "no sign-in line captured");
+    assert!(logs.contains("request_id"));
+    assert!(!logs.contains(&marker), "password found in logs");
+    assert!(!logs.contains(&token), "session token found in logs");
+    assert!(!logs.contains("$argon2id$"), "password hash found in logs");
+    // Nor in the audit trail.
+    let audit: String = sqlx::query_scalar("SELECT string_agg(a::text, '|') FROM audit_events a")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(!audit.contains(&marker) && !audit.contains(&token));
+}

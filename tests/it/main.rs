@@ -1,0 +1,9 @@
+//! The one integration-test binary (it links once). Every test gets its own database
+//! cloned from a migrated template on the run's private PostgreSQL cluster.
+
+mod audit_trail;
+mod auth;
+mod common;
+mod embedded_pg;
+mod process;
+mod routes;
