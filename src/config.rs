@@ -184,7 +184,10 @@ impl Config {
         positive("session_idle_minutes", self.session_idle_minutes)?;
         positive("session_absolute_hours", self.session_absolute_hours)?;
         positive("login_max_failures", self.login_max_failures)?;
-        positive("login_address_max_failures", self.login_address_max_failures)?;
+        positive(
+            "login_address_max_failures",
+            self.login_address_max_failures,
+        )?;
         positive(
             "login_failure_window_seconds",
             self.login_failure_window_seconds,
@@ -258,8 +261,11 @@ mod tests {
     fn flags_win_and_bad_values_name_the_setting() {
         let dir = std::env::temp_dir().join(format!("sr-config-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("strongroom.toml"), "port = 9001\nlog_format = \"json\"\n")
-            .unwrap();
+        std::fs::write(
+            dir.join("strongroom.toml"),
+            "port = 9001\nlog_format = \"json\"\n",
+        )
+        .unwrap();
         let flags = Overrides {
             data_dir: Some(dir.clone()),
             ..Default::default()
@@ -275,15 +281,21 @@ mod tests {
         assert_eq!(Config::load_from(&flags, None).unwrap().port, 9002);
 
         std::fs::write(dir.join("strongroom.toml"), "port = \"many\"\n").unwrap();
-        let err = Config::load_from(&flags_dir(&dir), None).unwrap_err().to_string();
+        let err = Config::load_from(&flags_dir(&dir), None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("port"), "{err}");
 
         std::fs::write(dir.join("strongroom.toml"), "prot = 1\n").unwrap();
-        let err = Config::load_from(&flags_dir(&dir), None).unwrap_err().to_string();
+        let err = Config::load_from(&flags_dir(&dir), None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("prot"), "{err}");
 
         std::fs::write(dir.join("strongroom.toml"), "session_idle_minutes = 0\n").unwrap();
-        let err = Config::load_from(&flags_dir(&dir), None).unwrap_err().to_string();
+        let err = Config::load_from(&flags_dir(&dir), None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("session_idle_minutes"), "{err}");
 
         std::fs::remove_file(dir.join("strongroom.toml")).unwrap();

@@ -58,7 +58,9 @@ impl Database {
     pub async fn close(self) -> anyhow::Result<()> {
         self.pool.close().await;
         if let Some(pg) = self.embedded {
-            pg.stop().await.context("stopping the embedded PostgreSQL cluster")?;
+            pg.stop()
+                .await
+                .context("stopping the embedded PostgreSQL cluster")?;
         }
         Ok(())
     }

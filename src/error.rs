@@ -185,7 +185,11 @@ mod tests {
             (AppError::Unauthenticated, 401, "not_authenticated"),
             (AppError::InvalidCredentials, 401, "invalid_credentials"),
             (AppError::TooManyAttempts, 429, "too_many_attempts"),
-            (AppError::PasswordChangeRequired, 403, "password_change_required"),
+            (
+                AppError::PasswordChangeRequired,
+                403,
+                "password_change_required",
+            ),
             (AppError::Forbidden, 403, "forbidden"),
             (AppError::Csrf, 403, "csrf_failed"),
             (AppError::NotFound, 404, "not_found"),
@@ -194,8 +198,16 @@ mod tests {
             (AppError::TooLarge, 413, "too_large"),
             (AppError::Unavailable, 503, "unavailable"),
             (AppError::internal("boom"), 500, "internal"),
-            (AppError::Database(sqlx::Error::RowNotFound), 404, "not_found"),
-            (AppError::Database(sqlx::Error::PoolTimedOut), 503, "unavailable"),
+            (
+                AppError::Database(sqlx::Error::RowNotFound),
+                404,
+                "not_found",
+            ),
+            (
+                AppError::Database(sqlx::Error::PoolTimedOut),
+                503,
+                "unavailable",
+            ),
             (
                 AppError::Database(sqlx::Error::Protocol("x".into())),
                 500,

@@ -138,15 +138,13 @@ async fn create_user(
 #[get("/users")]
 async fn list_users(app: &State<App>, _who: Require<Admin>) -> AppResult<Json<Value>> {
     let list = users::list(&app.db).await?;
-    Ok(Json(json!({"users": list.iter().map(user_json).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"users": list.iter().map(user_json).collect::<Vec<_>>()}),
+    ))
 }
 
 #[post("/users/<id>/disable")]
-async fn disable_user(
-    app: &State<App>,
-    who: Require<Admin>,
-    id: UserId,
-) -> AppResult<Json<Value>> {
+async fn disable_user(app: &State<App>, who: Require<Admin>, id: UserId) -> AppResult<Json<Value>> {
     let u = users::disable(&app.db, &who.actor(), id).await?;
     Ok(Json(user_json(&u)))
 }
@@ -162,7 +160,9 @@ fn parse_time(field: &str, v: Option<&str>) -> AppResult<Option<DateTime<Utc>>> 
                 .ok()
                 .and_then(|d| d.and_hms_opt(0, 0, 0))
                 .map(|d| Some(d.and_utc()))
-                .ok_or_else(|| AppError::invalid(field, "must be a date (YYYY-MM-DD) or RFC 3339 time"))
+                .ok_or_else(|| {
+                    AppError::invalid(field, "must be a date (YYYY-MM-DD) or RFC 3339 time")
+                })
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::error::AppResult;
 use crate::telemetry::RequestMeta;
 
 /// Advisory-lock key that serializes appends ("audit" in ASCII).
-const APPEND_LOCK: i64 = 0x6175_6469_74;
+const APPEND_LOCK: i64 = 0x0061_7564_6974;
 const GENESIS: [u8; 32] = [0; 32];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -213,13 +213,21 @@ fn canonical(e: &StoredEvent) -> String {
             e.occurred_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         ),
-        e.actor_id.map(|u| Value::from(u.to_string())).unwrap_or(Value::Null),
+        e.actor_id
+            .map(|u| Value::from(u.to_string()))
+            .unwrap_or(Value::Null),
         Value::from(e.actor.clone()),
         Value::from(e.action.clone()),
-        e.object_type.clone().map(Value::from).unwrap_or(Value::Null),
+        e.object_type
+            .clone()
+            .map(Value::from)
+            .unwrap_or(Value::Null),
         e.object_id.clone().map(Value::from).unwrap_or(Value::Null),
         Value::from(e.outcome.clone()),
-        e.client_addr.clone().map(Value::from).unwrap_or(Value::Null),
+        e.client_addr
+            .clone()
+            .map(Value::from)
+            .unwrap_or(Value::Null),
         e.request_id.clone().map(Value::from).unwrap_or(Value::Null),
         sorted(&e.detail),
     ]);
@@ -245,8 +253,14 @@ fn sorted(v: &Value) -> Value {
 /// The result of walking the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verification {
-    Intact { events: u64 },
-    Broken { seq: i64, id: Option<Uuid>, reason: String },
+    Intact {
+        events: u64,
+    },
+    Broken {
+        seq: i64,
+        id: Option<Uuid>,
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for Verification {

@@ -51,7 +51,10 @@ impl<'r, T: FromForm<'r> + CsrfField + Send> FromData<'r> for CsrfForm<T> {
                     return Outcome::Error((status, AppError::TooLarge));
                 }
                 // A form without its token is a CSRF failure, whatever else is wrong with it.
-                if errors.iter().any(|e| e.name.as_ref().is_some_and(|n| n == "csrf")) {
+                if errors
+                    .iter()
+                    .any(|e| e.name.as_ref().is_some_and(|n| n == "csrf"))
+                {
                     tracing::warn!(target: "security", "form post without a CSRF token");
                     return Outcome::Error(remember_failure(req, AppError::Csrf));
                 }

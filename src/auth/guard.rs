@@ -78,8 +78,11 @@ impl<'r> FromRequest<'r> for Authenticated {
         let cached: &Option<Authenticated> = req
             .local_cache_async(async {
                 let app = req.rocket().state::<App>()?;
-                let token = bearer(req)
-                    .or_else(|| req.cookies().get(SESSION_COOKIE).map(|c| c.value().to_string()))?;
+                let token = bearer(req).or_else(|| {
+                    req.cookies()
+                        .get(SESSION_COOKIE)
+                        .map(|c| c.value().to_string())
+                })?;
                 if token.is_empty() || token.len() > 128 {
                     return None;
                 }

@@ -92,11 +92,15 @@ mod tests {
 
     #[tokio::test]
     async fn hash_and_verify() {
-        let h = hash(SecretString::from("correct horse battery")).await.unwrap();
-        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(verify(Some(h.clone()), SecretString::from("correct horse battery"))
+        let h = hash(SecretString::from("correct horse battery"))
             .await
-            .unwrap());
+            .unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(
+            verify(Some(h.clone()), SecretString::from("correct horse battery"))
+                .await
+                .unwrap()
+        );
         assert!(!verify(Some(h), SecretString::from("wrong")).await.unwrap());
         assert!(!verify(None, SecretString::from("anything")).await.unwrap());
     }

@@ -14,7 +14,11 @@ use crate::db::Database;
 use crate::users::{self, NewUser, Role};
 
 #[derive(Parser, Debug)]
-#[command(name = "strongroom", version, about = "Strongroom: a secure document-archive vault")]
+#[command(
+    name = "strongroom",
+    version,
+    about = "Strongroom: a secure document-archive vault"
+)]
 pub struct Cli {
     /// Data directory (default ./strongroom-data, or STRONGROOM_DATA_DIR).
     #[arg(long, global = true)]
@@ -119,7 +123,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::User(cmd) => with_db(&config, |pool| user_command(pool, cmd)).await,
         Command::VerifyAudit => {
             with_db(&config, |pool| async move {
-                let v = audit::verify(&pool).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                let v = audit::verify(&pool)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
                 println!("{v}");
                 Ok(match v {
                     Verification::Intact { .. } => 0,
@@ -207,7 +213,10 @@ async fn user_command(pool: sqlx::PgPool, cmd: UserCommand) -> anyhow::Result<i3
                     secrecy::ExposeSecret::expose_secret(&password)
                 );
             }
-            println!("password reset for {}; it must be changed at next sign-in", u.username);
+            println!(
+                "password reset for {}; it must be changed at next sign-in",
+                u.username
+            );
         }
     }
     Ok(0)

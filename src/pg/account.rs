@@ -52,7 +52,11 @@ impl Account {
     /// variables of the caller (PGPORT, PGDATA, ...) cannot redirect the server, and
     /// messages come out in English for our error reports. The working directory is `/`
     /// because the caller's (e.g. /root) may be unreadable to the `postgres` account.
-    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>, bin_dir: &Path) -> tokio::process::Command {
+    pub fn command(
+        &self,
+        program: impl AsRef<std::ffi::OsStr>,
+        bin_dir: &Path,
+    ) -> tokio::process::Command {
         let mut path = std::ffi::OsString::from(bin_dir.as_os_str());
         path.push(":/usr/local/bin:/usr/bin:/bin");
         let mut cmd = tokio::process::Command::new(program);
@@ -73,9 +77,8 @@ impl Account {
     /// Makes `path` belong to the PostgreSQL account (a no-op when we are that account).
     pub fn give(&self, path: &Path) -> Result<(), PgError> {
         if self.switch {
-            nix::unistd::chown(path, Some(self.uid), Some(self.gid)).map_err(|e| {
-                PgError::io("hand over to the postgres account", path, e.into())
-            })?;
+            nix::unistd::chown(path, Some(self.uid), Some(self.gid))
+                .map_err(|e| PgError::io("hand over to the postgres account", path, e.into()))?;
         }
         Ok(())
     }

@@ -46,7 +46,11 @@ pub fn find_bin_dir_in(
     roots: &[PathBuf],
 ) -> Result<PathBuf, PgError> {
     let path_dirs: Vec<PathBuf> = path_var
-        .map(|p| std::env::split_paths(p).filter(|d| d.is_absolute()).collect())
+        .map(|p| {
+            std::env::split_paths(p)
+                .filter(|d| d.is_absolute())
+                .collect()
+        })
         .unwrap_or_default();
 
     for dir in &path_dirs {

@@ -147,9 +147,14 @@ pub enum PgError {
     },
 
     #[error("could not stop PostgreSQL in {cluster_dir}: {detail}")]
-    Stop { cluster_dir: PathBuf, detail: String },
+    Stop {
+        cluster_dir: PathBuf,
+        detail: String,
+    },
 
-    #[error("could not {action} on the embedded PostgreSQL (socket directory {socket_dir}): {source}")]
+    #[error(
+        "could not {action} on the embedded PostgreSQL (socket directory {socket_dir}): {source}"
+    )]
     Sql {
         action: &'static str,
         socket_dir: PathBuf,

@@ -56,7 +56,10 @@ impl Paths {
     pub fn validate(&self, port: u16) -> Result<(), PgError> {
         // pg_ctl pastes the data directory into a /bin/sh command line inside double quotes.
         let bytes = self.data_dir.as_os_str().as_bytes();
-        if bytes.iter().any(|b| matches!(b, b'"' | b'$' | b'`' | b'\\' | b'\n' | b'\r')) {
+        if bytes
+            .iter()
+            .any(|b| matches!(b, b'"' | b'$' | b'`' | b'\\' | b'\n' | b'\r'))
+        {
             return Err(PgError::UnsafePath {
                 path: self.data_dir.clone(),
             });
@@ -82,7 +85,9 @@ pub(crate) fn prepare_data_dir(data_dir: &Path, account: &Account) -> Result<Pat
             if account.switch && meta.mode() & 0o001 == 0 {
                 let new_mode = (meta.mode() & 0o7777) | 0o011;
                 std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(new_mode))
-                    .map_err(|e| PgError::io("make searchable for the postgres account", data_dir, e))?;
+                    .map_err(|e| {
+                        PgError::io("make searchable for the postgres account", data_dir, e)
+                    })?;
             }
         }
         Ok(_) => {
@@ -277,7 +282,10 @@ pub(crate) fn tail(path: &Path, max_lines: usize) -> String {
         return "(log file not readable)".to_owned();
     };
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if file.seek(SeekFrom::Start(len.saturating_sub(WINDOW))).is_err() {
+    if file
+        .seek(SeekFrom::Start(len.saturating_sub(WINDOW)))
+        .is_err()
+    {
         return "(log file not readable)".to_owned();
     }
     let mut buf = Vec::new();

@@ -90,7 +90,10 @@ enum Probe {
 impl EmbeddedPg {
     /// Creates the cluster on first use, starts it if it is not running, or connects to
     /// the one already running on this data dir. Also creates the `strongroom` database.
-    pub async fn ensure_running(data_dir: &Path, opts: &StartOptions) -> Result<EmbeddedPg, PgError> {
+    pub async fn ensure_running(
+        data_dir: &Path,
+        opts: &StartOptions,
+    ) -> Result<EmbeddedPg, PgError> {
         server::validate_settings(&opts.settings)?;
         let bin_dir = find_bin_dir(opts.bin_dir.as_deref())?;
         let account = Account::detect()?;
@@ -204,7 +207,10 @@ impl EmbeddedPg {
     /// stdin) triggers the shutdown at once. The watchdog signals the postmaster named by
     /// postmaster.pid at that moment (what `pg_ctl stop -m immediate` does), so it also
     /// covers a server restarted meanwhile, and it needs no account switch.
-    pub fn stop_on_process_exit(&self, remove_dir: Option<&Path>) -> Result<std::process::Child, PgError> {
+    pub fn stop_on_process_exit(
+        &self,
+        remove_dir: Option<&Path>,
+    ) -> Result<std::process::Child, PgError> {
         const SCRIPT: &str = r#"
 read -r _ignored
 pidfile="$1"; remove="$2"; pid=
@@ -306,11 +312,12 @@ exit 0
             .connect("postgres")
             .await
             .map_err(sql_err("connect to the maintenance database"))?;
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(DATABASE)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(sql_err("look up the strongroom database"))?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(DATABASE)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(sql_err("look up the strongroom database"))?;
         if !exists {
             // DATABASE is a constant identifier; CREATE DATABASE takes no bind parameters.
             let created = sqlx::query(&format!("CREATE DATABASE {DATABASE}"))

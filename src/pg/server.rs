@@ -76,7 +76,10 @@ fn is_zombie(pid: i32) -> bool {
         .ok()
         .and_then(|stat| {
             let after_comm = &stat[stat.rfind(')')? + 1..];
-            after_comm.split_whitespace().next().map(|s| s == "Z" || s == "X")
+            after_comm
+                .split_whitespace()
+                .next()
+                .map(|s| s == "Z" || s == "X")
         })
         .unwrap_or(false)
 }
@@ -127,7 +130,9 @@ pub(crate) fn validate_settings(settings: &[(String, String)]) -> Result<(), PgE
             return bad("names may only contain letters, digits, `_` and `.`");
         }
         if MANAGED_SETTINGS.contains(&key.to_ascii_lowercase().as_str()) {
-            return bad("it is managed by strongroom, which keeps the server on its private Unix socket");
+            return bad(
+                "it is managed by strongroom, which keeps the server on its private Unix socket",
+            );
         }
         if value.contains(['\n', '\r', '\0']) {
             return bad("values may not contain line breaks or NUL");

@@ -42,11 +42,17 @@ pub async fn create(pool: &PgPool, actor: &Actor, new: NewUser) -> AppResult<Use
         .filter(|d| !d.trim().is_empty())
         .unwrap_or_else(|| new.username.clone());
     if display_name.chars().count() > 200 {
-        return Err(AppError::invalid("display_name", "must be at most 200 characters"));
+        return Err(AppError::invalid(
+            "display_name",
+            "must be at most 200 characters",
+        ));
     }
     let department = new.department.clone().unwrap_or_default();
     if department.chars().count() > 100 {
-        return Err(AppError::invalid("department", "must be at most 100 characters"));
+        return Err(AppError::invalid(
+            "department",
+            "must be at most 100 characters",
+        ));
     }
     let hash = password::hash(new.password.clone()).await?;
     let mut roles: Vec<Role> = new.roles.clone();

@@ -80,10 +80,11 @@ pub(super) async fn find_by_username(
 }
 
 pub(super) async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<User>> {
-    let rows: Vec<UserRow> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM users ORDER BY lower(username)"))
-            .fetch_all(conn)
-            .await?;
+    let rows: Vec<UserRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users ORDER BY lower(username)"
+    ))
+    .fetch_all(conn)
+    .await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
 

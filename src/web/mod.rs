@@ -13,7 +13,9 @@ use serde::Serialize;
 use crate::audit;
 use crate::auth::csrf::{CsrfField, CsrfForm, LOGIN_CSRF_COOKIE};
 use crate::auth::guard::{Admin, Auditor};
-use crate::auth::{self, password, session, Authenticated, Principal, Require, SignedIn, SESSION_COOKIE};
+use crate::auth::{
+    self, password, session, Authenticated, Principal, Require, SignedIn, SESSION_COOKIE,
+};
 use crate::error::{AppError, AppResult};
 use crate::telemetry::RequestMeta;
 use crate::users::{self, NewUser, Role, UserId};
@@ -27,7 +29,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
     ("login.html", include_str!("../../templates/login.html")),
     ("home.html", include_str!("../../templates/home.html")),
-    ("password.html", include_str!("../../templates/password.html")),
+    (
+        "password.html",
+        include_str!("../../templates/password.html"),
+    ),
     ("users.html", include_str!("../../templates/users.html")),
     ("audit.html", include_str!("../../templates/audit.html")),
     ("error.html", include_str!("../../templates/error.html")),
@@ -63,7 +68,10 @@ pub fn render_error_page(req: &Request<'_>, status: Status, message: &str) -> St
     });
     match rendered {
         Some(Ok(RawHtml(s))) => s,
-        _ => format!("<!doctype html><title>{}</title><h1>{}</h1>", status, status),
+        _ => format!(
+            "<!doctype html><title>{}</title><h1>{}</h1>",
+            status, status
+        ),
     }
 }
 
@@ -137,7 +145,10 @@ fn style() -> (ContentType, &'static str) {
 
 #[get("/healthz")]
 async fn healthz(app: &State<App>) -> (Status, rocket::serde::json::Json<serde_json::Value>) {
-    match sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&app.db).await {
+    match sqlx::query_scalar::<_, i32>("SELECT 1")
+        .fetch_one(&app.db)
+        .await
+    {
         Ok(_) => (
             Status::Ok,
             rocket::serde::json::Json(serde_json::json!({"status": "ok", "database": "ok"})),
@@ -173,20 +184,24 @@ fn login_csrf(app: &App, cookies: &CookieJar<'_>) -> String {
 #[derive(Responder)]
 pub enum Page {
     Html(RawHtml<String>),
-    Redirect(Redirect),
+    Redirect(Box<Redirect>),
     Status((Status, RawHtml<String>)),
 }
 
 #[get("/login")]
-fn login_page(app: &State<App>, who: Option<Authenticated>, cookies: &CookieJar<'_>) -> AppResult<Page> {
+fn login_page(
+    app: &State<App>,
+    who: Option<Authenticated>,
+    cookies: &CookieJar<'_>,
+) -> AppResult<Page> {
     if who.is_some() {
-        return Ok(Page::Redirect(Redirect::to("/")));
+        return Ok(Page::Redirect(Box::new(Redirect::to("/"))));
     }
     let csrf = login_csrf(app, cookies);
-    Ok(Page::Html(app.templates.render(
-        "login.html",
-        context! { csrf => csrf },
-    )?))
+    Ok(Page::Html(
+        app.templates
+            .render("login.html", context! { csrf => csrf })?,
+    ))
 }
 
 #[derive(FromForm)]
@@ -212,7 +227,15 @@ async fn login_submit(
     let CsrfForm(LoginForm {
         username, password, ..
     }) = form;
-    match auth::login(&app.db, &app.config, &meta, &username, SecretString::from(password)).await {
+    match auth::login(
+        &app.db,
+        &app.config,
+        &meta,
+        &username,
+        SecretString::from(password),
+    )
+    .await
+    {
         Ok(signed_in) => {
             cookies.add(session_cookie(app, &signed_in));
             cookies.remove(Cookie::from(LOGIN_CSRF_COOKIE));
@@ -221,7 +244,7 @@ async fn login_submit(
             } else {
                 "/"
             };
-            Ok(Page::Redirect(Redirect::to(to)))
+            Ok(Page::Redirect(Box::new(Redirect::to(to))))
         }
         Err(e @ (AppError::InvalidCredentials | AppError::TooManyAttempts)) => {
             let csrf = login_csrf(app, cookies);
@@ -296,7 +319,10 @@ async fn password_submit(
 ) -> AppResult<Page> {
     let CsrfForm(f) = form;
     let result = if f.new_password != f.confirm_password {
-        Err(AppError::invalid("confirm_password", "does not match the new password"))
+        Err(AppError::invalid(
+            "confirm_password",
+            "does not match the new password",
+        ))
     } else {
         users::change_own_password(
             &app.db,
@@ -309,7 +335,7 @@ async fn password_submit(
         .await
     };
     match result {
-        Ok(()) => Ok(Page::Redirect(Redirect::to("/"))),
+        Ok(()) => Ok(Page::Redirect(Box::new(Redirect::to("/")))),
         Err(e @ AppError::Invalid { .. }) => {
             let html = app.templates.render(
                 "password.html",
@@ -389,7 +415,13 @@ async fn users_create(
     };
     match result {
         Ok(()) => Ok(Page::Html(
-            render_users(app, &who, None, Some(format!("Account {} created.", f.username))).await?,
+            render_users(
+                app,
+                &who,
+                None,
+                Some(format!("Account {} created.", f.username)),
+            )
+            .await?,
         )),
         Err(e @ (AppError::Invalid { .. } | AppError::Conflict(_))) => Ok(Page::Status((
             e.status(),
@@ -408,7 +440,13 @@ async fn users_disable(
 ) -> AppResult<Page> {
     match users::disable(&app.db, &who.actor(), id).await {
         Ok(u) => Ok(Page::Html(
-            render_users(app, &who, None, Some(format!("Account {} disabled.", u.username))).await?,
+            render_users(
+                app,
+                &who,
+                None,
+                Some(format!("Account {} disabled.", u.username)),
+            )
+            .await?,
         )),
         Err(e @ AppError::Conflict(_)) => Ok(Page::Status((
             e.status(),
@@ -426,7 +464,9 @@ pub struct AuditFilter {
 }
 
 fn non_empty(s: &Option<String>) -> Option<String> {
-    s.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    s.as_ref()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 #[get("/audit?<q..>")]
@@ -469,7 +509,10 @@ mod tests {
     fn values_are_escaped() {
         let t = Templates::new().unwrap();
         let html = t
-            .render("error.html", context! { status => "400", message => "<script>x</script>" })
+            .render(
+                "error.html",
+                context! { status => "400", message => "<script>x</script>" },
+            )
             .unwrap();
         assert!(!html.0.contains("<script>x"));
     }

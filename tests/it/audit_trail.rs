@@ -10,7 +10,11 @@ async fn every_account_action_leaves_an_audit_event() {
     let app = TestApp::new().await;
     let (_, admin) = app.login_as(Role::Admin).await;
     let (s, body) = app
-        .post("/api/v1/users", &admin, json!({"username": "kim", "password": PASSWORD, "roles": ["employee"]}))
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({"username": "kim", "password": PASSWORD, "roles": ["employee"]}),
+        )
         .await;
     assert_eq!(s, Status::Created);
     let kim = body["id"].as_str().unwrap().to_string();
@@ -18,7 +22,8 @@ async fn every_account_action_leaves_an_audit_event() {
     let token = login["token"].as_str().unwrap().to_string();
     app.login("kim", "definitely wrong").await;
     app.post("/api/v1/logout", &token, json!({})).await;
-    app.post(&format!("/api/v1/users/{kim}/disable"), &admin, json!({})).await;
+    app.post(&format!("/api/v1/users/{kim}/disable"), &admin, json!({}))
+        .await;
     let actions = app.audit_actions().await;
     let expected = [
         ("user.create", "success"),  // the admin (test fixture)
@@ -29,7 +34,10 @@ async fn every_account_action_leaves_an_audit_event() {
         ("auth.logout", "success"),  // kim
         ("user.disable", "success"), // kim
     ];
-    let got: Vec<(&str, &str)> = actions.iter().map(|(a, o)| (a.as_str(), o.as_str())).collect();
+    let got: Vec<(&str, &str)> = actions
+        .iter()
+        .map(|(a, o)| (a.as_str(), o.as_str()))
+        .collect();
     assert_eq!(got, expected);
     // Each event names actor, address and request id where there was a request.
     let (actor, addr, rid): (String, Option<String>, Option<String>) = sqlx::query_as(
@@ -41,7 +49,10 @@ async fn every_account_action_leaves_an_audit_event() {
     assert!(actor.starts_with("admin"));
     assert_eq!(addr.as_deref(), Some("10.9.8.7"));
     assert!(rid.is_some());
-    assert_eq!(audit::verify(&app.db).await.unwrap(), Verification::Intact { events: 7 });
+    assert_eq!(
+        audit::verify(&app.db).await.unwrap(),
+        Verification::Intact { events: 7 }
+    );
 }
 
 #[tokio::test]
@@ -56,7 +67,10 @@ async fn the_database_refuses_update_delete_and_truncate() {
         let err = sqlx::query(sql).execute(&app.db).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
-    assert_eq!(audit::verify(&app.db).await.unwrap(), Verification::Intact { events: 2 });
+    assert_eq!(
+        audit::verify(&app.db).await.unwrap(),
+        Verification::Intact { events: 2 }
+    );
 }
 
 #[tokio::test]
@@ -71,12 +85,18 @@ async fn tampering_with_triggers_disabled_is_detected_and_named() {
         .await
         .unwrap();
     let mut tx = app.db.begin().await.unwrap();
-    sqlx::query("ALTER TABLE audit_events DISABLE TRIGGER ALL").execute(&mut *tx).await.unwrap();
+    sqlx::query("ALTER TABLE audit_events DISABLE TRIGGER ALL")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     sqlx::query("UPDATE audit_events SET detail = '{\"forged\": true}' WHERE seq = 4")
         .execute(&mut *tx)
         .await
         .unwrap();
-    sqlx::query("ALTER TABLE audit_events ENABLE TRIGGER ALL").execute(&mut *tx).await.unwrap();
+    sqlx::query("ALTER TABLE audit_events ENABLE TRIGGER ALL")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     match audit::verify(&app.db).await.unwrap() {
         Verification::Broken { seq, id, .. } => {
@@ -95,7 +115,12 @@ async fn tampering_with_triggers_disabled_is_detected_and_named() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("BROKEN at event 4"), "{stdout}");
     assert!(stdout.contains(&id4.to_string()), "{stdout}");
 }
@@ -107,9 +132,18 @@ async fn a_deleted_event_is_detected() {
         app.login_as(Role::Employee).await;
     }
     let mut tx = app.db.begin().await.unwrap();
-    sqlx::query("ALTER TABLE audit_events DISABLE TRIGGER ALL").execute(&mut *tx).await.unwrap();
-    sqlx::query("DELETE FROM audit_events WHERE seq = 2").execute(&mut *tx).await.unwrap();
-    sqlx::query("ALTER TABLE audit_events ENABLE TRIGGER ALL").execute(&mut *tx).await.unwrap();
+    sqlx::query("ALTER TABLE audit_events DISABLE TRIGGER ALL")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM audit_events WHERE seq = 2")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE audit_events ENABLE TRIGGER ALL")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     match audit::verify(&app.db).await.unwrap() {
         Verification::Broken { seq, .. } => assert_eq!(seq, 2),
@@ -129,7 +163,11 @@ async fn verify_audit_command_reports_an_intact_chain() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(stdout.trim(), "audit chain OK: 2 events");
 }
 
@@ -147,7 +185,11 @@ async fn fifty_concurrent_logins_leave_one_intact_chain() {
         let name = names[i % names.len()].clone();
         // The first round fails once for each account (no lockout), so successes and
         // failures interleave in the chain.
-        let password = if i < names.len() { "wrong wrong wrong".to_string() } else { PASSWORD.to_string() };
+        let password = if i < names.len() {
+            "wrong wrong wrong".to_string()
+        } else {
+            PASSWORD.to_string()
+        };
         tasks.push(async move { (name, password) });
     }
     let futures = tasks.into_iter().map(|t| {
@@ -159,8 +201,17 @@ async fn fifty_concurrent_logins_leave_one_intact_chain() {
     });
     let statuses = futures_join_all(futures).await;
     assert_eq!(statuses.iter().filter(|s| **s == Status::Ok).count(), 40);
-    assert_eq!(statuses.iter().filter(|s| **s == Status::Unauthorized).count(), 10);
-    assert_eq!(audit::verify(&app.db).await.unwrap(), Verification::Intact { events: 60 });
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == Status::Unauthorized)
+            .count(),
+        10
+    );
+    assert_eq!(
+        audit::verify(&app.db).await.unwrap(),
+        Verification::Intact { events: 60 }
+    );
     let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM audit_events ORDER BY seq")
         .fetch_all(&app.db)
         .await
@@ -169,7 +220,9 @@ async fn fifty_concurrent_logins_leave_one_intact_chain() {
 }
 
 /// Runs the futures concurrently on this task and collects their outputs in order.
-async fn futures_join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+async fn futures_join_all<F: std::future::Future>(
+    futs: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
     let mut set = Vec::new();
     for f in futs {
         set.push(Box::pin(f));
@@ -185,7 +238,11 @@ async fn futures_join_all<F: std::future::Future>(futs: impl IntoIterator<Item =
                 }
             }
         }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
     })
     .await;
     out.into_iter().map(|o| o.unwrap()).collect()

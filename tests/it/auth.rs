@@ -8,7 +8,8 @@ use crate::common::{bearer, TestApp, PASSWORD};
 #[tokio::test]
 async fn right_password_signs_in_and_me_answers() {
     let app = TestApp::new().await;
-    app.add_user("Alice", &[Role::Employee, Role::Archivist], "Retail").await;
+    app.add_user("Alice", &[Role::Employee, Role::Archivist], "Retail")
+        .await;
     // Usernames are case-insensitive.
     let (status, body) = app.login("alice", PASSWORD).await;
     assert_eq!(status, Status::Ok, "{body}");
@@ -28,7 +29,11 @@ async fn wrong_password_unknown_user_and_disabled_user_get_the_same_answer() {
     let carol = app.add_user("carol", &[Role::Employee], "Retail").await;
     let (_, admin_token) = app.login_as(Role::Admin).await;
     let (s, _) = app
-        .post(&format!("/api/v1/users/{}/disable", carol.id), &admin_token, json!({}))
+        .post(
+            &format!("/api/v1/users/{}/disable", carol.id),
+            &admin_token,
+            json!({}),
+        )
         .await;
     assert_eq!(s, Status::Ok);
 
@@ -49,7 +54,10 @@ async fn wrong_password_unknown_user_and_disabled_user_get_the_same_answer() {
     .fetch_all(&app.db)
     .await
     .unwrap();
-    assert_eq!(reasons, ["wrong_password", "unknown_account", "account_disabled"]);
+    assert_eq!(
+        reasons,
+        ["wrong_password", "unknown_account", "account_disabled"]
+    );
 }
 
 #[tokio::test]
@@ -75,7 +83,10 @@ async fn lockout_kicks_in_after_repeated_failures_and_expires() {
     for _ in 0..3 {
         app.login("ghost", "whatever it is").await;
     }
-    assert_eq!(app.login("ghost", PASSWORD).await.0, Status::TooManyRequests);
+    assert_eq!(
+        app.login("ghost", PASSWORD).await.0,
+        Status::TooManyRequests
+    );
 
     // Time passes: move the lock into the past rather than sleeping.
     sqlx::query("UPDATE login_throttle SET locked_until = now() - interval '1 second' WHERE key = 'user:dave'")
@@ -98,7 +109,10 @@ async fn lockout_per_client_address() {
     app.add_user("erin", &[Role::Employee], "Retail").await;
     // Four different names from one address: each name stays under its own limit.
     for i in 0..4 {
-        assert_eq!(app.login(&format!("spray{i}"), "guess guess").await.0, Status::Unauthorized);
+        assert_eq!(
+            app.login(&format!("spray{i}"), "guess guess").await.0,
+            Status::Unauthorized
+        );
     }
     let (s, _) = app.login("erin", PASSWORD).await;
     assert_eq!(s, Status::TooManyRequests);
@@ -121,7 +135,11 @@ async fn disabling_a_user_ends_their_live_session() {
     assert_eq!(app.get("/api/v1/me", &token).await.0, Status::Ok);
     let (_, admin_token) = app.login_as(Role::Admin).await;
     let (s, body) = app
-        .post(&format!("/api/v1/users/{}/disable", frank.id), &admin_token, json!({}))
+        .post(
+            &format!("/api/v1/users/{}/disable", frank.id),
+            &admin_token,
+            json!({}),
+        )
         .await;
     assert_eq!(s, Status::Ok, "{body}");
     assert_eq!(body["status"], "disabled");
@@ -169,11 +187,13 @@ async fn logout_ends_the_session() {
 async fn idle_and_absolute_expiry_end_sessions() {
     let app = TestApp::new().await;
     let (u, token) = app.login_as(Role::Employee).await;
-    sqlx::query("UPDATE sessions SET last_seen_at = now() - interval '31 minutes' WHERE user_id = $1")
-        .bind(u.id)
-        .execute(&app.db)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE sessions SET last_seen_at = now() - interval '31 minutes' WHERE user_id = $1",
+    )
+    .bind(u.id)
+    .execute(&app.db)
+    .await
+    .unwrap();
     assert_eq!(app.get("/api/v1/me", &token).await.0, Status::Unauthorized);
 
     let (u, token) = app.login_as(Role::Employee).await;
@@ -194,20 +214,31 @@ async fn form_posts_without_csrf_token_are_refused() {
         .client
         .post("/login")
         .header(ContentType::Form)
-        .body(format!("username=gina&password={}", PASSWORD.replace(' ', "+")))
+        .body(format!(
+            "username=gina&password={}",
+            PASSWORD.replace(' ', "+")
+        ))
         .dispatch()
         .await;
     assert_eq!(res.status(), Status::Forbidden);
     // With a token that does not match the cookie.
     let page = app.client.get("/login").dispatch().await;
     assert_eq!(page.status(), Status::Ok);
-    let csrf_cookie = page.cookies().get("strongroom_login_csrf").unwrap().value().to_string();
+    let csrf_cookie = page
+        .cookies()
+        .get("strongroom_login_csrf")
+        .unwrap()
+        .value()
+        .to_string();
     let res = app
         .client
         .post("/login")
         .header(ContentType::Form)
         .cookie(Cookie::new("strongroom_login_csrf", csrf_cookie.clone()))
-        .body(format!("username=gina&password={}&csrf=forged", PASSWORD.replace(' ', "+")))
+        .body(format!(
+            "username=gina&password={}&csrf=forged",
+            PASSWORD.replace(' ', "+")
+        ))
         .dispatch()
         .await;
     assert_eq!(res.status(), Status::Forbidden);
@@ -217,7 +248,10 @@ async fn form_posts_without_csrf_token_are_refused() {
         .post("/login")
         .header(ContentType::Form)
         .cookie(Cookie::new("strongroom_login_csrf", csrf_cookie.clone()))
-        .body(format!("username=gina&password={}&csrf={csrf_cookie}", PASSWORD.replace(' ', "+")))
+        .body(format!(
+            "username=gina&password={}&csrf={csrf_cookie}",
+            PASSWORD.replace(' ', "+")
+        ))
         .dispatch()
         .await;
     assert_eq!(res.status(), Status::SeeOther);
@@ -262,16 +296,26 @@ async fn secure_cookie_when_served_over_tls() {
         .await;
     assert_eq!(res.status(), Status::Ok);
     let c: Vec<&str> = res.headers().get("Set-Cookie").collect();
-    assert!(c.iter().any(|c| c.starts_with("strongroom_session=") && c.contains("Secure")), "{c:?}");
+    assert!(
+        c.iter()
+            .any(|c| c.starts_with("strongroom_session=") && c.contains("Secure")),
+        "{c:?}"
+    );
 }
 
 #[tokio::test]
 async fn one_time_password_must_be_changed_before_anything_else() {
     let app = TestApp::new().await;
-    let password = strongroom::users::bootstrap_admin(&app.db).await.unwrap().unwrap();
+    let password = strongroom::users::bootstrap_admin(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
     let password = secrecy::ExposeSecret::expose_secret(&password).to_string();
     // Bootstrap happens once.
-    assert!(strongroom::users::bootstrap_admin(&app.db).await.unwrap().is_none());
+    assert!(strongroom::users::bootstrap_admin(&app.db)
+        .await
+        .unwrap()
+        .is_none());
     let (s, body) = app.login("admin", &password).await;
     assert_eq!(s, Status::Ok, "{body}");
     assert_eq!(body["user"]["must_change_password"], true);
@@ -285,21 +329,36 @@ async fn one_time_password_must_be_changed_before_anything_else() {
     assert_eq!(res.headers().get_one("Location"), Some("/account/password"));
 
     let (s, body) = app
-        .post("/api/v1/me/password", &token, json!({"current_password": "nope", "new_password": "a brand new passphrase"}))
+        .post(
+            "/api/v1/me/password",
+            &token,
+            json!({"current_password": "nope", "new_password": "a brand new passphrase"}),
+        )
         .await;
     assert_eq!(s, Status::UnprocessableEntity, "{body}");
     let (s, body) = app
-        .post("/api/v1/me/password", &token, json!({"current_password": password, "new_password": "short"}))
+        .post(
+            "/api/v1/me/password",
+            &token,
+            json!({"current_password": password, "new_password": "short"}),
+        )
         .await;
     assert_eq!(s, Status::UnprocessableEntity, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("12"));
     let (s, body) = app
-        .post("/api/v1/me/password", &token, json!({"current_password": password, "new_password": "a brand new passphrase"}))
+        .post(
+            "/api/v1/me/password",
+            &token,
+            json!({"current_password": password, "new_password": "a brand new passphrase"}),
+        )
         .await;
     assert_eq!(s, Status::Ok, "{body}");
     assert_eq!(app.get("/api/v1/users", &token).await.0, Status::Ok);
     assert_eq!(app.login("admin", &password).await.0, Status::Unauthorized);
-    assert_eq!(app.login("admin", "a brand new passphrase").await.0, Status::Ok);
+    assert_eq!(
+        app.login("admin", "a brand new passphrase").await.0,
+        Status::Ok
+    );
     assert_eq!(app.audit_count("user.password_change", "success").await, 1);
     assert_eq!(app.audit_count("user.password_change", "failure").await, 1);
 }
@@ -323,12 +382,20 @@ async fn only_admins_manage_accounts() {
     assert_eq!(s, Status::Conflict, "{body}");
     // Bad input names the field.
     let (s, body) = app
-        .post("/api/v1/users", &admin, json!({"username": "bad name!", "password": "long enough pass", "roles": ["employee"]}))
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({"username": "bad name!", "password": "long enough pass", "roles": ["employee"]}),
+        )
         .await;
     assert_eq!(s, Status::UnprocessableEntity);
     assert_eq!(body["error"]["field"], "username");
     let (s, body) = app
-        .post("/api/v1/users", &admin, json!({"username": "jo", "password": "long enough pass", "roles": ["wizard"]}))
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({"username": "jo", "password": "long enough pass", "roles": ["wizard"]}),
+        )
         .await;
     assert_eq!(s, Status::UnprocessableEntity, "{body}");
     assert_eq!(app.audit_count("user.create", "success").await, 3);
@@ -339,7 +406,11 @@ async fn the_last_admin_cannot_be_disabled() {
     let app = TestApp::new().await;
     let (admin, token) = app.login_as(Role::Admin).await;
     let (s, body) = app
-        .post(&format!("/api/v1/users/{}/disable", admin.id), &token, json!({}))
+        .post(
+            &format!("/api/v1/users/{}/disable", admin.id),
+            &token,
+            json!({}),
+        )
         .await;
     assert_eq!(s, Status::Conflict, "{body}");
 }
@@ -348,7 +419,10 @@ async fn the_last_admin_cannot_be_disabled() {
 async fn passwords_and_tokens_never_reach_the_logs() {
     let app = TestApp::new().await;
     let marker = format!("pw-marker-{}", uuid::Uuid::new_v4().simple());
-    let name = format!("logcheck{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let name = format!(
+        "logcheck{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
     let res = app
         .client
         .post("/api/v1/users")
@@ -358,7 +432,11 @@ async fn passwords_and_tokens_never_reach_the_logs() {
     assert_eq!(res.status(), Status::Unauthorized);
     let (_, admin) = app.login_as(Role::Admin).await;
     let (s, _) = app
-        .post("/api/v1/users", &admin, json!({"username": name, "password": marker, "roles": ["employee"]}))
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({"username": name, "password": marker, "roles": ["employee"]}),
+        )
         .await;
     assert_eq!(s, Status::Created);
     let (s, body) = app.login(&name, &marker).await;

@@ -37,7 +37,9 @@ fn fast_opts() -> StartOptions {
 }
 
 async fn connect(pg: &EmbeddedPg, db: &str) -> PgConnection {
-    PgConnection::connect_with(&pg.connect_options(db)).await.unwrap()
+    PgConnection::connect_with(&pg.connect_options(db))
+        .await
+        .unwrap()
 }
 
 fn postmaster_pid(pg: &EmbeddedPg) -> i32 {
@@ -47,7 +49,9 @@ fn postmaster_pid(pg: &EmbeddedPg) -> i32 {
 
 /// Starts a cluster in `data_dir` with a watchdog that cleans up if the test panics.
 async fn start(data_dir: &Path, root: &Path) -> (EmbeddedPg, std::process::Child) {
-    let pg = EmbeddedPg::ensure_running(data_dir, &fast_opts()).await.unwrap();
+    let pg = EmbeddedPg::ensure_running(data_dir, &fast_opts())
+        .await
+        .unwrap();
     let watchdog = pg.stop_on_process_exit(Some(root)).unwrap();
     (pg, watchdog)
 }
@@ -64,7 +68,10 @@ async fn first_start_creates_a_socket_only_cluster() {
     assert_eq!(pw.mode() & 0o777, 0o600);
     assert_eq!(pw.uid(), nix::unistd::geteuid().as_raw());
     let socket = pg.socket_dir().join(".s.PGSQL.5432");
-    assert!(std::fs::symlink_metadata(&socket).is_ok(), "socket {socket:?} missing");
+    assert!(
+        std::fs::symlink_metadata(&socket).is_ok(),
+        "socket {socket:?} missing"
+    );
     let socket_dir = std::fs::metadata(pg.socket_dir()).unwrap();
     assert_eq!(socket_dir.mode() & 0o777, 0o700);
     let data_mode = std::fs::metadata(&data).unwrap().mode() & 0o777;
@@ -91,13 +98,21 @@ async fn first_start_creates_a_socket_only_cluster() {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-    assert_eq!((user.as_str(), db.as_str(), sum), ("strongroom", "strongroom", 42));
-    let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(
+        (user.as_str(), db.as_str(), sum),
+        ("strongroom", "strongroom", 42)
+    );
+    let fsync: String = sqlx::query_scalar("SHOW fsync")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(fsync, "off");
     conn.close().await.unwrap();
 
     // The socket alone is not enough: a wrong password is refused.
-    let wrong = pg.connect_options("strongroom").password("not-the-password");
+    let wrong = pg
+        .connect_options("strongroom")
+        .password("not-the-password");
     assert!(PgConnection::connect_with(&wrong).await.is_err());
 
     pg.stop().await.unwrap();
@@ -110,7 +125,10 @@ async fn restart_keeps_data() {
     let data = tmp.path().join("vault");
     let (pg, _watchdog) = start(&data, tmp.path()).await;
     let mut conn = connect(&pg, "strongroom").await;
-    sqlx::query("CREATE TABLE kept (v text)").execute(&mut conn).await.unwrap();
+    sqlx::query("CREATE TABLE kept (v text)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     sqlx::query("INSERT INTO kept VALUES ('still here')")
         .execute(&mut conn)
         .await
@@ -118,7 +136,9 @@ async fn restart_keeps_data() {
     conn.close().await.unwrap();
     pg.stop().await.unwrap();
 
-    let pg = EmbeddedPg::ensure_running(&data, &fast_opts()).await.unwrap();
+    let pg = EmbeddedPg::ensure_running(&data, &fast_opts())
+        .await
+        .unwrap();
     assert!(pg.owns_cluster());
     let mut conn = connect(&pg, "strongroom").await;
     let v: String = sqlx::query_scalar("SELECT v FROM kept")
@@ -137,7 +157,9 @@ async fn second_user_connects_without_owning_and_orphan_is_adopted() {
     let (owner, _watchdog) = start(&data, tmp.path()).await;
     let pid = postmaster_pid(&owner);
 
-    let guest = EmbeddedPg::ensure_running(&data, &fast_opts()).await.unwrap();
+    let guest = EmbeddedPg::ensure_running(&data, &fast_opts())
+        .await
+        .unwrap();
     assert!(!guest.owns_cluster());
     assert_eq!(postmaster_pid(&guest), pid, "no second server was started");
     let mut conn = connect(&guest, "strongroom").await;
@@ -151,7 +173,9 @@ async fn second_user_connects_without_owning_and_orphan_is_adopted() {
 
     // The owner goes away without stopping the server: the next command adopts it.
     drop(owner);
-    let heir = EmbeddedPg::ensure_running(&data, &fast_opts()).await.unwrap();
+    let heir = EmbeddedPg::ensure_running(&data, &fast_opts())
+        .await
+        .unwrap();
     assert!(heir.owns_cluster());
     assert_eq!(postmaster_pid(&heir), pid);
     heir.stop().await.unwrap();
@@ -164,8 +188,14 @@ async fn recovers_after_postmaster_is_killed() {
     let data = tmp.path().join("vault");
     let (pg, _watchdog) = start(&data, tmp.path()).await;
     let mut conn = connect(&pg, "strongroom").await;
-    sqlx::query("CREATE TABLE survivor (v int)").execute(&mut conn).await.unwrap();
-    sqlx::query("INSERT INTO survivor VALUES (7)").execute(&mut conn).await.unwrap();
+    sqlx::query("CREATE TABLE survivor (v int)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO survivor VALUES (7)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
 
     let pid = postmaster_pid(&pg);
     nix::sys::signal::kill(
@@ -177,7 +207,9 @@ async fn recovers_after_postmaster_is_killed() {
     drop(pg);
     drop(conn);
 
-    let pg = EmbeddedPg::ensure_running(&data, &fast_opts()).await.unwrap();
+    let pg = EmbeddedPg::ensure_running(&data, &fast_opts())
+        .await
+        .unwrap();
     assert!(pg.owns_cluster());
     assert_ne!(postmaster_pid(&pg), pid);
     let mut conn = connect(&pg, "strongroom").await;
@@ -187,6 +219,113 @@ async fn recovers_after_postmaster_is_killed() {
         .unwrap();
     assert_eq!(v, 7);
     conn.close().await.unwrap();
+    pg.stop().await.unwrap();
+}
+
+/// A process counts as gone once it is dead or a zombie (this container's init does
+/// not reap the orphaned postmaster).
+fn gone(pid: i32) -> bool {
+    let dead = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err();
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false);
+    dead || zombie
+}
+
+#[tokio::test]
+async fn concurrent_starts_make_one_server_with_one_owner() {
+    let tmp = short_tempdir();
+    let data = tmp.path().join("vault");
+    let opts = fast_opts();
+    let (a, b) = tokio::join!(
+        EmbeddedPg::ensure_running(&data, &opts),
+        EmbeddedPg::ensure_running(&data, &opts)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let _watchdog = a.stop_on_process_exit(Some(tmp.path())).unwrap();
+    assert!(a.owns_cluster() != b.owns_cluster(), "exactly one owner");
+    assert_eq!(postmaster_pid(&a), postmaster_pid(&b));
+    for pg in [&a, &b] {
+        let mut conn = connect(pg, "strongroom").await;
+        sqlx::query("SELECT 1").execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+    }
+    let (owner, guest) = if a.owns_cluster() { (a, b) } else { (b, a) };
+    guest.stop().await.unwrap();
+    owner.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn watchdog_stops_the_cluster_and_removes_the_dir_when_its_pipe_closes() {
+    let tmp = short_tempdir();
+    let data = tmp.path().join("vault");
+    let pg = EmbeddedPg::ensure_running(&data, &fast_opts())
+        .await
+        .unwrap();
+    let pid = postmaster_pid(&pg);
+    let mut watchdog = pg.stop_on_process_exit(Some(&data)).unwrap();
+    // What the exit of the calling process does: the write end of the pipe closes.
+    drop(watchdog.stdin.take());
+    let status = tokio::task::spawn_blocking(move || watchdog.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    assert!(gone(pid), "postmaster {pid} still running");
+    assert!(!data.exists(), "{data:?} was not removed");
+    drop(pg);
+}
+
+#[tokio::test]
+async fn failed_initdb_leaves_nothing_half_made() {
+    let tmp = short_tempdir();
+    let real = find_bin_dir(None).unwrap();
+    let bins = tmp.path().join("bin");
+    std::fs::create_dir(&bins).unwrap();
+    std::fs::set_permissions(&bins, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake_initdb = bins.join("initdb");
+    std::fs::write(
+        &fake_initdb,
+        "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = -D ] && d=$2; shift; done\n\
+         touch \"$d/PG_VERSION\" \"$d/half-written\"\n\
+         echo 'initdb: simulated failure halfway' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake_initdb, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for bin in ["pg_ctl", "postgres"] {
+        std::os::unix::fs::symlink(real.join(bin), bins.join(bin)).unwrap();
+    }
+    let opts = StartOptions {
+        bin_dir: Some(bins),
+        settings: Vec::new(),
+    };
+    let data = tmp.path().join("vault");
+    let err = EmbeddedPg::ensure_running(&data, &opts).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, PgError::InitDb { .. }), "{msg}");
+    assert!(msg.contains("simulated failure halfway"), "{msg}");
+    let password = std::fs::read_to_string(data.join("pg-superuser.password")).unwrap();
+    assert!(
+        !msg.contains(password.trim()),
+        "the password leaked into the error"
+    );
+    assert!(!data.join("pg").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("pg") && n != "pg-superuser.password" && !n.ends_with(".lock"))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+
+    // The next run (with working binaries) starts afresh and succeeds.
+    let (pg, _watchdog) = start(&data, tmp.path()).await;
+    assert!(pg.owns_cluster());
     pg.stop().await.unwrap();
 }
 
@@ -218,7 +357,10 @@ async fn unreachable_data_dir_is_named_when_root() {
         .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, PgError::DataDirUnreachable { .. }), "{msg}");
-    assert!(msg.contains(&format!("chmod o+x {}", closed.display())), "{msg}");
+    assert!(
+        msg.contains(&format!("chmod o+x {}", closed.display())),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -14,7 +14,11 @@ use nix::unistd::Pid;
 const BIN: &str = env!("CARGO_BIN_EXE_strongroom");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A minimal HTTP/1.1 exchange with the server on 127.0.0.1.
@@ -31,7 +35,10 @@ fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> Option<(u16,
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -134,9 +141,11 @@ impl Drop for Cleanup<'_> {
 }
 
 fn one_time_password(lines: &[String]) -> Option<String> {
-    lines
-        .iter()
-        .find_map(|l| l.trim().strip_prefix("one-time password: ").map(str::to_string))
+    lines.iter().find_map(|l| {
+        l.trim()
+            .strip_prefix("one-time password: ")
+            .map(str::to_string)
+    })
 }
 
 #[test]
@@ -149,12 +158,16 @@ fn embedded_server_life_cycle() {
     std::thread::sleep(Duration::from_millis(200));
     let out = server.output();
     let password = one_time_password(&out).unwrap_or_else(|| panic!("no password in {out:?}"));
-    assert!(out.iter().any(|l| l.contains(&format!("http://127.0.0.1:{}", server.port))));
+    assert!(out
+        .iter()
+        .any(|l| l.contains(&format!("http://127.0.0.1:{}", server.port))));
     let (status, body) = http(
         server.port,
         "POST",
         "/api/v1/login",
-        Some(&format!(r#"{{"username":"admin","password":"{password}"}}"#)),
+        Some(&format!(
+            r#"{{"username":"admin","password":"{password}"}}"#
+        )),
     )
     .unwrap();
     assert_eq!(status, 200, "{body}");
@@ -165,7 +178,18 @@ fn embedded_server_life_cycle() {
 
     // A second command on the same data dir uses the running cluster.
     let mut add = Command::new(BIN)
-        .args(["user", "add", "--username", "lena", "--role", "employee,archivist", "--department", "Retail", "--password-stdin", "--data-dir"])
+        .args([
+            "user",
+            "add",
+            "--username",
+            "lena",
+            "--role",
+            "employee,archivist",
+            "--department",
+            "Retail",
+            "--password-stdin",
+            "--data-dir",
+        ])
         .arg(&dir)
         .env_remove("DATABASE_URL")
         .env("STRONGROOM_LOG_LEVEL", "warn")
@@ -174,11 +198,26 @@ fn embedded_server_life_cycle() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    add.stdin.take().unwrap().write_all(b"the archive keeper's passphrase\n").unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"the archive keeper's passphrase\n")
+        .unwrap();
     let add = add.wait_with_output().unwrap();
-    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
-    assert_eq!(postmaster_pid(&dir), Some(pg_pid), "a second cluster was started");
-    assert!(alive(pg_pid), "the second command stopped the server's cluster");
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    assert_eq!(
+        postmaster_pid(&dir),
+        Some(pg_pid),
+        "a second cluster was started"
+    );
+    assert!(
+        alive(pg_pid),
+        "the second command stopped the server's cluster"
+    );
     let (status, _) = http(
         server.port,
         "POST",
@@ -221,7 +260,10 @@ fn embedded_server_life_cycle() {
     server.wait_exit();
     kill(Pid::from_raw(pg_pid2), Signal::SIGKILL).unwrap();
     wait_dead(pg_pid2);
-    assert!(postmaster_pid(&dir).is_some(), "stale postmaster.pid expected");
+    assert!(
+        postmaster_pid(&dir).is_some(),
+        "stale postmaster.pid expected"
+    );
     let mut server = Server::start(&dir);
     assert_eq!(http(server.port, "GET", "/healthz", None).unwrap().0, 200);
     let (status, _) = http(
@@ -238,7 +280,10 @@ fn embedded_server_life_cycle() {
 
     // Private files stay private.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.join("pg-superuser.password")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(dir.join("pg-superuser.password"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
 

@@ -47,7 +47,11 @@ async fn every_non_public_route_requires_a_session() {
             assert_eq!(status, Status::Unauthorized, "{method} {concrete}");
         } else {
             assert_eq!(status, Status::SeeOther, "{method} {concrete}");
-            assert_eq!(res.headers().get_one("Location"), Some("/login"), "{method} {concrete}");
+            assert_eq!(
+                res.headers().get_one("Location"),
+                Some("/login"),
+                "{method} {concrete}"
+            );
         }
         checked += 1;
     }
@@ -66,7 +70,10 @@ async fn public_routes_answer_and_carry_security_headers() {
     assert_eq!(h.get_one("X-Frame-Options"), Some("DENY"));
     assert_eq!(h.get_one("X-Content-Type-Options"), Some("nosniff"));
     assert_eq!(h.get_one("Cache-Control"), Some("no-store"));
-    assert!(h.get_one("Content-Security-Policy").unwrap().contains("frame-ancestors 'none'"));
+    assert!(h
+        .get_one("Content-Security-Policy")
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
     let body = res.into_string().await.unwrap();
     assert!(body.contains("name=\"csrf\""));
     // Unknown API paths answer JSON errors.

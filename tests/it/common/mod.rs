@@ -101,22 +101,16 @@ pub async fn fresh_database() -> (String, PgConnectOptions) {
 pub fn database_url(c: &Cluster, db: &str) -> String {
     let password = std::fs::read_to_string(c.dir.join("pg-superuser.password"))
         .expect("superuser password file");
-    let host: String = c
-        .pg
-        .socket_dir()
-        .to_string_lossy()
-        .bytes()
-        .map(|b| match b {
-            b'/' => "%2F".to_string(),
-            b => (b as char).to_string(),
-        })
-        .collect();
-    format!(
-        "postgres://strongroom:{}@{}/{}",
-        password.trim(),
-        host,
-        db
-    )
+    let host: String =
+        c.pg.socket_dir()
+            .to_string_lossy()
+            .bytes()
+            .map(|b| match b {
+                b'/' => "%2F".to_string(),
+                b => (b as char).to_string(),
+            })
+            .collect();
+    format!("postgres://strongroom:{}@{}/{}", password.trim(), host, db)
 }
 
 // ---- log capture -------------------------------------------------------------------------
@@ -227,7 +221,11 @@ impl TestApp {
 
     /// Creates a user with `role` and signs them in; returns (user, token).
     pub async fn login_as(&self, role: Role) -> (User, String) {
-        let name = format!("{}{}", role.as_str(), &uuid::Uuid::new_v4().simple().to_string()[..6]);
+        let name = format!(
+            "{}{}",
+            role.as_str(),
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        );
         let user = self.add_user(&name, &[role], "Retail").await;
         let (status, body) = self.login(&name, PASSWORD).await;
         assert_eq!(status, Status::Ok, "{body}");
