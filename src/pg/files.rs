@@ -94,7 +94,7 @@ pub(crate) fn prepare_data_dir(data_dir: &Path, account: &Account) -> Result<Pat
             return Err(PgError::io(
                 "use as data directory",
                 data_dir,
-                std::io::Error::new(std::io::ErrorKind::Other, "not a directory"),
+                std::io::Error::other("not a directory"),
             ))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -257,7 +257,7 @@ pub(crate) async fn lock_exclusive(path: &Path) -> Result<Flock<File>, PgError> 
         Err(join) => Err(PgError::io(
             "wait for lock",
             path,
-            std::io::Error::new(std::io::ErrorKind::Other, join.to_string()),
+            std::io::Error::other(join.to_string()),
         )),
     }
 }

@@ -108,7 +108,14 @@ impl EmbeddedPg {
         let start_lock = files::lock_exclusive(&paths.start_lock).await?;
 
         if !paths.cluster_dir.join("PG_VERSION").exists() {
-            create_cluster(&paths, &account, &bin_dir).await?;
+            let no_sync = opts.settings.iter().any(|(k, v)| {
+                k.eq_ignore_ascii_case("fsync")
+                    && matches!(
+                        v.to_ascii_lowercase().as_str(),
+                        "off" | "false" | "0" | "no"
+                    )
+            });
+            create_cluster(&paths, &account, &bin_dir, no_sync).await?;
         }
         let password = files::read_password_file(&paths.password_file, &paths.cluster_dir)?;
         server::check_version(&paths, &account, &bin_dir).await?;
@@ -344,7 +351,12 @@ fn is_transient(e: &sqlx::Error) -> bool {
     }
 }
 
-async fn create_cluster(paths: &Paths, account: &Account, bin_dir: &Path) -> Result<(), PgError> {
+async fn create_cluster(
+    paths: &Paths,
+    account: &Account,
+    bin_dir: &Path,
+    no_sync: bool,
+) -> Result<(), PgError> {
     match std::fs::read_dir(&paths.cluster_dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -363,7 +375,7 @@ async fn create_cluster(paths: &Paths, account: &Account, bin_dir: &Path) -> Res
     let password = files::generate_password();
     files::write_password_file(&paths.password_file, &password)?;
     files::ensure_private_dir(&paths.staging_dir, account)?;
-    server::initdb(paths, account, bin_dir, &password).await?;
+    server::initdb(paths, account, bin_dir, &password, no_sync).await?;
 
     // Also in the configuration file, so that a server started by hand (without our
     // -c options) does not open a TCP port either.

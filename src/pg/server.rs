@@ -173,19 +173,31 @@ fn stderr_text(out: &Output) -> String {
 
 /// Runs initdb into `paths.staging_dir` (which must exist, empty, owned by the account).
 /// On failure the staging directory is removed.
+///
+/// With `no_sync` initdb skips flushing the new cluster to disk; callers pass it when the
+/// server itself runs with fsync=off, i.e. when durability was given up anyway.
 pub(crate) async fn initdb(
     paths: &Paths,
     account: &Account,
     bin_dir: &Path,
     password: &SecretString,
+    no_sync: bool,
 ) -> Result<(), PgError> {
-    let mut out = run_initdb(paths, account, bin_dir, password, "--locale=C.UTF-8").await?;
+    let mut out = run_initdb(
+        paths,
+        account,
+        bin_dir,
+        password,
+        "--locale=C.UTF-8",
+        no_sync,
+    )
+    .await?;
     if !out.status.success() && stderr_text(&out).contains("locale") {
         // Not every system ships C.UTF-8 (e.g. older macOS); plain C still stores UTF-8.
         tracing::warn!("initdb rejected locale C.UTF-8; retrying with --no-locale");
         files::remove_dir_if_exists(&paths.staging_dir)?;
         files::ensure_private_dir(&paths.staging_dir, account)?;
-        out = run_initdb(paths, account, bin_dir, password, "--no-locale").await?;
+        out = run_initdb(paths, account, bin_dir, password, "--no-locale", no_sync).await?;
     }
     if out.status.success() {
         tracing::debug!(output = %String::from_utf8_lossy(&out.stdout), "initdb finished");
@@ -208,6 +220,7 @@ async fn run_initdb(
     bin_dir: &Path,
     password: &SecretString,
     locale_arg: &str,
+    no_sync: bool,
 ) -> Result<Output, PgError> {
     let initdb = bin_dir.join("initdb");
     // initdb reads the password by opening --pwfile. Re-opening our pipe through
@@ -229,6 +242,7 @@ async fn run_initdb(
             "UTF8",
             locale_arg,
         ])
+        .args(no_sync.then_some("--no-sync"))
         .stdin(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| PgError::Spawn {
         program: initdb.clone(),
