@@ -26,7 +26,9 @@ pub enum PgError {
     #[error(
         "{dir} was given as the PostgreSQL binary directory but lacks {missing}; point \
          STRONGROOM_PG_BIN_DIR (or the bin dir option) at the directory holding initdb, pg_ctl and \
-         postgres, e.g. /usr/lib/postgresql/15/bin"
+         postgres, e.g. /usr/lib/postgresql/15/bin; if they are not installed: apt-get install \
+         postgresql (Debian/Ubuntu), dnf install postgresql-server (Fedora/RHEL), brew install \
+         postgresql (macOS)"
     )]
     IncompleteBinDir { dir: PathBuf, missing: String },
 

@@ -275,6 +275,17 @@ pub(crate) fn try_lock_exclusive(path: &Path) -> Result<Option<Flock<File>>, PgE
     }
 }
 
+/// What was appended to a (log) file after `offset`, at most 64 KiB of it.
+pub(crate) fn read_from(path: &Path, offset: u64) -> String {
+    let mut buf = Vec::new();
+    if let Ok(mut file) = File::open(path) {
+        if file.seek(SeekFrom::Start(offset)).is_ok() {
+            let _ = file.take(64 * 1024).read_to_end(&mut buf);
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 /// The last `max_lines` lines of a (log) file, for error messages.
 pub(crate) fn tail(path: &Path, max_lines: usize) -> String {
     const WINDOW: u64 = 16 * 1024;

@@ -330,6 +330,7 @@ pub(crate) async fn start(
     for attempt in 1..=START_ATTEMPTS {
         clear_stale_lock(&paths.pid_file)?;
         clear_stale_lock(&paths.socket_dir.join(format!(".s.PGSQL.{PORT}.lock")))?;
+        let log_offset = std::fs::metadata(&paths.log_file).map_or(0, |m| m.len());
         let out = account
             .command(&pg_ctl, bin_dir)
             .arg("-D")
@@ -354,12 +355,24 @@ pub(crate) async fn start(
                 return Err(start_error(paths, attempt, detail));
             }
         }
+        if !leftovers_of_crash(&files::read_from(&paths.log_file, log_offset)) {
+            // A bad setting or a broken cluster will not fix itself by waiting.
+            return Err(start_error(paths, attempt, detail));
+        }
         if attempt < START_ATTEMPTS {
-            tracing::warn!(attempt, cluster = %paths.cluster_dir.display(), "PostgreSQL did not start; retrying shortly");
+            tracing::warn!(attempt, cluster = %paths.cluster_dir.display(), "PostgreSQL is still blocked by its crashed predecessor; retrying shortly");
             tokio::time::sleep(START_BACKOFF).await;
         }
     }
     Err(start_error(paths, START_ATTEMPTS, detail))
+}
+
+/// Whether the server refused to start only because processes of a crashed predecessor
+/// are still around (they exit once they notice the postmaster is gone). The server's
+/// messages are in English: initdb set lc_messages to C/C.UTF-8.
+fn leftovers_of_crash(log: &str) -> bool {
+    log.contains("pre-existing shared memory block")
+        || (log.contains("lock file") && log.contains("already exists"))
 }
 
 fn start_error(paths: &Paths, attempts: u32, detail: String) -> PgError {

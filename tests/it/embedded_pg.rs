@@ -47,12 +47,23 @@ fn postmaster_pid(pg: &EmbeddedPg) -> i32 {
     text.lines().next().unwrap().trim().parse().unwrap()
 }
 
-/// Starts a cluster in `data_dir` with a watchdog that cleans up if the test panics.
-async fn start(data_dir: &Path, root: &Path) -> (EmbeddedPg, std::process::Child) {
+/// Stops the cluster and removes the test directory when the test ends or panics (by
+/// closing the watchdog's pipe), or when the test process dies (the pipe closes itself).
+struct Watchdog(std::process::Child);
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a cluster in `data_dir`, guarded by a watchdog that cleans up `root`.
+async fn start(data_dir: &Path, root: &Path) -> (EmbeddedPg, Watchdog) {
     let pg = EmbeddedPg::ensure_running(data_dir, &fast_opts())
         .await
         .unwrap();
-    let watchdog = pg.stop_on_process_exit(Some(root)).unwrap();
+    let watchdog = Watchdog(pg.stop_on_process_exit(Some(root)).unwrap());
     (pg, watchdog)
 }
 
@@ -197,15 +208,21 @@ async fn recovers_after_postmaster_is_killed() {
         .await
         .unwrap();
 
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
     let pid = postmaster_pid(&pg);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    // A frozen child keeps the dead postmaster's shared memory attached, which makes the
+    // first restarts fail exactly as after a real crash with slow-dying backends.
+    let straggler = children_of(pid)[0];
+    kill(Pid::from_raw(straggler), Signal::SIGSTOP).unwrap();
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
     // The owning process "dies" too: its owner lock goes with it.
     drop(pg);
     drop(conn);
+    let thaw = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        kill(Pid::from_raw(straggler), Signal::SIGCONT).unwrap();
+    });
 
     let pg = EmbeddedPg::ensure_running(&data, &fast_opts())
         .await
@@ -219,7 +236,29 @@ async fn recovers_after_postmaster_is_killed() {
         .unwrap();
     assert_eq!(v, 7);
     conn.close().await.unwrap();
+    thaw.await.unwrap();
+    let log = std::fs::read_to_string(pg.cluster_dir().join("server.log")).unwrap();
+    assert!(
+        log.contains("pre-existing shared memory block"),
+        "the restart was expected to be retried:\n{log}"
+    );
     pg.stop().await.unwrap();
+}
+
+fn children_of(parent: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = stat.rsplit(')').next()?.to_owned();
+                    rest.split_whitespace().nth(1)?.parse::<i32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
 }
 
 /// A process counts as gone once it is dead or a zombie (this container's init does
@@ -248,7 +287,7 @@ async fn concurrent_starts_make_one_server_with_one_owner() {
         EmbeddedPg::ensure_running(&data, &opts)
     );
     let (a, b) = (a.unwrap(), b.unwrap());
-    let _watchdog = a.stop_on_process_exit(Some(tmp.path())).unwrap();
+    let _watchdog = Watchdog(a.stop_on_process_exit(Some(tmp.path())).unwrap());
     assert!(a.owns_cluster() != b.owns_cluster(), "exactly one owner");
     assert_eq!(postmaster_pid(&a), postmaster_pid(&b));
     for pg in [&a, &b] {
@@ -407,7 +446,7 @@ fn versioned_roots_prefer_the_newest_complete_install() {
     make("9.6", &all);
     make("15", &all);
     make("16", &["initdb", "pg_ctl"]); // incomplete: no server
-    let found = find_bin_dir_in(Some(OsStr::new("")), false, &[root.clone()]).unwrap();
+    let found = find_bin_dir_in(Some(OsStr::new("")), false, std::slice::from_ref(&root)).unwrap();
     assert_eq!(found, root.join("15").join("bin"));
 }
 
