@@ -30,6 +30,8 @@ const ENV_KEYS: &[&str] = &[
     "login_address_max_failures",
     "login_failure_window_seconds",
     "lockout_seconds",
+    "max_upload_bytes",
+    "gc_grace_minutes",
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +76,10 @@ pub struct Config {
     pub login_address_max_failures: u32,
     pub login_failure_window_seconds: u32,
     pub lockout_seconds: u32,
+    /// Largest file accepted by an upload, in bytes (default 4 GiB).
+    pub max_upload_bytes: u64,
+    /// An object that no file row references is removed after this long.
+    pub gc_grace_minutes: u32,
 }
 
 impl Default for Config {
@@ -96,6 +102,8 @@ impl Default for Config {
             login_address_max_failures: 50,
             login_failure_window_seconds: 900,
             lockout_seconds: 900,
+            max_upload_bytes: 4 * 1024 * 1024 * 1024,
+            gc_grace_minutes: 60,
         }
     }
 }
@@ -193,6 +201,13 @@ impl Config {
             self.login_failure_window_seconds,
         )?;
         positive("lockout_seconds", self.lockout_seconds)?;
+        positive("gc_grace_minutes", self.gc_grace_minutes)?;
+        if self.max_upload_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "max_upload_bytes",
+                reason: "must be greater than 0".into(),
+            });
+        }
         if u64::from(self.session_idle_minutes) > u64::from(self.session_absolute_hours) * 60 {
             return Err(ConfigError::Invalid {
                 setting: "session_idle_minutes",
@@ -242,6 +257,13 @@ impl Config {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The key-encryption key file: the configured one, or `master.key` in the data dir.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
     }
 
     pub fn session_idle(&self) -> chrono::Duration {

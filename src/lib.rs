@@ -6,9 +6,13 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod pg;
+pub mod policy;
+pub mod records;
+pub mod storage;
 pub mod telemetry;
 pub mod users;
 pub mod web;
@@ -21,15 +25,23 @@ use sqlx::PgPool;
 use crate::config::Config;
 use crate::error::AppError;
 
-/// What every handler can reach: the database, the configuration and the templates.
+/// What every handler can reach: the database, the object store, the key ring, the
+/// configuration and the templates.
 pub struct App {
     pub db: PgPool,
+    pub store: storage::Store,
+    pub keys: crypto::KeyRing,
     pub config: Config,
     pub templates: web::Templates,
 }
 
 /// Assembles the server. The binary and the tests call this same function.
-pub fn build(config: Config, db: PgPool) -> Rocket<Build> {
+pub fn build(
+    config: Config,
+    db: PgPool,
+    store: storage::Store,
+    keys: crypto::KeyRing,
+) -> Rocket<Build> {
     let rocket_config = rocket::Config {
         address: config.address,
         port: config.port,
@@ -39,7 +51,7 @@ pub fn build(config: Config, db: PgPool) -> Rocket<Build> {
         // which throttle bucket it lands in.
         ip_header: None,
         limits: Limits::default()
-            .limit("json", 64.kibibytes())
+            .limit("json", 1.mebibytes())
             .limit("form", 64.kibibytes()),
         ..rocket::Config::default()
     };
@@ -47,6 +59,8 @@ pub fn build(config: Config, db: PgPool) -> Rocket<Build> {
     rocket::custom(rocket_config)
         .manage(App {
             db,
+            store,
+            keys,
             config,
             templates,
         })

@@ -1,6 +1,8 @@
 //! The JSON API under `/api/v1`. Thin handlers: guards in, one service call, JSON out.
 //! Errors are `{"error": {"code", "message"}}` with the status from `AppError`.
 
+mod archive;
+
 use chrono::{DateTime, Utc};
 use rocket::http::{Cookie, CookieJar, Status};
 use rocket::serde::json::{self, Json};
@@ -18,7 +20,8 @@ use crate::users::{self, NewUser, User, UserId};
 use crate::App;
 
 pub fn routes() -> Vec<Route> {
-    routes![
+    let mut r = archive::routes();
+    r.extend(routes![
         login,
         logout,
         me,
@@ -27,11 +30,12 @@ pub fn routes() -> Vec<Route> {
         list_users,
         disable_user,
         list_audit
-    ]
+    ]);
+    r
 }
 
 /// Unwraps a JSON body, turning a malformed one into a 422 that says what is wrong.
-fn body<T>(b: Result<Json<T>, json::Error<'_>>) -> AppResult<T> {
+pub(crate) fn body<T>(b: Result<Json<T>, json::Error<'_>>) -> AppResult<T> {
     match b {
         Ok(Json(v)) => Ok(v),
         Err(json::Error::Io(_)) => Err(AppError::invalid("body", "could not be read")),

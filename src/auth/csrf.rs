@@ -81,3 +81,32 @@ impl<'r, T: FromForm<'r> + CsrfField + Send> FromData<'r> for CsrfForm<T> {
         }
     }
 }
+
+/// The `X-CSRF-Token` header, for non-JSON, non-form posts made by the pages' own scripts
+/// (file uploads). Checked only when the session came in a cookie.
+pub struct HeaderToken(Option<String>);
+
+#[rocket::async_trait]
+impl<'r> rocket::request::FromRequest<'r> for HeaderToken {
+    type Error = std::convert::Infallible;
+    async fn from_request(req: &'r Request<'_>) -> rocket::request::Outcome<Self, Self::Error> {
+        rocket::request::Outcome::Success(HeaderToken(
+            req.headers().get_one("X-CSRF-Token").map(str::to_string),
+        ))
+    }
+}
+
+impl HeaderToken {
+    pub fn check(&self, who: &Authenticated) -> Result<(), AppError> {
+        if !who.via_cookie() {
+            return Ok(());
+        }
+        match &self.0 {
+            Some(t) if tokens_match(t, who.csrf_token()) => Ok(()),
+            _ => {
+                tracing::warn!(target: "security", "cookie-authenticated upload without a CSRF token");
+                Err(AppError::Csrf)
+            }
+        }
+    }
+}

@@ -25,6 +25,9 @@ pub struct Authenticated {
     session_id: Uuid,
     csrf_token: String,
     meta: RequestMeta,
+    /// Whether the session came in a cookie (which a browser sends by itself) rather than
+    /// an `Authorization` header (which only a deliberate client sends).
+    via_cookie: bool,
 }
 
 impl Authenticated {
@@ -36,6 +39,9 @@ impl Authenticated {
     }
     pub fn csrf_token(&self) -> &str {
         &self.csrf_token
+    }
+    pub fn via_cookie(&self) -> bool {
+        self.via_cookie
     }
     pub fn meta(&self) -> &RequestMeta {
         &self.meta
@@ -78,7 +84,9 @@ impl<'r> FromRequest<'r> for Authenticated {
         let cached: &Option<Authenticated> = req
             .local_cache_async(async {
                 let app = req.rocket().state::<App>()?;
-                let token = bearer(req).or_else(|| {
+                let from_header = bearer(req);
+                let via_cookie = from_header.is_none();
+                let token = from_header.or_else(|| {
                     req.cookies()
                         .get(SESSION_COOKIE)
                         .map(|c| c.value().to_string())
@@ -93,6 +101,7 @@ impl<'r> FromRequest<'r> for Authenticated {
                         session_id: s.id,
                         csrf_token: s.csrf_token,
                         meta: telemetry::meta(req),
+                        via_cookie,
                     }),
                     Ok(None) => None,
                     Err(e) => {

@@ -222,14 +222,35 @@ async fn user_command(pool: sqlx::PgPool, cmd: UserCommand) -> anyhow::Result<i3
     Ok(0)
 }
 
+/// The key ring and object store of the configured data dir.
+pub fn open_vault(
+    config: &Config,
+) -> anyhow::Result<(crate::crypto::KeyRing, crate::storage::Store)> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let keys = crate::crypto::KeyRing::load_or_create(&config.master_key_path())
+        .context("loading the master key (setting `master_key_file`)")?;
+    let store =
+        crate::storage::Store::from_settings(config.object_store.as_deref(), &config.data_dir)
+            .context("opening the object store (setting `object_store`)")?;
+    Ok((keys, store))
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Keys and store first: a bad setting must stop the start before anything else runs.
+    let (keys, store) = open_vault(&config)?;
     let db = Database::open(&config, 16).await?;
-    let result = serve_on(&config, &db).await;
+    let result = serve_on(&config, &db, keys, store).await;
     db.close().await?;
     result
 }
 
-async fn serve_on(config: &Config, db: &Database) -> anyhow::Result<()> {
+async fn serve_on(
+    config: &Config,
+    db: &Database,
+    keys: crate::crypto::KeyRing,
+    store: crate::storage::Store,
+) -> anyhow::Result<()> {
     db.migrate().await?;
     let url = format!("http://{}:{}", config.address, config.port);
     if let Some(password) = users::bootstrap_admin(&db.pool)
@@ -248,13 +269,19 @@ async fn serve_on(config: &Config, db: &Database) -> anyhow::Result<()> {
         println!();
     }
     let purge = tokio::spawn(purge_sessions(db.pool.clone(), config.session_idle()));
-    let rocket = crate::build(config.clone(), db.pool.clone());
+    let gc = tokio::spawn(collect_orphans(
+        db.pool.clone(),
+        store.clone(),
+        std::time::Duration::from_secs(u64::from(config.gc_grace_minutes) * 60),
+    ));
+    let rocket = crate::build(config.clone(), db.pool.clone(), store, keys);
     println!("Strongroom listening on {url}");
     if !std::io::stdout().is_terminal() {
         tracing::info!(%url, "listening");
     }
     let result = rocket.launch().await;
     purge.abort();
+    gc.abort();
     result.map(|_| ()).context("server failed")
 }
 
@@ -267,6 +294,22 @@ async fn purge_sessions(pool: sqlx::PgPool, idle: chrono::Duration) {
             Ok(n) if n > 0 => tracing::info!(removed = n, "expired sessions removed"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "removing expired sessions failed"),
+        }
+    }
+}
+
+/// Removes objects that no file row references once they are older than the grace period
+/// (uploads whose row never landed). Across several nodes only one runs at a time.
+async fn collect_orphans(
+    pool: sqlx::PgPool,
+    store: crate::storage::Store,
+    grace: std::time::Duration,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(900));
+    loop {
+        every.tick().await;
+        if let Err(e) = crate::storage::gc::run_once(&pool, &store, grace).await {
+            tracing::warn!(error = %e, "object garbage collection failed");
         }
     }
 }

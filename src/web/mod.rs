@@ -21,6 +21,8 @@ use crate::telemetry::RequestMeta;
 use crate::users::{self, NewUser, Role, UserId};
 use crate::App;
 
+mod archive;
+
 pub struct Templates {
     env: Environment<'static>,
 }
@@ -36,6 +38,20 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("users.html", include_str!("../../templates/users.html")),
     ("audit.html", include_str!("../../templates/audit.html")),
     ("error.html", include_str!("../../templates/error.html")),
+    (
+        "categories.html",
+        include_str!("../../templates/categories.html"),
+    ),
+    (
+        "category.html",
+        include_str!("../../templates/category.html"),
+    ),
+    (
+        "record_new.html",
+        include_str!("../../templates/record_new.html"),
+    ),
+    ("record.html", include_str!("../../templates/record.html")),
+    ("search.html", include_str!("../../templates/search.html")),
 ];
 
 const STYLE_CSS: &str = include_str!("../../templates/static/style.css");
@@ -76,7 +92,8 @@ pub fn render_error_page(req: &Request<'_>, status: Status, message: &str) -> St
 }
 
 pub fn routes() -> Vec<Route> {
-    routes![
+    let mut r = archive::routes();
+    r.extend(routes![
         style,
         login_page,
         login_submit,
@@ -89,13 +106,15 @@ pub fn routes() -> Vec<Route> {
         users_disable,
         audit_page,
         healthz,
-    ]
+    ]);
+    r
 }
 
 /// The paths anyone may reach without a session. The route sweep test holds every other
 /// route to answering 401 or a redirect to the sign-in page.
 pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/static/style.css"),
+    ("GET", "/static/upload.js"),
     ("GET", "/login"),
     ("POST", "/login"),
     ("GET", "/healthz"),
@@ -112,7 +131,7 @@ struct Me<'a> {
     must_change_password: bool,
 }
 
-fn me(a: &Authenticated) -> Value {
+pub(crate) fn me(a: &Authenticated) -> Value {
     let u = a.user();
     Value::from_serialize(Me {
         username: &u.username,

@@ -7,3 +7,4 @@ mod common;
 mod embedded_pg;
 mod process;
 mod routes;
+mod storage;

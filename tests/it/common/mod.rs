@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -153,6 +155,8 @@ pub struct TestApp {
     pub db: PgPool,
     pub db_name: String,
     pub config: Config,
+    /// Holds the object store and the master key; removed with the TestApp.
+    pub dir: tempfile::TempDir,
 }
 
 pub fn test_config() -> Config {
@@ -174,9 +178,12 @@ impl TestApp {
             .connect_with(opts)
             .await
             .expect("connect test database");
+        let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config();
+        config.data_dir = dir.path().to_path_buf();
         f(&mut config);
-        let client = Client::untracked(strongroom::build(config.clone(), db.clone()))
+        let (keys, store) = strongroom::cli::open_vault(&config).expect("keys and store");
+        let client = Client::untracked(strongroom::build(config.clone(), db.clone(), store, keys))
             .await
             .expect("rocket");
         TestApp {
@@ -184,7 +191,15 @@ impl TestApp {
             db,
             db_name,
             config,
+            dir,
         }
+    }
+
+    pub fn app(&self) -> &strongroom::App {
+        self.client
+            .rocket()
+            .state::<strongroom::App>()
+            .expect("managed App")
     }
 
     pub async fn add_user(&self, username: &str, roles: &[Role], department: &str) -> User {

@@ -1,0 +1,213 @@
+//! JSON routes of the archive: categories, records, the physical register and files.
+
+use futures_util::TryStreamExt;
+use rocket::data::{Data, ToByteUnit};
+use rocket::http::{ContentType, Status};
+use rocket::serde::json::{self, Json};
+use rocket::{get, patch, post, routes, Route, State};
+use tokio_util::io::{ReaderStream, StreamReader};
+
+use super::body;
+use crate::auth::Principal;
+use crate::error::{AppError, AppResult};
+use crate::records::model::{
+    Category, CategoryChanges, CategoryId, FileInfo, NewCategory, NewRecord, RecordChanges,
+    RecordId, RecordView, Revision,
+};
+use crate::records::register::{self, BoxEntry, Move, MoveEntry, NewPlace};
+use crate::records::search::{self, SearchPage, SearchQuery};
+use crate::records::{self, categories, files};
+use crate::App;
+
+pub fn routes() -> Vec<Route> {
+    routes![
+        list_categories,
+        create_category,
+        get_category,
+        update_category,
+        create_record,
+        search_records,
+        get_record,
+        update_record,
+        record_revisions,
+        move_record,
+        record_moves,
+        list_register,
+        create_place,
+        upload_file,
+        list_files,
+    ]
+}
+
+#[get("/categories")]
+async fn list_categories(app: &State<App>, _who: Principal) -> AppResult<Json<Vec<Category>>> {
+    Ok(Json(categories::all(app).await?))
+}
+
+#[post("/categories", data = "<b>")]
+async fn create_category(
+    app: &State<App>,
+    who: Principal,
+    b: Result<Json<NewCategory>, json::Error<'_>>,
+) -> AppResult<(Status, Json<Category>)> {
+    Ok((
+        Status::Created,
+        Json(categories::create(app, &who, body(b)?).await?),
+    ))
+}
+
+#[get("/categories/<id>")]
+async fn get_category(
+    app: &State<App>,
+    _who: Principal,
+    id: CategoryId,
+) -> AppResult<Json<Category>> {
+    Ok(Json(categories::get(app, id).await?))
+}
+
+#[patch("/categories/<id>", data = "<b>")]
+async fn update_category(
+    app: &State<App>,
+    who: Principal,
+    id: CategoryId,
+    b: Result<Json<CategoryChanges>, json::Error<'_>>,
+) -> AppResult<Json<Category>> {
+    Ok(Json(categories::update(app, &who, id, body(b)?).await?))
+}
+
+#[post("/records", data = "<b>")]
+async fn create_record(
+    app: &State<App>,
+    who: Principal,
+    b: Result<Json<NewRecord>, json::Error<'_>>,
+) -> AppResult<(Status, Json<RecordView>)> {
+    Ok((
+        Status::Created,
+        Json(records::create(app, &who, body(b)?).await?),
+    ))
+}
+
+#[get("/records?<query..>")]
+async fn search_records(
+    app: &State<App>,
+    who: Principal,
+    query: SearchQuery,
+) -> AppResult<Json<SearchPage>> {
+    Ok(Json(search::search(app, &who, query).await?))
+}
+
+#[get("/records/<id>")]
+async fn get_record(app: &State<App>, who: Principal, id: RecordId) -> AppResult<Json<RecordView>> {
+    Ok(Json(records::get(app, &who, id).await?))
+}
+
+#[patch("/records/<id>", data = "<b>")]
+async fn update_record(
+    app: &State<App>,
+    who: Principal,
+    id: RecordId,
+    b: Result<Json<RecordChanges>, json::Error<'_>>,
+) -> AppResult<Json<RecordView>> {
+    Ok(Json(records::update(app, &who, id, body(b)?).await?))
+}
+
+#[get("/records/<id>/revisions")]
+async fn record_revisions(
+    app: &State<App>,
+    who: Principal,
+    id: RecordId,
+) -> AppResult<Json<Vec<Revision>>> {
+    Ok(Json(records::revisions(app, &who, id).await?))
+}
+
+#[post("/records/<id>/physical", data = "<b>")]
+async fn move_record(
+    app: &State<App>,
+    who: Principal,
+    id: RecordId,
+    b: Result<Json<Move>, json::Error<'_>>,
+) -> AppResult<Json<RecordView>> {
+    register::move_file(app, &who, id, body(b)?).await?;
+    Ok(Json(records::get(app, &who, id).await?))
+}
+
+#[get("/records/<id>/physical/moves")]
+async fn record_moves(
+    app: &State<App>,
+    who: Principal,
+    id: RecordId,
+) -> AppResult<Json<Vec<MoveEntry>>> {
+    Ok(Json(register::moves(app, &who, id).await?))
+}
+
+#[get("/register")]
+async fn list_register(app: &State<App>, who: Principal) -> AppResult<Json<Vec<BoxEntry>>> {
+    Ok(Json(register::list(app, &who).await?))
+}
+
+#[post("/register", data = "<b>")]
+async fn create_place(
+    app: &State<App>,
+    who: Principal,
+    b: Result<Json<NewPlace>, json::Error<'_>>,
+) -> AppResult<(Status, Json<Vec<BoxEntry>>)> {
+    Ok((
+        Status::Created,
+        Json(register::create_place(app, &who, body(b)?).await?),
+    ))
+}
+
+/// Streams the `file` part of a multipart upload straight into the encrypting writer:
+/// the plaintext is never held whole in memory nor written to disk.
+#[post("/records/<id>/files", data = "<data>")]
+async fn upload_file(
+    app: &State<App>,
+    who: Principal,
+    id: RecordId,
+    ct: Option<&ContentType>,
+    csrf: crate::auth::csrf::HeaderToken,
+    data: Data<'_>,
+) -> AppResult<(Status, Json<FileInfo>)> {
+    csrf.check(&who)?;
+    let boundary = ct
+        .filter(|c| c.is_form_data())
+        .and_then(|c| {
+            c.params()
+                .find(|(k, _)| k.as_str().eq_ignore_ascii_case("boundary"))
+                .map(|(_, v)| v.to_string())
+        })
+        .ok_or_else(|| {
+            AppError::invalid(
+                "file",
+                "send the file as multipart/form-data in a part named `file`",
+            )
+        })?;
+    // Room for the multipart framing around the largest file allowed.
+    let limit = app.config.max_upload_bytes.saturating_add(1 << 20);
+    let stream = ReaderStream::new(data.open(limit.bytes()));
+    let mut parts = multer::Multipart::new(stream, boundary);
+    loop {
+        let field = parts
+            .next_field()
+            .await
+            .map_err(|e| AppError::invalid("file", format!("malformed multipart body: {e}")))?
+            .ok_or_else(|| AppError::invalid("file", "no part named `file` in the upload"))?;
+        if field.name() != Some("file") {
+            continue;
+        }
+        let name = field.file_name().unwrap_or("file").to_string();
+        let media_type = field.content_type().map(|m| m.to_string());
+        let reader = StreamReader::new(Box::pin(field.map_err(std::io::Error::other)));
+        let info = files::upload(app, &who, id, &name, media_type.as_deref(), reader).await?;
+        return Ok((Status::Created, Json(info)));
+    }
+}
+
+#[get("/records/<id>/files")]
+async fn list_files(
+    app: &State<App>,
+    who: Principal,
+    id: RecordId,
+) -> AppResult<Json<Vec<FileInfo>>> {
+    Ok(Json(files::list(app, &who, id).await?))
+}

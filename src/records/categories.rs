@@ -1,0 +1,218 @@
+//! The classification tree. Schema changes never invalidate existing records: a field's
+//! type and sensitivity cannot change once it exists (add a new field instead), new fields
+//! are optional for records filed before them, and a removed field's values stay in the
+//! records and their history. Every schema a category has had is kept.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+
+use super::model::{Category, CategoryChanges, CategoryId, NewCategory};
+use super::repo;
+use super::schema::{check_schema, FieldDef};
+use crate::audit::{self, Event, Outcome};
+use crate::auth::Principal;
+use crate::error::{AppError, AppResult};
+use crate::policy::{self, ManageCategory};
+use crate::App;
+
+/// All categories with their full paths. The tree is small (hundreds of nodes).
+pub async fn all(app: &App) -> AppResult<Vec<Category>> {
+    let mut conn = app.db.acquire().await?;
+    let rows = repo::all_categories(&mut conn).await?;
+    Ok(with_paths(rows))
+}
+
+fn with_paths(mut cats: Vec<Category>) -> Vec<Category> {
+    let by_id: HashMap<CategoryId, (Option<CategoryId>, String)> = cats
+        .iter()
+        .map(|c| (c.id, (c.parent_id, c.name.clone())))
+        .collect();
+    for c in cats.iter_mut() {
+        let mut parts = vec![c.name.clone()];
+        let mut cur = c.parent_id;
+        let mut guard = 0;
+        while let Some(id) = cur {
+            match by_id.get(&id) {
+                Some((parent, name)) if guard < 64 => {
+                    parts.push(name.clone());
+                    cur = *parent;
+                    guard += 1;
+                }
+                _ => break,
+            }
+        }
+        parts.reverse();
+        c.path = parts.join(" / ");
+    }
+    cats.sort_by(|a, b| a.path.cmp(&b.path));
+    cats
+}
+
+pub async fn get(app: &App, id: CategoryId) -> AppResult<Category> {
+    all(app)
+        .await?
+        .into_iter()
+        .find(|c| c.id == id)
+        .ok_or(AppError::NotFound)
+}
+
+/// The ids of `root` and everything below it.
+pub fn subtree(all: &[Category], root: CategoryId) -> Vec<CategoryId> {
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let cur = out[i];
+        out.extend(
+            all.iter()
+                .filter(|c| c.parent_id == Some(cur))
+                .map(|c| c.id),
+        );
+        i += 1;
+    }
+    out
+}
+
+fn check_common(name: &str, department: &str, retention_years: i32) -> AppResult<()> {
+    if name.trim().is_empty() || name.chars().count() > 200 {
+        return Err(AppError::invalid("name", "must be 1 to 200 characters"));
+    }
+    if department.trim().is_empty() || department.chars().count() > 100 {
+        return Err(AppError::invalid(
+            "department",
+            "must be 1 to 100 characters",
+        ));
+    }
+    if !(0..=200).contains(&retention_years) {
+        return Err(AppError::invalid(
+            "retention_years",
+            "must be between 0 and 200",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn create(app: &App, who: &Principal, mut new: NewCategory) -> AppResult<Category> {
+    policy::authorize::<ManageCategory>(who, None)?;
+    new.code = new.code.trim().to_uppercase();
+    let code_ok = (2..=12).contains(&new.code.len())
+        && new.code.starts_with(|c: char| c.is_ascii_uppercase())
+        && new
+            .code
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    if !code_ok {
+        return Err(AppError::invalid(
+            "code",
+            "must be 2 to 12 letters and digits, starting with a letter",
+        ));
+    }
+    check_common(&new.name, &new.department, new.retention_years)?;
+    check_schema(&mut new.fields)?;
+    let mut tx = app.db.begin().await?;
+    if let Some(parent) = new.parent_id {
+        if !repo::category_exists(&mut tx, parent).await? {
+            return Err(AppError::invalid("parent_id", "no such category"));
+        }
+    }
+    let id = CategoryId(uuid::Uuid::new_v4());
+    repo::insert_category(&mut tx, id, &new, who.user().id)
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                AppError::Conflict(format!("a category with code {} already exists", new.code))
+            }
+            e => e.into(),
+        })?;
+    audit::record(
+        &mut tx,
+        &who.actor(),
+        Event::new("category.create", Outcome::Success)
+            .object("category", id)
+            .detail(json!({
+                "code": new.code, "name": new.name, "sensitivity": new.sensitivity,
+                "department": new.department,
+                "fields": new.fields.iter().map(|f| &f.name).collect::<Vec<_>>(),
+            })),
+    )
+    .await?;
+    tx.commit().await?;
+    get(app, id).await
+}
+
+pub async fn update(
+    app: &App,
+    who: &Principal,
+    id: CategoryId,
+    changes: CategoryChanges,
+) -> AppResult<Category> {
+    policy::authorize::<ManageCategory>(who, None)?;
+    let current = get(app, id).await?;
+    let name = changes.name.clone().unwrap_or_else(|| current.name.clone());
+    let department = changes
+        .department
+        .clone()
+        .unwrap_or_else(|| current.department.clone());
+    let retention = changes.retention_years.unwrap_or(current.retention_years);
+    check_common(&name, &department, retention)?;
+    let sensitivity = changes.sensitivity.unwrap_or(current.sensitivity);
+    let mut detail = json!({});
+    let new_fields: Option<Vec<FieldDef>> = match changes.fields.clone() {
+        None => None,
+        Some(mut fields) => {
+            check_schema(&mut fields)?;
+            for (i, f) in fields.iter().enumerate() {
+                if let Some(old) = current.field(&f.name) {
+                    if old.kind != f.kind || old.sensitive != f.sensitive {
+                        return Err(AppError::invalid(
+                            format!("fields[{i}]"),
+                            format!(
+                                "the type and sensitivity of existing field `{}` cannot change; add a new field instead",
+                                f.name
+                            ),
+                        ));
+                    }
+                }
+            }
+            let added: Vec<&str> = fields
+                .iter()
+                .filter(|f| current.field(&f.name).is_none())
+                .map(|f| f.name.as_str())
+                .collect();
+            let removed: Vec<&str> = current
+                .fields
+                .iter()
+                .filter(|o| !fields.iter().any(|f| f.name == o.name))
+                .map(|o| o.name.as_str())
+                .collect();
+            detail["fields_added"] = json!(added);
+            detail["fields_removed"] = json!(removed);
+            Some(fields)
+        }
+    };
+    let mut tx = app.db.begin().await?;
+    repo::update_category(
+        &mut tx,
+        id,
+        &name,
+        sensitivity,
+        &department,
+        retention,
+        new_fields.as_deref(),
+        who.user().id,
+    )
+    .await?;
+    detail["name"] = json!(name);
+    detail["sensitivity"] = json!(sensitivity);
+    detail["department"] = json!(department);
+    audit::record(
+        &mut tx,
+        &who.actor(),
+        Event::new("category.update", Outcome::Success)
+            .object("category", id)
+            .detail(detail),
+    )
+    .await?;
+    tx.commit().await?;
+    get(app, id).await
+}

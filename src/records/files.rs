@@ -1,0 +1,237 @@
+//! A record's files. Content goes to the object store only as ciphertext (see `storage`);
+//! the row holds the wrapped data key, size, media type, original name and the SHA-256 of
+//! the plaintext. Files are immutable: a new upload is a new version. The object is written
+//! first and the row second; an object whose row never came is removed by the storage GC.
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use serde_json::json;
+use tokio::io::AsyncRead;
+use uuid::Uuid;
+
+use super::model::{FileId, FileInfo, RecordId};
+use crate::audit::{self, Actor, Event, Outcome};
+use crate::auth::Principal;
+use crate::error::{AppError, AppResult};
+use crate::policy::{Permit, ReadFileContent, ReadRecord, UploadFile};
+use crate::storage::{FileRef, StorageError};
+use crate::App;
+
+const FILE_COLUMNS: &str =
+    "id, record_id, version, original_name, media_type, size, sha256, uploaded_at";
+
+/// The last path component of a client-supplied name, without control characters.
+pub fn clean_name(raw: &str) -> String {
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = last.chars().filter(|c| !c.is_control()).take(255).collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
+    if cleaned.is_empty() {
+        "file".into()
+    } else {
+        cleaned
+    }
+}
+
+fn clean_media_type(raw: Option<&str>) -> String {
+    let ok = |s: &str| {
+        let mut parts = s.splitn(2, '/');
+        let token = |t: &str| {
+            !t.is_empty()
+                && t.len() <= 100
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
+        };
+        matches!((parts.next(), parts.next()), (Some(a), Some(b)) if token(a) && token(b))
+    };
+    match raw.map(|r| {
+        r.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    }) {
+        Some(m) if ok(&m) => m,
+        _ => "application/octet-stream".into(),
+    }
+}
+
+/// Encrypts and stores one uploaded file as a new version of the record's files.
+pub async fn upload<R: AsyncRead + Unpin + Send>(
+    app: &App,
+    who: &Principal,
+    record: RecordId,
+    original_name: &str,
+    media_type: Option<&str>,
+    reader: R,
+) -> AppResult<FileInfo> {
+    let (_permit, rec, _) = super::load_for::<UploadFile>(app, who, record).await?;
+    let file_id = FileId(Uuid::new_v4());
+    let name = clean_name(original_name);
+    let media_type = clean_media_type(media_type);
+    let stored = match app
+        .store
+        .put_encrypted(&app.keys, file_id.0, reader, app.config.max_upload_bytes)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            let (outcome_reason, err) = match e {
+                StorageError::TooLarge { .. } => ("too_large", AppError::TooLarge),
+                StorageError::Io(_) => (
+                    "interrupted",
+                    AppError::invalid("file", "the upload was interrupted"),
+                ),
+                other => ("storage_error", AppError::internal(other)),
+            };
+            audit::record_alone(
+                &app.db,
+                &who.actor(),
+                Event::new("file.upload", Outcome::Failure)
+                    .object("record", record)
+                    .detail(json!({"reason": outcome_reason, "reference": rec.reference})),
+            )
+            .await?;
+            return Err(err);
+        }
+    };
+    let result: AppResult<FileInfo> = async {
+        let mut tx = app.db.begin().await?;
+        sqlx::query("SELECT 1 FROM records WHERE id = $1 FOR UPDATE").bind(record).execute(&mut *tx).await?;
+        let info: FileInfo = sqlx::query_as(&format!(
+            "INSERT INTO files (id, record_id, version, object_key, kek_id, wrapped_key, size, media_type, \
+             original_name, sha256, uploaded_by) \
+             VALUES ($1, $2, (SELECT COALESCE(max(version), 0) + 1 FROM files WHERE record_id = $2), \
+                     $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {FILE_COLUMNS}"
+        ))
+        .bind(file_id)
+        .bind(record)
+        .bind(&stored.object_key)
+        .bind(&stored.kek_id)
+        .bind(&stored.wrapped_key)
+        .bind(stored.size as i64)
+        .bind(&media_type)
+        .bind(&name)
+        .bind(stored.sha256.as_slice())
+        .bind(who.user().id)
+        .fetch_one(&mut *tx)
+        .await?;
+        audit::record(
+            &mut tx,
+            &who.actor(),
+            Event::new("file.upload", Outcome::Success)
+                .object("file", file_id)
+                .detail(json!({
+                    "record": record, "reference": rec.reference, "version": info.version,
+                    "size": info.size, "media_type": media_type,
+                })),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(info)
+    }
+    .await;
+    if result.is_err() {
+        // The row did not land: remove the object now rather than wait for the GC.
+        if let Err(e) = app.store.delete(&stored.object_key).await {
+            tracing::warn!(error = %e, "could not remove the object of a failed upload; the GC will");
+        }
+    }
+    result
+}
+
+pub async fn list(app: &App, who: &Principal, record: RecordId) -> AppResult<Vec<FileInfo>> {
+    let _ = super::load_for::<ReadRecord>(app, who, record).await?;
+    Ok(sqlx::query_as(&format!(
+        "SELECT {FILE_COLUMNS} FROM files WHERE record_id = $1 ORDER BY version"
+    ))
+    .bind(record)
+    .fetch_all(&app.db)
+    .await?)
+}
+
+/// Streams a file's decrypted content with bounded memory. Any integrity failure ends the
+/// stream with an error (no unauthenticated byte is ever yielded) and is audited as
+/// `file.integrity_failure`. Used by the viewer and exports, under a checked grant.
+pub async fn open_content(
+    app: &App,
+    _permit: &Permit<ReadFileContent>,
+    actor: &Actor,
+    file: FileId,
+) -> AppResult<impl Stream<Item = AppResult<Bytes>> + Send + 'static> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        object_key: String,
+        kek_id: String,
+        wrapped_key: Vec<u8>,
+        size: i64,
+        sha256: Vec<u8>,
+    }
+    let row: Row = sqlx::query_as(
+        "SELECT object_key, kek_id, wrapped_key, size, sha256 FROM files WHERE id = $1",
+    )
+    .bind(file)
+    .fetch_optional(&app.db)
+    .await?
+    .ok_or(AppError::NotFound)?;
+    let mut sha = [0u8; 32];
+    if row.sha256.len() == 32 {
+        sha.copy_from_slice(&row.sha256);
+    }
+    let fref = FileRef {
+        file_id: file.0,
+        object_key: row.object_key,
+        kek_id: row.kek_id,
+        wrapped_key: row.wrapped_key,
+        size: row.size as u64,
+        sha256: sha,
+    };
+    let db = app.db.clone();
+    let actor = actor.clone();
+    let stream = match app.store.open_decrypted(&app.keys, &fref).await {
+        Ok(s) => s,
+        Err(e) => {
+            integrity_event(&db, &actor, file, &e).await?;
+            return Err(storage_error(e));
+        }
+    };
+    Ok(stream.then(move |item| {
+        let db = db.clone();
+        let actor = actor.clone();
+        async move {
+            match item {
+                Ok(b) => Ok(b),
+                Err(e) => {
+                    integrity_event(&db, &actor, file, &e).await?;
+                    Err(storage_error(e))
+                }
+            }
+        }
+    }))
+}
+
+fn storage_error(e: StorageError) -> AppError {
+    match e {
+        StorageError::Integrity { .. } => AppError::internal("file integrity check failed"),
+        other => AppError::internal(other),
+    }
+}
+
+async fn integrity_event(
+    db: &sqlx::PgPool,
+    actor: &Actor,
+    file: FileId,
+    e: &StorageError,
+) -> AppResult<()> {
+    if !matches!(e, StorageError::Integrity { .. }) {
+        return Ok(());
+    }
+    tracing::error!(target: "security", file_id = %file, "file integrity failure");
+    audit::record_alone(
+        db,
+        actor,
+        Event::new("file.integrity_failure", Outcome::Failure)
+            .object("file", file)
+            .detail(json!({"error": e.to_string()})),
+    )
+    .await
+}

@@ -1,0 +1,252 @@
+//! Search: reference code, partial title and names (trigram index over title, reference and
+//! non-sensitive values), exact phone or ID number through the blind index, category subtree,
+//! filing date range and physical location. Results are masked `RecordView`s, limited to
+//! the categories the policy lets the caller read, paginated, and every search is audited
+//! (criteria named, never a phone or ID number searched for).
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::{Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::model::{Category, CategoryId, Record, RecordView};
+use super::schema::{normalize_id_number, normalize_phone};
+use super::{categories, repo, view};
+use crate::audit::{self, Event, Outcome};
+use crate::auth::Principal;
+use crate::error::{AppError, AppResult};
+use crate::policy;
+use crate::App;
+
+pub const PER_PAGE: i64 = 25;
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, rocket::FromForm)]
+pub struct SearchQuery {
+    pub q: Option<String>,
+    pub phone: Option<String>,
+    pub id_number: Option<String>,
+    /// A category code or id: that category and everything below it.
+    pub category: Option<String>,
+    /// Filed on or after (YYYY-MM-DD).
+    pub from: Option<String>,
+    /// Filed on or before (YYYY-MM-DD).
+    pub to: Option<String>,
+    pub storeroom: Option<String>,
+    pub shelf: Option<String>,
+    #[field(name = "box")]
+    #[serde(rename = "box")]
+    pub box_code: Option<String>,
+    pub status: Option<String>,
+    pub page: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchPage {
+    pub hits: Vec<RecordView>,
+    pub page: i64,
+    pub per_page: i64,
+    pub has_more: bool,
+}
+
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn date(field: &str, v: Option<&str>) -> AppResult<Option<NaiveDate>> {
+    v.map(|s| {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map_err(|_| AppError::invalid(field, "must be a date as YYYY-MM-DD"))
+    })
+    .transpose()
+}
+
+fn like_pattern(q: &str) -> String {
+    let escaped = q
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// What the audit trail may say about a free-text query: not one that looks like a phone
+/// or ID number (those go through the blind index and are never recorded).
+fn auditable_text(q: &str) -> String {
+    if q.chars().filter(char::is_ascii_digit).count() >= 6 {
+        "[redacted: digits]".into()
+    } else {
+        q.chars().take(100).collect()
+    }
+}
+
+pub async fn search(app: &App, who: &Principal, query: SearchQuery) -> AppResult<SearchPage> {
+    let page = query.page.unwrap_or(1).clamp(1, 10_000);
+    let all = categories::all(app).await?;
+    let visible: Vec<&Category> = all
+        .iter()
+        .filter(|c| policy::may_read(who, &c.resource()))
+        .collect();
+    let mut scope: Vec<Uuid> = visible.iter().map(|c| c.id.0).collect();
+    let sees_all = scope.len() == all.len();
+    if let Some(cat) = given(&query.category) {
+        let root = all
+            .iter()
+            .find(|c| c.code.eq_ignore_ascii_case(cat) || c.id.to_string() == cat)
+            .ok_or_else(|| AppError::invalid("category", "no such category"))?;
+        let sub: Vec<Uuid> = categories::subtree(&all, root.id)
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        scope.retain(|id| sub.contains(id));
+    }
+    let from = date("from", given(&query.from))?;
+    let to = date("to", given(&query.to))?;
+    let phone = match given(&query.phone) {
+        Some(p) => Some(
+            normalize_phone(p)
+                .ok_or_else(|| AppError::invalid("phone", "is not a phone number"))?,
+        ),
+        None => None,
+    };
+    let id_number = match given(&query.id_number) {
+        Some(p) => Some(
+            normalize_id_number(p)
+                .ok_or_else(|| AppError::invalid("id_number", "is not a valid ID number"))?,
+        ),
+        None => None,
+    };
+    let status = given(&query.status).map(str::to_string);
+    if let Some(s) = &status {
+        if super::model::PhysicalStatus::parse(s).is_none() {
+            return Err(AppError::invalid(
+                "status",
+                "must be in_store, on_loan, missing or destroyed",
+            ));
+        }
+    }
+    let text = given(&query.q).map(str::to_string);
+    if text.as_deref().is_some_and(|t| t.chars().count() < 2) {
+        return Err(AppError::invalid("q", "must be at least 2 characters"));
+    }
+
+    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "SELECT {} FROM records r WHERE TRUE",
+        repo::RECORD_COLUMNS
+    ));
+    if !sees_all || given(&query.category).is_some() {
+        qb.push(" AND r.category_id = ANY(")
+            .push_bind(scope.clone())
+            .push(")");
+    }
+    if let Some(t) = &text {
+        qb.push(" AND (r.search_text ILIKE ")
+            .push_bind(like_pattern(t))
+            .push(" OR r.reference = ")
+            .push_bind(t.to_uppercase())
+            .push(")");
+    }
+    if let Some(p) = &phone {
+        qb.push(" AND r.id IN (SELECT record_id FROM record_sensitive_values WHERE blind_index = ")
+            .push_bind(app.keys.blind_index("phone", p))
+            .push(")");
+    }
+    if let Some(p) = &id_number {
+        qb.push(" AND r.id IN (SELECT record_id FROM record_sensitive_values WHERE blind_index = ")
+            .push_bind(app.keys.blind_index("id_number", p))
+            .push(")");
+    }
+    if let Some(d) = from {
+        qb.push(" AND r.created_at >= ")
+            .push_bind(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()));
+    }
+    if let Some(d) = to {
+        qb.push(" AND r.created_at < ").push_bind(
+            d.succ_opt()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc()),
+        );
+    }
+    let location = (
+        given(&query.storeroom),
+        given(&query.shelf),
+        given(&query.box_code),
+    );
+    if location != (None, None, None) || status.is_some() {
+        qb.push(
+            " AND r.id IN (SELECT p.record_id FROM record_physical p LEFT JOIN boxes b ON b.id = p.box_id \
+             LEFT JOIN shelves s ON s.id = b.shelf_id LEFT JOIN storerooms sr ON sr.id = s.storeroom_id WHERE TRUE",
+        );
+        if let Some(v) = location.0 {
+            qb.push(" AND sr.code = ").push_bind(v.to_string());
+        }
+        if let Some(v) = location.1 {
+            qb.push(" AND s.code = ").push_bind(v.to_string());
+        }
+        if let Some(v) = location.2 {
+            qb.push(" AND b.code = ").push_bind(v.to_string());
+        }
+        if let Some(v) = &status {
+            qb.push(" AND p.status = ").push_bind(v.clone());
+        }
+        qb.push(")");
+    }
+    qb.push(" ORDER BY r.created_at DESC, r.id DESC LIMIT ")
+        .push_bind(PER_PAGE + 1)
+        .push(" OFFSET ")
+        .push_bind((page - 1) * PER_PAGE);
+
+    let mut conn = app.db.acquire().await?;
+    let mut rows: Vec<Record> = if scope.is_empty() {
+        Vec::new()
+    } else {
+        qb.build_query_as().fetch_all(&mut *conn).await?
+    };
+    let has_more = rows.len() as i64 > PER_PAGE;
+    rows.truncate(PER_PAGE as usize);
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id.0).collect();
+    let mut sealed: HashMap<Uuid, Vec<_>> = HashMap::new();
+    for (id, v) in repo::sealed_values_of(&mut conn, &ids).await? {
+        sealed.entry(id).or_default().push(v);
+    }
+    let mut physical: HashMap<Uuid, _> = repo::physical_of(&mut conn, &ids)
+        .await?
+        .into_iter()
+        .collect();
+    drop(conn);
+    let by_id: HashMap<CategoryId, &Category> = all.iter().map(|c| (c.id, c)).collect();
+    let hits: Vec<RecordView> = rows
+        .iter()
+        .filter_map(|r| {
+            let c = by_id.get(&r.category_id)?;
+            Some(view::make(
+                &app.keys,
+                c,
+                r,
+                sealed.get(&r.id.0).map(Vec::as_slice).unwrap_or_default(),
+                physical.remove(&r.id.0),
+            ))
+        })
+        .collect();
+    audit::record_alone(
+        &app.db,
+        &who.actor(),
+        Event::new("record.search", Outcome::Success).detail(json!({
+            "q": text.as_deref().map(auditable_text),
+            "phone": phone.is_some(),
+            "id_number": id_number.is_some(),
+            "category": given(&query.category),
+            "from": given(&query.from), "to": given(&query.to),
+            "storeroom": location.0, "shelf": location.1, "box": location.2, "status": status,
+            "page": page, "hits": hits.len(),
+        })),
+    )
+    .await?;
+    Ok(SearchPage {
+        hits,
+        page,
+        per_page: PER_PAGE,
+        has_more,
+    })
+}

@@ -1,0 +1,599 @@
+//! HTML pages of the archive: categories and their field editor, the filing form generated
+//! from a category's schema, the record page, and search.
+
+use std::collections::{BTreeMap, HashMap};
+
+use minijinja::{context, Value};
+use rocket::form::FromForm;
+use rocket::http::uri::Origin;
+use rocket::http::ContentType;
+use rocket::response::content::RawHtml;
+use rocket::response::Redirect;
+use rocket::{get, post, routes, Route, State};
+use serde::Serialize;
+
+use super::{me, Page};
+use crate::auth::csrf::{CsrfField, CsrfForm};
+use crate::auth::Principal;
+use crate::error::{AppError, AppResult};
+use crate::policy::Sensitivity;
+use crate::records::model::{
+    CategoryChanges, CategoryId, Location, NewCategory, NewRecord, PhysicalStatus, RecordChanges,
+    RecordId,
+};
+use crate::records::register::{self, Move};
+use crate::records::schema::{FieldDef, FieldType};
+use crate::records::search::{self, SearchQuery};
+use crate::records::{self, categories, files};
+use crate::users::Role;
+use crate::App;
+
+pub fn routes() -> Vec<Route> {
+    routes![
+        upload_js,
+        categories_page,
+        category_create,
+        category_page,
+        category_update,
+        record_new,
+        record_create,
+        record_page,
+        record_edit,
+        record_move,
+        search_page,
+    ]
+}
+
+const UPLOAD_JS: &str = include_str!("../../templates/static/upload.js");
+
+#[get("/static/upload.js")]
+fn upload_js() -> (ContentType, &'static str) {
+    (ContentType::JavaScript, UPLOAD_JS)
+}
+
+fn is_invalid(e: &AppError) -> bool {
+    matches!(e, AppError::Invalid { .. } | AppError::Conflict(_))
+}
+
+async fn render_categories(
+    app: &App,
+    who: &Principal,
+    error: Option<String>,
+    form: Value,
+) -> AppResult<RawHtml<String>> {
+    let list = categories::all(app).await?;
+    app.templates.render(
+        "categories.html",
+        context! { me => me(who), csrf => who.csrf_token(), categories => list,
+        can_manage => who.has_role(Role::Archivist), error => error, form => form },
+    )
+}
+
+#[get("/categories")]
+async fn categories_page(app: &State<App>, who: Principal) -> AppResult<RawHtml<String>> {
+    render_categories(app, &who, None, Value::from(())).await
+}
+
+#[derive(FromForm, Serialize)]
+pub struct CategoryForm {
+    code: String,
+    name: String,
+    parent_id: String,
+    sensitivity: String,
+    department: String,
+    retention_years: i32,
+    #[serde(skip)]
+    csrf: String,
+}
+
+impl CsrfField for CategoryForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+fn sensitivity(v: &str) -> AppResult<Sensitivity> {
+    Sensitivity::parse(v).ok_or_else(|| {
+        AppError::invalid(
+            "sensitivity",
+            "must be public, internal, confidential or secret",
+        )
+    })
+}
+
+#[post("/categories", data = "<form>")]
+async fn category_create(
+    app: &State<App>,
+    who: Principal,
+    form: CsrfForm<CategoryForm>,
+) -> AppResult<Page> {
+    let f = form.0;
+    let result = async {
+        let parent_id = match f.parent_id.trim() {
+            "" => None,
+            s => Some(CategoryId(s.parse().map_err(|_| {
+                AppError::invalid("parent_id", "no such category")
+            })?)),
+        };
+        categories::create(
+            app,
+            &who,
+            NewCategory {
+                code: f.code.clone(),
+                name: f.name.clone(),
+                parent_id,
+                sensitivity: sensitivity(&f.sensitivity)?,
+                department: f.department.clone(),
+                retention_years: f.retention_years,
+                fields: vec![],
+            },
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok(c) => Ok(Page::Redirect(Box::new(Redirect::to(format!(
+            "/categories/{}",
+            c.id
+        ))))),
+        Err(e) if is_invalid(&e) => Ok(Page::Status((
+            e.status(),
+            render_categories(
+                app,
+                &who,
+                Some(e.public_message()),
+                Value::from_serialize(&f),
+            )
+            .await?,
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+async fn render_category(
+    app: &App,
+    who: &Principal,
+    id: CategoryId,
+    error: Option<String>,
+) -> AppResult<RawHtml<String>> {
+    let category = categories::get(app, id).await?;
+    let mut rows: Vec<serde_json::Value> = category
+        .fields
+        .iter()
+        .map(|f| serde_json::to_value(f).unwrap_or_default())
+        .collect();
+    for _ in 0..3 {
+        rows.push(serde_json::json!({"type": "text"}));
+    }
+    let types: Vec<&str> = [
+        FieldType::Text,
+        FieldType::Number,
+        FieldType::Date,
+        FieldType::Phone,
+        FieldType::IdNumber,
+        FieldType::Email,
+        FieldType::Choice,
+    ]
+    .iter()
+    .map(|t| t.as_str())
+    .collect();
+    app.templates.render(
+        "category.html",
+        context! { me => me(who), csrf => who.csrf_token(), category => category, rows => rows, types => types,
+                   can_manage => who.has_role(Role::Archivist), error => error },
+    )
+}
+
+#[get("/categories/<id>")]
+async fn category_page(
+    app: &State<App>,
+    who: Principal,
+    id: CategoryId,
+) -> AppResult<RawHtml<String>> {
+    render_category(app, &who, id, None).await
+}
+
+#[derive(FromForm)]
+pub struct FieldRow {
+    name: String,
+    label: String,
+    #[field(name = "type")]
+    kind: String,
+    required: bool,
+    sensitive: bool,
+    choices: String,
+}
+
+#[derive(FromForm)]
+pub struct CategoryEditForm {
+    name: String,
+    sensitivity: String,
+    department: String,
+    retention_years: i32,
+    fields: Vec<FieldRow>,
+    csrf: String,
+}
+
+impl CsrfField for CategoryEditForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+fn field_type(i: usize, v: &str) -> AppResult<FieldType> {
+    serde_json::from_value(serde_json::Value::String(v.to_string()))
+        .map_err(|_| AppError::invalid(format!("fields[{i}].type"), "unknown type"))
+}
+
+#[post("/categories/<id>", data = "<form>")]
+async fn category_update(
+    app: &State<App>,
+    who: Principal,
+    id: CategoryId,
+    form: CsrfForm<CategoryEditForm>,
+) -> AppResult<Page> {
+    let f = form.0;
+    let result = async {
+        let mut fields = Vec::new();
+        for (i, row) in f.fields.iter().enumerate() {
+            if row.name.trim().is_empty() {
+                continue;
+            }
+            let kind = field_type(i, &row.kind)?;
+            let choices: Vec<String> = row
+                .choices
+                .split(',')
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect();
+            fields.push(FieldDef {
+                name: row.name.trim().to_string(),
+                label: row.label.trim().to_string(),
+                kind,
+                required: row.required,
+                sensitive: row.sensitive,
+                choices: (kind == FieldType::Choice).then_some(choices),
+                mask: None,
+            });
+        }
+        categories::update(
+            app,
+            &who,
+            id,
+            CategoryChanges {
+                name: Some(f.name.clone()),
+                sensitivity: Some(sensitivity(&f.sensitivity)?),
+                department: Some(f.department.clone()),
+                retention_years: Some(f.retention_years),
+                fields: Some(fields),
+            },
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok(c) => Ok(Page::Redirect(Box::new(Redirect::to(format!(
+            "/categories/{}",
+            c.id
+        ))))),
+        Err(e) if is_invalid(&e) => Ok(Page::Status((
+            e.status(),
+            render_category(app, &who, id, Some(e.public_message())).await?,
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+async fn render_new(
+    app: &App,
+    who: &Principal,
+    category: Option<CategoryId>,
+    error: Option<String>,
+    form: Value,
+) -> AppResult<RawHtml<String>> {
+    let all = categories::all(app).await?;
+    let chosen = category.and_then(|id| all.iter().find(|c| c.id == id).cloned());
+    app.templates.render(
+        "record_new.html",
+        context! { me => me(who), csrf => who.csrf_token(), categories => all, category => chosen, error => error, form => form },
+    )
+}
+
+#[get("/records/new?<category>")]
+async fn record_new(
+    app: &State<App>,
+    who: Principal,
+    category: Option<&str>,
+) -> AppResult<RawHtml<String>> {
+    let id = category.and_then(|c| c.parse().ok()).map(CategoryId);
+    render_new(app, &who, id, None, Value::from(())).await
+}
+
+#[derive(FromForm, Serialize)]
+pub struct RecordForm {
+    category_id: String,
+    title: String,
+    fields: HashMap<String, String>,
+    storeroom: String,
+    shelf: String,
+    #[field(name = "box")]
+    #[serde(rename = "box")]
+    box_code: String,
+    #[serde(skip)]
+    csrf: String,
+}
+
+impl CsrfField for RecordForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+fn location(storeroom: &str, shelf: &str, box_code: &str) -> Option<Location> {
+    if storeroom.trim().is_empty() && shelf.trim().is_empty() && box_code.trim().is_empty() {
+        return None;
+    }
+    Some(Location {
+        storeroom: storeroom.trim().into(),
+        shelf: shelf.trim().into(),
+        box_code: box_code.trim().into(),
+    })
+}
+
+#[post("/records", data = "<form>")]
+async fn record_create(
+    app: &State<App>,
+    who: Principal,
+    form: CsrfForm<RecordForm>,
+) -> AppResult<Page> {
+    let mut f = form.0;
+    let category_id = f.category_id.parse().ok().map(CategoryId);
+    let result = async {
+        let category_id =
+            category_id.ok_or_else(|| AppError::invalid("category_id", "choose a category"))?;
+        let fields: BTreeMap<String, serde_json::Value> = f
+            .fields
+            .iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        records::create(
+            app,
+            &who,
+            NewRecord {
+                category_id,
+                title: f.title.clone(),
+                fields,
+                physical: location(&f.storeroom, &f.shelf, &f.box_code),
+                external_id: None,
+            },
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok(r) => Ok(Page::Redirect(Box::new(Redirect::to(format!(
+            "/records/{}",
+            r.id
+        ))))),
+        Err(e) if is_invalid(&e) => {
+            // Keep what was typed, except sensitive values, which are never echoed back.
+            if let Some(cat) = match category_id {
+                Some(id) => categories::get(app, id).await.ok(),
+                None => None,
+            } {
+                f.fields
+                    .retain(|k, _| cat.field(k).is_some_and(|d| !d.sensitive));
+            }
+            Ok(Page::Status((
+                e.status(),
+                render_new(
+                    app,
+                    &who,
+                    category_id,
+                    Some(e.public_message()),
+                    Value::from_serialize(&f),
+                )
+                .await?,
+            )))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn render_record(
+    app: &App,
+    who: &Principal,
+    id: RecordId,
+    message: Option<String>,
+    error: Option<String>,
+) -> AppResult<RawHtml<String>> {
+    let record = records::get(app, who, id).await?;
+    let revisions = records::revisions(app, who, id).await?;
+    let file_list = files::list(app, who, id).await?;
+    let moves = register::moves(app, who, id).await?;
+    app.templates.render(
+        "record.html",
+        context! { me => me(who), csrf => who.csrf_token(), record => record, revisions => revisions,
+                   files => file_list, moves => moves, can_edit => who.has_role(Role::Archivist),
+                   message => message, error => error },
+    )
+}
+
+#[get("/records/<id>")]
+async fn record_page(app: &State<App>, who: Principal, id: RecordId) -> AppResult<RawHtml<String>> {
+    render_record(app, &who, id, None, None).await
+}
+
+#[derive(FromForm)]
+pub struct RecordEditForm {
+    title: String,
+    fields: HashMap<String, String>,
+    reason: String,
+    csrf: String,
+}
+
+impl CsrfField for RecordEditForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+#[post("/records/<id>/edit", data = "<form>")]
+async fn record_edit(
+    app: &State<App>,
+    who: Principal,
+    id: RecordId,
+    form: CsrfForm<RecordEditForm>,
+) -> AppResult<Page> {
+    let f = form.0;
+    let current = records::get(app, &who, id).await?;
+    // Only what differs from the page: masked values left empty stay as they are.
+    let mut changes = BTreeMap::new();
+    for fv in &current.fields {
+        let Some(new) = f.fields.get(&fv.name) else {
+            continue;
+        };
+        let new = new.trim();
+        if fv.masked {
+            if !new.is_empty() {
+                changes.insert(fv.name.clone(), serde_json::Value::String(new.into()));
+            }
+        } else if fv.value.as_deref().unwrap_or("") != new {
+            changes.insert(
+                fv.name.clone(),
+                if new.is_empty() {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::Value::String(new.into())
+                },
+            );
+        }
+    }
+    let title = (f.title.trim() != current.title).then(|| f.title.clone());
+    match records::update(
+        app,
+        &who,
+        id,
+        RecordChanges {
+            title,
+            fields: changes,
+            reason: f.reason.clone(),
+        },
+    )
+    .await
+    {
+        Ok(_) => Ok(Page::Redirect(Box::new(Redirect::to(format!(
+            "/records/{id}"
+        ))))),
+        Err(e) if is_invalid(&e) => Ok(Page::Status((
+            e.status(),
+            render_record(app, &who, id, None, Some(e.public_message())).await?,
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(FromForm)]
+pub struct MoveForm {
+    storeroom: String,
+    shelf: String,
+    #[field(name = "box")]
+    box_code: String,
+    status: String,
+    reason: String,
+    csrf: String,
+}
+
+impl CsrfField for MoveForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+#[post("/records/<id>/physical", data = "<form>")]
+async fn record_move(
+    app: &State<App>,
+    who: Principal,
+    id: RecordId,
+    form: CsrfForm<MoveForm>,
+) -> AppResult<Page> {
+    let f = form.0;
+    let status = match f.status.trim() {
+        "" => None,
+        s => Some(
+            PhysicalStatus::parse(s)
+                .ok_or_else(|| AppError::invalid("status", "unknown status"))?,
+        ),
+    };
+    let m = Move {
+        to: location(&f.storeroom, &f.shelf, &f.box_code),
+        status,
+        reason: f.reason.clone(),
+    };
+    match register::move_file(app, &who, id, m).await {
+        Ok(()) => Ok(Page::Redirect(Box::new(Redirect::to(format!(
+            "/records/{id}"
+        ))))),
+        Err(e) if is_invalid(&e) => Ok(Page::Status((
+            e.status(),
+            render_record(app, &who, id, None, Some(e.public_message())).await?,
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+#[get("/search?<query..>")]
+async fn search_page(
+    app: &State<App>,
+    who: Principal,
+    query: SearchQuery,
+    uri: &Origin<'_>,
+) -> AppResult<Page> {
+    let all = categories::all(app).await?;
+    let asked = uri.query().is_some_and(|q| !q.as_str().is_empty());
+    let (result, error) = if asked {
+        match search::search(app, &who, query.clone()).await {
+            Ok(r) => (Some(r), None),
+            Err(e) if is_invalid(&e) => (None, Some(e.public_message())),
+            Err(e) => return Err(e),
+        }
+    } else {
+        (None, None)
+    };
+    let page_url = |p: i64| {
+        let mut q = query.clone();
+        q.page = Some(p);
+        format!("/search?{}", serde_urlencoded_like(&q))
+    };
+    let page = query.page.unwrap_or(1);
+    let html = app.templates.render(
+        "search.html",
+        context! { me => me(&who), csrf => who.csrf_token(), categories => all, q => &query, result => result,
+                   error => error.clone(), next_url => page_url(page + 1), prev_url => page_url((page - 1).max(1)) },
+    )?;
+    Ok(match error {
+        Some(_) => Page::Status((rocket::http::Status::UnprocessableEntity, html)),
+        None => Page::Html(html),
+    })
+}
+
+/// The query string of a search, for the pagination links.
+fn serde_urlencoded_like(q: &SearchQuery) -> String {
+    let v = serde_json::to_value(q).unwrap_or_default();
+    let mut parts = Vec::new();
+    if let Some(m) = v.as_object() {
+        for (k, val) in m {
+            let s = match val {
+                serde_json::Value::String(s) if !s.is_empty() => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => continue,
+            };
+            parts.push(format!(
+                "{k}={}",
+                rocket::http::RawStr::new(&s).percent_encode()
+            ));
+        }
+    }
+    parts.join("&")
+}
