@@ -4,7 +4,8 @@
 //! first and the row second; an object whose row never came is removed by the storage GC.
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
 use serde_json::json;
 use tokio::io::AsyncRead;
 use uuid::Uuid;
@@ -157,7 +158,7 @@ pub async fn open_content(
     _permit: &Permit<ReadFileContent>,
     actor: &Actor,
     file: FileId,
-) -> AppResult<impl Stream<Item = AppResult<Bytes>> + Send + 'static> {
+) -> AppResult<BoxStream<'static, AppResult<Bytes>>> {
     #[derive(sqlx::FromRow)]
     struct Row {
         object_key: String,
@@ -194,19 +195,21 @@ pub async fn open_content(
             return Err(storage_error(e));
         }
     };
-    Ok(stream.then(move |item| {
-        let db = db.clone();
-        let actor = actor.clone();
-        async move {
-            match item {
-                Ok(b) => Ok(b),
-                Err(e) => {
-                    integrity_event(&db, &actor, file, &e).await?;
-                    Err(storage_error(e))
+    Ok(stream
+        .then(move |item| {
+            let db = db.clone();
+            let actor = actor.clone();
+            async move {
+                match item {
+                    Ok(b) => Ok(b),
+                    Err(e) => {
+                        integrity_event(&db, &actor, file, &e).await?;
+                        Err(storage_error(e))
+                    }
                 }
             }
-        }
-    }))
+        })
+        .boxed())
 }
 
 fn storage_error(e: StorageError) -> AppError {

@@ -71,7 +71,13 @@ async fn render_categories(
 
 #[get("/categories")]
 async fn categories_page(app: &State<App>, who: Principal) -> AppResult<RawHtml<String>> {
-    render_categories(app, &who, None, Value::from(())).await
+    render_categories(
+        app,
+        &who,
+        None,
+        Value::from_serialize(serde_json::json!({})),
+    )
+    .await
 }
 
 #[derive(FromForm, Serialize)]
@@ -306,7 +312,14 @@ async fn record_new(
     category: Option<&str>,
 ) -> AppResult<RawHtml<String>> {
     let id = category.and_then(|c| c.parse().ok()).map(CategoryId);
-    render_new(app, &who, id, None, Value::from(())).await
+    render_new(
+        app,
+        &who,
+        id,
+        None,
+        Value::from_serialize(serde_json::json!({"fields": {}})),
+    )
+    .await
 }
 
 #[derive(FromForm, Serialize)]

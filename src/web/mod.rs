@@ -516,7 +516,16 @@ mod tests {
     fn every_template_parses_and_renders() {
         let t = Templates::new().unwrap();
         for (name, _) in TEMPLATES {
-            if *name == "base.html" {
+            if ![
+                "login.html",
+                "home.html",
+                "password.html",
+                "users.html",
+                "audit.html",
+                "error.html",
+            ]
+            .contains(name)
+            {
                 continue;
             }
             t.render(name, context! { me => context! { username => "u", display_name => "U", department => "", roles => vec!["admin", "auditor"], must_change_password => true }, csrf => "x", status => "404", message => "m", users => Vec::<String>::new(), events => Vec::<String>::new(), q => <AuditFilter as Default>::default(), min_length => 12 })

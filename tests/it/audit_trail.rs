@@ -220,7 +220,7 @@ async fn fifty_concurrent_logins_leave_one_intact_chain() {
 }
 
 /// Runs the futures concurrently on this task and collects their outputs in order.
-async fn futures_join_all<F: std::future::Future>(
+pub async fn futures_join_all<F: std::future::Future>(
     futs: impl IntoIterator<Item = F>,
 ) -> Vec<F::Output> {
     let mut set = Vec::new();

@@ -1,6 +1,7 @@
 //! The one integration-test binary (it links once). Every test gets its own database
 //! cloned from a migrated template on the run's private PostgreSQL cluster.
 
+mod archive;
 mod audit_trail;
 mod auth;
 mod common;
