@@ -133,6 +133,24 @@ impl Principal {
     pub fn has_role(&self, role: Role) -> bool {
         self.0.user.has_role(role)
     }
+
+    /// The person a command-line job acts as (e.g. `import --as NAME`): the account must
+    /// exist and be active; every action still goes through the policy like a request's.
+    pub(crate) fn for_command_line(user: User) -> Result<Principal, AppError> {
+        if !user.is_active() {
+            return Err(AppError::Forbidden);
+        }
+        Ok(Principal(Authenticated {
+            meta: RequestMeta {
+                request_id: format!("cli-{}", uuid::Uuid::new_v4().simple()),
+                client_addr: None,
+            },
+            user,
+            session_id: Uuid::nil(),
+            csrf_token: String::new(),
+            via_cookie: false,
+        }))
+    }
 }
 
 #[rocket::async_trait]

@@ -43,6 +43,28 @@ pub enum Command {
     User(UserCommand),
     /// Walk the audit chain; exit 0 when intact, 1 naming the first broken event.
     VerifyAudit,
+    /// File a digitization batch from a CSV (and a directory of scans). Every row is
+    /// checked first; rejected rows are listed with the reason; a re-run skips rows
+    /// already filed (by `external_id`). Exit 1 when any row was rejected.
+    Import {
+        #[arg(long)]
+        csv: PathBuf,
+        /// Directory holding the files named in the `files` column.
+        #[arg(long)]
+        files: Option<PathBuf>,
+        /// Code of the category to file into.
+        #[arg(long)]
+        category: String,
+        /// The archivist the records are filed as.
+        #[arg(long = "as", value_name = "USERNAME")]
+        as_user: String,
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 200)]
+        batch_size: usize,
+        /// Check every row and report, but file nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,6 +143,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::User(cmd) => with_db(&config, |pool| user_command(pool, cmd)).await,
+        Command::Import {
+            csv,
+            files,
+            category,
+            as_user,
+            batch_size,
+            dry_run,
+        } => {
+            let (keys, store) = open_vault(&config)?;
+            let cfg = config.clone();
+            with_db(&config, |pool| async move {
+                let opts = crate::records::import::Options {
+                    csv,
+                    files_dir: files,
+                    category,
+                    batch_size,
+                    dry_run,
+                };
+                import(cfg, pool, keys, store, &as_user, opts).await
+            })
+            .await
+        }
         Command::VerifyAudit => {
             with_db(&config, |pool| async move {
                 let v = audit::verify(&pool)
@@ -312,4 +356,77 @@ async fn collect_orphans(
             tracing::warn!(error = %e, "object garbage collection failed");
         }
     }
+}
+
+struct Bar(indicatif::ProgressBar);
+
+impl crate::records::import::Progress for Bar {
+    fn start(&self, phase: &str, total: u64) {
+        self.0.reset();
+        self.0.set_length(total);
+        self.0.set_message(phase.to_string());
+        let style = if total == 0 {
+            indicatif::ProgressStyle::with_template("{msg} {pos} rows [{elapsed}]")
+        } else {
+            indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} rows, eta {eta}")
+        };
+        if let Ok(style) = style {
+            self.0.set_style(style.progress_chars("=> "));
+        }
+    }
+    fn inc(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
+async fn import(
+    config: Config,
+    pool: sqlx::PgPool,
+    keys: crate::crypto::KeyRing,
+    store: crate::storage::Store,
+    as_user: &str,
+    opts: crate::records::import::Options,
+) -> anyhow::Result<i32> {
+    let user = users::find_by_username(&pool, as_user)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.public_message()))?
+        .with_context(|| format!("no account named {as_user}"))?;
+    let who = crate::auth::Principal::for_command_line(user)
+        .map_err(|_| anyhow::anyhow!("the account {as_user} is disabled"))?;
+    let app = crate::App {
+        db: pool,
+        store,
+        keys,
+        config,
+        templates: crate::web::Templates::new().context("templates")?,
+    };
+    let bar = Bar(indicatif::ProgressBar::new(0));
+    let report = crate::records::import::run(&app, &who, &opts, &bar)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.public_message()))?;
+    bar.0.finish_and_clear();
+    for r in &report.rejected {
+        println!(
+            "rejected line {} (external_id {}): {}",
+            r.line, r.external_id, r.reason
+        );
+    }
+    if opts.dry_run {
+        println!(
+            "checked {} rows: {} valid, {} rejected (dry run: nothing filed)",
+            report.rows,
+            report.rows - report.rejected.len() as u64,
+            report.rejected.len()
+        );
+    } else {
+        println!(
+            "{} rows: {} filed ({} files), {} already filed before, {} rejected",
+            report.rows,
+            report.imported,
+            report.files,
+            report.already_imported,
+            report.rejected.len()
+        );
+    }
+    Ok(if report.rejected.is_empty() { 0 } else { 1 })
 }

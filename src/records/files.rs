@@ -33,7 +33,7 @@ pub fn clean_name(raw: &str) -> String {
     }
 }
 
-fn clean_media_type(raw: Option<&str>) -> String {
+pub(crate) fn clean_media_type(raw: Option<&str>) -> String {
     let ok = |s: &str| {
         let mut parts = s.splitn(2, '/');
         let token = |t: &str| {
@@ -97,34 +97,15 @@ pub async fn upload<R: AsyncRead + Unpin + Send>(
     };
     let result: AppResult<FileInfo> = async {
         let mut tx = app.db.begin().await?;
-        sqlx::query("SELECT 1 FROM records WHERE id = $1 FOR UPDATE").bind(record).execute(&mut *tx).await?;
-        let info: FileInfo = sqlx::query_as(&format!(
-            "INSERT INTO files (id, record_id, version, object_key, kek_id, wrapped_key, size, media_type, \
-             original_name, sha256, uploaded_by) \
-             VALUES ($1, $2, (SELECT COALESCE(max(version), 0) + 1 FROM files WHERE record_id = $2), \
-                     $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {FILE_COLUMNS}"
-        ))
-        .bind(file_id)
-        .bind(record)
-        .bind(&stored.object_key)
-        .bind(&stored.kek_id)
-        .bind(&stored.wrapped_key)
-        .bind(stored.size as i64)
-        .bind(&media_type)
-        .bind(&name)
-        .bind(stored.sha256.as_slice())
-        .bind(who.user().id)
-        .fetch_one(&mut *tx)
-        .await?;
-        audit::record(
+        let info = insert_row(
             &mut tx,
-            &who.actor(),
-            Event::new("file.upload", Outcome::Success)
-                .object("file", file_id)
-                .detail(json!({
-                    "record": record, "reference": rec.reference, "version": info.version,
-                    "size": info.size, "media_type": media_type,
-                })),
+            who,
+            record,
+            &rec.reference,
+            file_id,
+            &stored,
+            &name,
+            &media_type,
         )
         .await?;
         tx.commit().await?;
@@ -138,6 +119,68 @@ pub async fn upload<R: AsyncRead + Unpin + Send>(
         }
     }
     result
+}
+
+/// Records a stored object as the next version of the record's files, with its audit event,
+/// in the caller's transaction.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn insert_row(
+    tx: &mut sqlx::PgConnection,
+    who: &Principal,
+    record: RecordId,
+    reference: &str,
+    file_id: FileId,
+    stored: &crate::storage::StoredObject,
+    name: &str,
+    media_type: &str,
+) -> AppResult<FileInfo> {
+    sqlx::query("SELECT 1 FROM records WHERE id = $1 FOR UPDATE")
+        .bind(record)
+        .execute(&mut *tx)
+        .await?;
+    let info: FileInfo = sqlx::query_as(&format!(
+        "INSERT INTO files (id, record_id, version, object_key, kek_id, wrapped_key, size, media_type, \
+         original_name, sha256, uploaded_by) \
+         VALUES ($1, $2, (SELECT COALESCE(max(version), 0) + 1 FROM files WHERE record_id = $2), \
+                 $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {FILE_COLUMNS}"
+    ))
+    .bind(file_id)
+    .bind(record)
+    .bind(&stored.object_key)
+    .bind(&stored.kek_id)
+    .bind(&stored.wrapped_key)
+    .bind(stored.size as i64)
+    .bind(media_type)
+    .bind(name)
+    .bind(stored.sha256.as_slice())
+    .bind(who.user().id)
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::record(
+        tx,
+        &who.actor(),
+        Event::new("file.upload", Outcome::Success)
+            .object("file", file_id)
+            .detail(json!({
+                "record": record, "reference": reference, "version": info.version,
+                "size": info.size, "media_type": media_type,
+            })),
+    )
+    .await?;
+    Ok(info)
+}
+
+/// A media type from a file name's extension, for files that arrive without one.
+pub fn media_type_for(name: &str) -> &'static str {
+    let ext = name.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "pdf" => "application/pdf",
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "tif" | "tiff" => "image/tiff",
+        "txt" => "text/plain",
+        _ => "application/octet-stream",
+    }
 }
 
 pub async fn list(app: &App, who: &Principal, record: RecordId) -> AppResult<Vec<FileInfo>> {

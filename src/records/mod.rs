@@ -8,6 +8,7 @@
 
 pub mod categories;
 pub mod files;
+pub mod import;
 pub mod masking;
 pub mod model;
 pub mod register;

@@ -9,7 +9,7 @@ const ID_NO: &str = "11010519491231002X";
 
 /// An archivist, a category tree `Customers / Corporate / Contracts` (CUST / CORP / CONTR)
 /// with sensitive fields, and a storeroom with one box.
-async fn setup(app: &TestApp) -> (String, Value) {
+pub async fn setup(app: &TestApp) -> (String, Value) {
     let (_, archivist) = app.login_as(Role::Archivist).await;
     let (s, root) = app
         .post("/api/v1/categories", &archivist, json!({"code": "cust", "name": "Customers", "sensitivity": "internal", "department": "Retail", "retention_years": 10}))
@@ -56,7 +56,7 @@ fn contract(category: &Value, company: &str) -> Value {
     })
 }
 
-fn field<'a>(record: &'a Value, name: &str) -> &'a Value {
+pub fn field<'a>(record: &'a Value, name: &str) -> &'a Value {
     record["fields"]
         .as_array()
         .unwrap()
