@@ -119,7 +119,7 @@ impl Fairing for RequestTelemetry {
         if !res.headers().contains("Content-Security-Policy") {
             res.set_header(Header::new(
                 "Content-Security-Policy",
-                "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; \
+                "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; \
                  form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
             ));
         }

@@ -22,7 +22,7 @@ use sqlx::PgPool;
 use super::{StorageError, Store};
 
 /// The advisory-lock key of the storage GC ("strgc" in ASCII, any unique constant would do).
-pub const GC_LOCK_KEY: i64 = 0x7374_7267_63;
+pub const GC_LOCK_KEY: i64 = 0x0073_7472_6763;
 /// Keys looked up in the database per query.
 const BATCH: usize = 500;
 
