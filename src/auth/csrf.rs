@@ -20,6 +20,18 @@ pub trait CsrfField {
     fn csrf(&self) -> &str;
 }
 
+/// Implements `CsrfField` for a form struct whose token field is named `csrf`.
+#[macro_export]
+macro_rules! csrf_field {
+    ($t:ty) => {
+        impl $crate::auth::csrf::CsrfField for $t {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        }
+    };
+}
+
 pub struct CsrfForm<T>(pub T);
 
 impl<T> std::ops::Deref for CsrfForm<T> {

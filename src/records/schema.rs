@@ -276,7 +276,7 @@ pub fn check_value(def: &FieldDef, value: &Value) -> Result<Checked, AppError> {
         }
         FieldType::Choice => {
             let choices = def.choices.as_deref().unwrap_or_default();
-            if choices.iter().any(|c| *c == text) {
+            if choices.contains(&text) {
                 plain(text)
             } else {
                 Err(invalid(name, format!("must be one of: {}", choices.join(", "))))

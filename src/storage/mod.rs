@@ -536,7 +536,9 @@ impl DecryptingStream {
                     .then(|| Err(self.integrity("the object is truncated")));
             }
             let header = self.buf.split_to(HEADER_LEN);
-            let dk = self.dk.take()?;
+            let Some(dk) = self.dk.take() else {
+                return Some(Err(self.integrity("the stream lost its key")));
+            };
             match Decryptor::new(&dk, self.file_id, &header) {
                 Ok(d) => self.dec = Some(d),
                 Err(e) => return Some(Err(self.integrity(e.to_string()))),
@@ -552,7 +554,9 @@ impl DecryptingStream {
             return None;
         };
         let chunk = self.buf.split_to(take);
-        let dec = self.dec.as_mut()?;
+        let Some(dec) = self.dec.as_mut() else {
+            return Some(Err(self.integrity("the stream ended twice")));
+        };
         let plain = match dec.decrypt_chunk(&chunk, last) {
             Ok(p) => p,
             Err(e) => return Some(Err(self.integrity(e.to_string()))),

@@ -8,13 +8,13 @@ use rocket::form::FromForm;
 use rocket::http::uri::Origin;
 use rocket::http::ContentType;
 use rocket::response::content::RawHtml;
-use rocket::response::Redirect;
 use rocket::{get, post, routes, Route, State};
 use serde::Serialize;
 
-use super::{me, Page};
-use crate::auth::csrf::{CsrfField, CsrfForm};
+use super::{me, redirect_or_show, Page};
+use crate::auth::csrf::CsrfForm;
 use crate::auth::Principal;
+use crate::csrf_field;
 use crate::error::{AppError, AppResult};
 use crate::policy::Sensitivity;
 use crate::records::model::{
@@ -92,11 +92,7 @@ pub struct CategoryForm {
     csrf: String,
 }
 
-impl CsrfField for CategoryForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+csrf_field!(CategoryForm);
 
 fn sensitivity(v: &str) -> AppResult<Sensitivity> {
     Sensitivity::parse(v).ok_or_else(|| {
@@ -137,23 +133,12 @@ async fn category_create(
         .await
     }
     .await;
-    match result {
-        Ok(c) => Ok(Page::Redirect(Box::new(Redirect::to(format!(
-            "/categories/{}",
-            c.id
-        ))))),
-        Err(e) if is_invalid(&e) => Ok(Page::Status((
-            e.status(),
-            render_categories(
-                app,
-                &who,
-                Some(e.public_message()),
-                Value::from_serialize(&f),
-            )
-            .await?,
-        ))),
-        Err(e) => Err(e),
-    }
+    redirect_or_show(
+        result,
+        |c| format!("/categories/{}", c.id),
+        |msg| render_categories(app, &who, Some(msg), Value::from_serialize(&f)),
+    )
+    .await
 }
 
 async fn render_category(
@@ -220,11 +205,7 @@ pub struct CategoryEditForm {
     csrf: String,
 }
 
-impl CsrfField for CategoryEditForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+csrf_field!(CategoryEditForm);
 
 fn field_type(i: usize, v: &str) -> AppResult<FieldType> {
     serde_json::from_value(serde_json::Value::String(v.to_string()))
@@ -277,17 +258,12 @@ async fn category_update(
         .await
     }
     .await;
-    match result {
-        Ok(c) => Ok(Page::Redirect(Box::new(Redirect::to(format!(
-            "/categories/{}",
-            c.id
-        ))))),
-        Err(e) if is_invalid(&e) => Ok(Page::Status((
-            e.status(),
-            render_category(app, &who, id, Some(e.public_message())).await?,
-        ))),
-        Err(e) => Err(e),
-    }
+    redirect_or_show(
+        result,
+        |c| format!("/categories/{}", c.id),
+        |msg| render_category(app, &who, id, Some(msg)),
+    )
+    .await
 }
 
 async fn render_new(
@@ -336,11 +312,7 @@ pub struct RecordForm {
     csrf: String,
 }
 
-impl CsrfField for RecordForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+csrf_field!(RecordForm);
 
 fn location(storeroom: &str, shelf: &str, box_code: &str) -> Option<Location> {
     if storeroom.trim().is_empty() && shelf.trim().is_empty() && box_code.trim().is_empty() {
@@ -384,34 +356,22 @@ async fn record_create(
         .await
     }
     .await;
-    match result {
-        Ok(r) => Ok(Page::Redirect(Box::new(Redirect::to(format!(
-            "/records/{}",
-            r.id
-        ))))),
-        Err(e) if is_invalid(&e) => {
-            // Keep what was typed, except sensitive values, which are never echoed back.
-            if let Some(cat) = match category_id {
-                Some(id) => categories::get(app, id).await.ok(),
-                None => None,
-            } {
-                f.fields
-                    .retain(|k, _| cat.field(k).is_some_and(|d| !d.sensitive));
-            }
-            Ok(Page::Status((
-                e.status(),
-                render_new(
-                    app,
-                    &who,
-                    category_id,
-                    Some(e.public_message()),
-                    Value::from_serialize(&f),
-                )
-                .await?,
-            )))
+    // On a second showing keep what was typed, except sensitive values, never echoed back.
+    if result.is_err() {
+        if let Some(cat) = match category_id {
+            Some(id) => categories::get(app, id).await.ok(),
+            None => None,
+        } {
+            f.fields
+                .retain(|k, _| cat.field(k).is_some_and(|d| !d.sensitive));
         }
-        Err(e) => Err(e),
     }
+    redirect_or_show(
+        result,
+        |r| format!("/records/{}", r.id),
+        |msg| render_new(app, &who, category_id, Some(msg), Value::from_serialize(&f)),
+    )
+    .await
 }
 
 async fn render_record(
@@ -446,11 +406,7 @@ pub struct RecordEditForm {
     csrf: String,
 }
 
-impl CsrfField for RecordEditForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+csrf_field!(RecordEditForm);
 
 #[post("/records/<id>/edit", data = "<form>")]
 async fn record_edit(
@@ -484,27 +440,17 @@ async fn record_edit(
         }
     }
     let title = (f.title.trim() != current.title).then(|| f.title.clone());
-    match records::update(
-        app,
-        &who,
-        id,
-        RecordChanges {
-            title,
-            fields: changes,
-            reason: f.reason.clone(),
-        },
+    let changes = RecordChanges {
+        title,
+        fields: changes,
+        reason: f.reason.clone(),
+    };
+    redirect_or_show(
+        records::update(app, &who, id, changes).await,
+        |_| format!("/records/{id}"),
+        |msg| render_record(app, &who, id, None, Some(msg)),
     )
     .await
-    {
-        Ok(_) => Ok(Page::Redirect(Box::new(Redirect::to(format!(
-            "/records/{id}"
-        ))))),
-        Err(e) if is_invalid(&e) => Ok(Page::Status((
-            e.status(),
-            render_record(app, &who, id, None, Some(e.public_message())).await?,
-        ))),
-        Err(e) => Err(e),
-    }
 }
 
 #[derive(FromForm)]
@@ -518,11 +464,7 @@ pub struct MoveForm {
     csrf: String,
 }
 
-impl CsrfField for MoveForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+csrf_field!(MoveForm);
 
 #[post("/records/<id>/physical", data = "<form>")]
 async fn record_move(
@@ -544,16 +486,12 @@ async fn record_move(
         status,
         reason: f.reason.clone(),
     };
-    match register::move_file(app, &who, id, m).await {
-        Ok(()) => Ok(Page::Redirect(Box::new(Redirect::to(format!(
-            "/records/{id}"
-        ))))),
-        Err(e) if is_invalid(&e) => Ok(Page::Status((
-            e.status(),
-            render_record(app, &who, id, None, Some(e.public_message())).await?,
-        ))),
-        Err(e) => Err(e),
-    }
+    redirect_or_show(
+        register::move_file(app, &who, id, m).await,
+        |_| format!("/records/{id}"),
+        |msg| render_record(app, &who, id, None, Some(msg)),
+    )
+    .await
 }
 
 #[get("/search?<query..>")]

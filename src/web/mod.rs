@@ -11,11 +11,12 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::audit;
-use crate::auth::csrf::{CsrfField, CsrfForm, LOGIN_CSRF_COOKIE};
+use crate::auth::csrf::{CsrfForm, LOGIN_CSRF_COOKIE};
 use crate::auth::guard::{Admin, Auditor};
 use crate::auth::{
     self, password, session, Authenticated, Principal, Require, SignedIn, SESSION_COOKIE,
 };
+use crate::csrf_field;
 use crate::error::{AppError, AppResult};
 use crate::telemetry::RequestMeta;
 use crate::users::{self, NewUser, Role, UserId};
@@ -200,6 +201,27 @@ fn login_csrf(app: &App, cookies: &CookieJar<'_>) -> String {
     token
 }
 
+/// The usual end of a form post: on success, redirect; on invalid input or a conflict,
+/// show the form again with the message (and the status); any other error propagates.
+pub(crate) async fn redirect_or_show<T, F, Fut>(
+    result: AppResult<T>,
+    to: impl FnOnce(&T) -> String,
+    show: F,
+) -> AppResult<Page>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = AppResult<RawHtml<String>>>,
+{
+    match result {
+        Ok(v) => Ok(Page::Redirect(Box::new(Redirect::to(to(&v))))),
+        Err(e @ (AppError::Invalid { .. } | AppError::Conflict(_))) => {
+            let status = e.status();
+            Ok(Page::Status((status, show(e.public_message()).await?)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 #[derive(Responder)]
 pub enum Page {
     Html(RawHtml<String>),
@@ -230,11 +252,7 @@ pub struct LoginForm {
     csrf: String,
 }
 
-impl CsrfField for LoginForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+csrf_field!(LoginForm);
 
 #[post("/login", data = "<form>")]
 async fn login_submit(
@@ -282,11 +300,7 @@ pub struct CsrfOnly {
     csrf: String,
 }
 
-impl CsrfField for CsrfOnly {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+csrf_field!(CsrfOnly);
 
 #[post("/logout", data = "<_form>")]
 async fn logout(
@@ -324,11 +338,7 @@ pub struct PasswordForm {
     csrf: String,
 }
 
-impl CsrfField for PasswordForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+csrf_field!(PasswordForm);
 
 #[post("/account/password", data = "<form>")]
 async fn password_submit(
@@ -401,11 +411,7 @@ pub struct NewUserForm {
     csrf: String,
 }
 
-impl CsrfField for NewUserForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+csrf_field!(NewUserForm);
 
 #[post("/admin/users", data = "<form>")]
 async fn users_create(
