@@ -127,11 +127,7 @@ fn mb_per_s(bytes: u64, d: Duration) -> f64 {
 
 fn line(label: &str, bytes: u64, d: Duration) -> f64 {
     let r = mb_per_s(bytes, d);
-    println!(
-        "  {label:<34} {:>9.1} MB/s   ({:.2} s)",
-        r,
-        d.as_secs_f64()
-    );
+    println!("  {label:<34} {:>9.1} MB/s   ({:.2} s)", r, d.as_secs_f64());
     r
 }
 
@@ -266,7 +262,12 @@ async fn bench(cleanup: &mut Cleanup, bin: &Path, size: u64) -> Result<()> {
 
     let mut add = strongroom_cmd(bin)
         .args(["user", "add", "--username", USERNAME, "--role", "archivist"])
-        .args(["--department", "Retail", "--display-name", "Bench Archivist"])
+        .args([
+            "--department",
+            "Retail",
+            "--display-name",
+            "Bench Archivist",
+        ])
         .arg("--password-stdin")
         .arg("--data-dir")
         .arg(&data_dir)
@@ -470,7 +471,9 @@ fn summary(f: &Figures) {
                 verdict(r >= 1.0)
             );
         }
-        None => println!("  encrypted upload / age             n/a   (age not installed (apt-get install age))"),
+        None => println!(
+            "  encrypted upload / age             n/a   (age not installed (apt-get install age))"
+        ),
     }
     let r = f.decrypt_read / f.plain_read;
     println!(
@@ -615,7 +618,10 @@ fn json_call(
         headers.push(("Authorization", a));
     }
     let (status, bytes) = http_call(port, method, path, &headers, body.to_string().as_bytes())?;
-    Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
 }
 
 /// POSTs the file as `multipart/form-data` (part `file`) with a Content-Length, streaming
@@ -668,10 +674,9 @@ fn upload_streaming(
     // The server may answer (and close) early, e.g. 413: read its answer either way.
     let answer = read_response(s);
     match (sent, answer) {
-        (_, Ok((status, body))) => Ok((
-            status,
-            serde_json::from_slice(&body).unwrap_or(Value::Null),
-        )),
+        (_, Ok((status, body))) => {
+            Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+        }
         (Err(e), Err(_)) => Err(e).context("sending the upload"),
         (Ok(()), Err(e)) => Err(e).context("reading the upload's response"),
     }
@@ -753,7 +758,10 @@ fn age_encrypt(dir: &Path, input: &Path, size: u64) -> Result<Option<f64>> {
         .stdin(Stdio::null())
         .output()?;
     if !out.status.success() {
-        bail!("age-keygen failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "age-keygen failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let out = Command::new(&keygen).arg("-y").arg(&key).output()?;
     if !out.status.success() {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod pg;
 pub mod policy;
 pub mod records;
+pub mod requests;
 pub mod storage;
 pub mod telemetry;
 pub mod users;
@@ -31,17 +32,21 @@ pub struct App {
     pub db: PgPool,
     pub store: storage::Store,
     pub keys: crypto::KeyRing,
+    pub workflows: requests::Workflows,
     pub config: Config,
     pub templates: web::Templates,
 }
 
+/// What a vault needs besides its database: the object store, the key ring and the
+/// loaded policies. `cli::open_vault` makes one from the configuration.
+pub struct Vault {
+    pub store: storage::Store,
+    pub keys: crypto::KeyRing,
+    pub workflows: requests::Workflows,
+}
+
 /// Assembles the server. The binary and the tests call this same function.
-pub fn build(
-    config: Config,
-    db: PgPool,
-    store: storage::Store,
-    keys: crypto::KeyRing,
-) -> Rocket<Build> {
+pub fn build(config: Config, db: PgPool, vault: Vault) -> Rocket<Build> {
     let rocket_config = rocket::Config {
         address: config.address,
         port: config.port,
@@ -59,8 +64,9 @@ pub fn build(
     rocket::custom(rocket_config)
         .manage(App {
             db,
-            store,
-            keys,
+            store: vault.store,
+            keys: vault.keys,
+            workflows: vault.workflows,
             config,
             templates,
         })

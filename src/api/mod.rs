@@ -2,6 +2,7 @@
 //! Errors are `{"error": {"code", "message"}}` with the status from `AppError`.
 
 mod archive;
+mod requests;
 
 use chrono::{DateTime, Utc};
 use rocket::http::{Cookie, CookieJar, Status};
@@ -21,6 +22,7 @@ use crate::App;
 
 pub fn routes() -> Vec<Route> {
     let mut r = archive::routes();
+    r.extend(requests::routes());
     r.extend(routes![
         login,
         logout,

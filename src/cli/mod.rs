@@ -151,7 +151,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             batch_size,
             dry_run,
         } => {
-            let (keys, store) = open_vault(&config)?;
+            let vault = open_vault(&config)?;
             let cfg = config.clone();
             with_db(&config, |pool| async move {
                 let opts = crate::records::import::Options {
@@ -161,7 +161,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     batch_size,
                     dry_run,
                 };
-                import(cfg, pool, keys, store, &as_user, opts).await
+                import(cfg, pool, vault, &as_user, opts).await
             })
             .await
         }
@@ -267,9 +267,7 @@ async fn user_command(pool: sqlx::PgPool, cmd: UserCommand) -> anyhow::Result<i3
 }
 
 /// The key ring and object store of the configured data dir.
-pub fn open_vault(
-    config: &Config,
-) -> anyhow::Result<(crate::crypto::KeyRing, crate::storage::Store)> {
+pub fn open_vault(config: &Config) -> anyhow::Result<crate::Vault> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let keys = crate::crypto::KeyRing::load_or_create(&config.master_key_path())
@@ -277,24 +275,25 @@ pub fn open_vault(
     let store =
         crate::storage::Store::from_settings(config.object_store.as_deref(), &config.data_dir)
             .context("opening the object store (setting `object_store`)")?;
-    Ok((keys, store))
+    let workflows = crate::requests::Workflows::load(&config.policies)
+        .map_err(|e| anyhow::anyhow!("policy: {e}"))?;
+    Ok(crate::Vault {
+        store,
+        keys,
+        workflows,
+    })
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     // Keys and store first: a bad setting must stop the start before anything else runs.
-    let (keys, store) = open_vault(&config)?;
+    let vault = open_vault(&config)?;
     let db = Database::open(&config, 16).await?;
-    let result = serve_on(&config, &db, keys, store).await;
+    let result = serve_on(&config, &db, vault).await;
     db.close().await?;
     result
 }
 
-async fn serve_on(
-    config: &Config,
-    db: &Database,
-    keys: crate::crypto::KeyRing,
-    store: crate::storage::Store,
-) -> anyhow::Result<()> {
+async fn serve_on(config: &Config, db: &Database, vault: crate::Vault) -> anyhow::Result<()> {
     db.migrate().await?;
     let url = format!("http://{}:{}", config.address, config.port);
     if let Some(password) = users::bootstrap_admin(&db.pool)
@@ -315,16 +314,18 @@ async fn serve_on(
     let purge = tokio::spawn(purge_sessions(db.pool.clone(), config.session_idle()));
     let gc = tokio::spawn(collect_orphans(
         db.pool.clone(),
-        store.clone(),
+        vault.store.clone(),
         std::time::Duration::from_secs(u64::from(config.gc_grace_minutes) * 60),
     ));
-    let rocket = crate::build(config.clone(), db.pool.clone(), store, keys);
+    let expiry = tokio::spawn(expire_requests(db.pool.clone()));
+    let rocket = crate::build(config.clone(), db.pool.clone(), vault);
     println!("Strongroom listening on {url}");
     if !std::io::stdout().is_terminal() {
         tracing::info!(%url, "listening");
     }
     let result = rocket.launch().await;
     purge.abort();
+    expiry.abort();
     gc.abort();
     result.map(|_| ()).context("server failed")
 }
@@ -382,8 +383,7 @@ impl crate::records::import::Progress for Bar {
 async fn import(
     config: Config,
     pool: sqlx::PgPool,
-    keys: crate::crypto::KeyRing,
-    store: crate::storage::Store,
+    vault: crate::Vault,
     as_user: &str,
     opts: crate::records::import::Options,
 ) -> anyhow::Result<i32> {
@@ -395,8 +395,9 @@ async fn import(
         .map_err(|_| anyhow::anyhow!("the account {as_user} is disabled"))?;
     let app = crate::App {
         db: pool,
-        store,
-        keys,
+        store: vault.store,
+        keys: vault.keys,
+        workflows: vault.workflows,
         config,
         templates: crate::web::Templates::new().context("templates")?,
     };
@@ -429,4 +430,18 @@ async fn import(
         );
     }
     Ok(if report.rejected.is_empty() { 0 } else { 1 })
+}
+
+/// Expires pending requests and grants whose time has come (bookkeeping only: a grant
+/// stops working at `valid_until` whether or not this has run).
+async fn expire_requests(pool: sqlx::PgPool) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        match crate::requests::expire_due(&pool).await {
+            Ok((r, g)) if r + g > 0 => tracing::info!(requests = r, grants = g, "expired"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "expiring requests and grants failed"),
+        }
+    }
 }

@@ -207,10 +207,41 @@ pub(crate) async fn create_in(
     Ok(id)
 }
 
-/// A record, masked.
+/// A record: masked, or unmasked while the caller holds an active lookup or view grant on
+/// it. An unmasked read is audited (which record, which fields, under which grant; never
+/// the values) before it is returned: if that fails, nothing is shown.
 pub async fn get(app: &App, who: &Principal, id: RecordId) -> AppResult<RecordView> {
     let (permit, record, category) = load_for::<ReadRecord>(app, who, id).await?;
-    view_of(app, &permit, &record, &category).await
+    let grant = {
+        let mut conn = app.db.acquire().await?;
+        crate::requests::active_grant(
+            &mut conn,
+            who,
+            id,
+            &[crate::requests::Kind::Lookup, crate::requests::Kind::View],
+        )
+        .await?
+    };
+    let view = view_of(app, &permit, &record, &category, grant.is_some()).await?;
+    if let Some(g) = &grant {
+        let fields: Vec<&str> = view
+            .fields
+            .iter()
+            .filter(|f| f.sensitive && f.value.is_some())
+            .map(|f| f.name.as_str())
+            .collect();
+        if !fields.is_empty() {
+            audit::record_alone(
+                &app.db,
+                &who.actor(),
+                Event::new("record.unmask", Outcome::Success)
+                    .object("record", id)
+                    .detail(json!({"grant": g.id, "kind": g.kind, "reference": record.reference, "fields": fields})),
+            )
+            .await?;
+        }
+    }
+    Ok(view)
 }
 
 async fn view_of(
@@ -218,11 +249,14 @@ async fn view_of(
     _permit: &Permit<ReadRecord>,
     record: &Record,
     category: &Category,
+    unmask: bool,
 ) -> AppResult<RecordView> {
     let mut conn = app.db.acquire().await?;
     let sealed = repo::sealed_values(&mut conn, record.id).await?;
     let physical = repo::physical(&mut conn, record.id).await?;
-    Ok(view::make(&app.keys, category, record, &sealed, physical))
+    Ok(view::make(
+        &app.keys, category, record, &sealed, physical, unmask,
+    ))
 }
 
 pub async fn update(

@@ -63,6 +63,17 @@ fn date(field: &str, v: Option<&str>) -> AppResult<Option<NaiveDate>> {
     .transpose()
 }
 
+/// `CODE-YYYY-NNNNNN`, the shape of a reference code.
+fn looks_like_reference(q: &str) -> bool {
+    let parts: Vec<&str> = q.split('-').collect();
+    matches!(parts.as_slice(), [code, year, seq]
+        if (2..=12).contains(&code.len())
+            && code.starts_with(|c: char| c.is_ascii_alphabetic())
+            && code.chars().all(|c| c.is_ascii_alphanumeric())
+            && year.len() == 4 && year.chars().all(|c| c.is_ascii_digit())
+            && seq.len() >= 6 && seq.chars().all(|c| c.is_ascii_digit()))
+}
+
 fn like_pattern(q: &str) -> String {
     let escaped = q
         .replace('\\', "\\\\")
@@ -141,11 +152,13 @@ pub async fn search(app: &App, who: &Principal, query: SearchQuery) -> AppResult
             .push(")");
     }
     if let Some(t) = &text {
-        qb.push(" AND (r.search_text ILIKE ")
-            .push_bind(like_pattern(t))
-            .push(" OR r.reference = ")
-            .push_bind(t.to_uppercase())
-            .push(")");
+        if looks_like_reference(t) {
+            // An exact reference uses its unique index; a trigram scan of it would not.
+            qb.push(" AND r.reference = ").push_bind(t.to_uppercase());
+        } else {
+            qb.push(" AND r.search_text ILIKE ")
+                .push_bind(like_pattern(t));
+        }
     }
     if let Some(p) = &phone {
         qb.push(" AND r.id IN (SELECT record_id FROM record_sensitive_values WHERE blind_index = ")
@@ -226,6 +239,7 @@ pub async fn search(app: &App, who: &Principal, query: SearchQuery) -> AppResult
                 r,
                 sealed.get(&r.id.0).map(Vec::as_slice).unwrap_or_default(),
                 physical.remove(&r.id.0),
+                false,
             ))
         })
         .collect();
@@ -249,4 +263,16 @@ pub async fn search(app: &App, who: &Principal, query: SearchQuery) -> AppResult
         per_page: PER_PAGE,
         has_more,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reference_shapes() {
+        assert!(super::looks_like_reference("CONTR-2026-000123"));
+        assert!(super::looks_like_reference("contr-2026-000123"));
+        assert!(!super::looks_like_reference("shanghai pud"));
+        assert!(!super::looks_like_reference("CONTR-2026"));
+        assert!(!super::looks_like_reference("Smith-Jones-Partners"));
+    }
 }

@@ -1,5 +1,6 @@
 //! The only way a record leaves the server: `make` builds a `RecordView`, decrypting each
-//! sensitive value and passing it through `masking::mask`. No unmasked value leaves here.
+//! sensitive value and passing it through `masking::mask`, unless the caller holds an
+//! active lookup or view grant on the record (`unmask`), which the caller audits.
 
 use std::collections::HashMap;
 
@@ -24,6 +25,7 @@ pub fn make(
     record: &Record,
     sealed: &[SealedValue],
     physical: Option<PhysicalView>,
+    unmask: bool,
 ) -> RecordView {
     let sealed: HashMap<&str, &SealedValue> =
         sealed.iter().map(|s| (s.field.as_str(), s)).collect();
@@ -33,7 +35,7 @@ pub fn make(
         .map(|def| {
             let (value, masked) = match sealed.get(def.name.as_str()) {
                 Some(s) => match keys.decrypt_field(record.id.0, &s.field, &s.kek_id, &s.ciphertext) {
-                    Ok(plain) if def.sensitive => (Some(masking::mask(def, &plain)), true),
+                    Ok(plain) if def.sensitive && !unmask => (Some(masking::mask(def, &plain)), true),
                     Ok(plain) => (Some(plain.to_string()), false),
                     Err(e) => {
                         tracing::error!(record_id = %record.id, field = %def.name, error = %e, "sealed value unreadable");

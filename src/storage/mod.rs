@@ -33,7 +33,7 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, PutPayload};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -423,6 +423,12 @@ async fn fill<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) -> std::io::
 
 /// Where an upload's bytes go: buffered until they exceed one part (then a single PUT at
 /// the end suffices), a multipart upload after that.
+///
+/// A part is sent as the list of the 64 KiB ciphertext chunks it is made of
+/// (`PutPayload::from_iter`), never copied into one large buffer: large short-lived
+/// buffers are what made the server's RSS grow with the size of an upload (glibc keeps
+/// them in per-thread arenas), while 64 KiB chunks are recycled as they go. At most
+/// `PART_CONCURRENCY` parts are in flight, so memory stays bounded whatever the size.
 enum Sink {
     Small {
         store: Arc<dyn ObjectStore>,
@@ -430,7 +436,12 @@ enum Sink {
         parts: Vec<Bytes>,
         len: usize,
     },
-    Multipart(WriteMultipart),
+    Multipart {
+        upload: Box<dyn object_store::MultipartUpload>,
+        pending: Vec<Bytes>,
+        len: usize,
+        in_flight: tokio::task::JoinSet<object_store::Result<()>>,
+    },
     Done,
 }
 
@@ -456,19 +467,20 @@ impl Sink {
                 parts.push(bytes);
                 if *len > PART_SIZE {
                     let upload = store.put_multipart(path).await?;
-                    let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-                    for p in parts.drain(..) {
-                        w.put(p);
-                    }
-                    *self = Sink::Multipart(w);
+                    *self = Sink::Multipart {
+                        upload,
+                        pending: std::mem::take(parts),
+                        len: *len,
+                        in_flight: tokio::task::JoinSet::new(),
+                    };
+                    self.send_full_part().await?;
                 }
                 Ok(())
             }
-            Sink::Multipart(w) => {
-                // Back pressure: never more than PART_CONCURRENCY parts in flight.
-                w.wait_for_capacity(PART_CONCURRENCY).await?;
-                w.put(bytes);
-                Ok(())
+            Sink::Multipart { pending, len, .. } => {
+                *len += bytes.len();
+                pending.push(bytes);
+                self.send_full_part().await
             }
             Sink::Done => Err(StorageError::Io(std::io::Error::other(
                 "write after the upload ended",
@@ -476,7 +488,44 @@ impl Sink {
         }
     }
 
+    /// Sends the pending chunks as one part once they reach `PART_SIZE` (or at the end),
+    /// then waits while more than `PART_CONCURRENCY` parts are in flight.
+    async fn send_part(&mut self, force: bool) -> Result<(), StorageError> {
+        let Sink::Multipart {
+            upload,
+            pending,
+            len,
+            in_flight,
+        } = self
+        else {
+            return Ok(());
+        };
+        if (*len >= PART_SIZE || (force && *len > 0)) && !pending.is_empty() {
+            let payload = PutPayload::from_iter(std::mem::take(pending));
+            *len = 0;
+            in_flight.spawn(upload.put_part(payload));
+        }
+        while in_flight.len() > PART_CONCURRENCY || (force && !in_flight.is_empty()) {
+            match in_flight.join_next().await {
+                Some(Ok(r)) => r?,
+                Some(Err(e)) => return Err(StorageError::Io(std::io::Error::other(e.to_string()))),
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_full_part(&mut self) -> Result<(), StorageError> {
+        self.send_part(false).await
+    }
+
     async fn finish(&mut self) -> Result<(), StorageError> {
+        if let Sink::Multipart { .. } = self {
+            if let Err(e) = self.send_part(true).await {
+                self.abort().await;
+                return Err(e);
+            }
+        }
         match std::mem::replace(self, Sink::Done) {
             Sink::Small {
                 store, path, parts, ..
@@ -484,15 +533,29 @@ impl Sink {
                 store.put(&path, PutPayload::from_iter(parts)).await?;
                 Ok(())
             }
-            // On failure WriteMultipart::finish aborts the upload itself.
-            Sink::Multipart(w) => w.finish().await.map(|_| ()).map_err(Into::into),
+            Sink::Multipart { mut upload, .. } => match upload.complete().await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    if let Err(a) = upload.abort().await {
+                        tracing::warn!(error = %a, "aborting a multipart upload failed");
+                    }
+                    Err(e.into())
+                }
+            },
             Sink::Done => Ok(()),
         }
     }
 
     async fn abort(&mut self) {
-        if let Sink::Multipart(w) = std::mem::replace(self, Sink::Done) {
-            if let Err(e) = w.abort().await {
+        if let Sink::Multipart {
+            mut upload,
+            mut in_flight,
+            ..
+        } = std::mem::replace(self, Sink::Done)
+        {
+            in_flight.abort_all();
+            while in_flight.join_next().await.is_some() {}
+            if let Err(e) = upload.abort().await {
                 // The orphaned parts are the store's to expire (an S3 lifecycle rule for
                 // incomplete multipart uploads); nothing readable was completed.
                 tracing::warn!(error = %e, "aborting a multipart upload failed");

@@ -716,14 +716,23 @@ async fn a_client_that_disconnects_mid_upload_leaves_no_row_and_gc_leaves_no_obj
     use tokio::io::AsyncWriteExt;
     let app = TestApp::new().await;
     let (archivist, contracts) = setup(&app).await;
-    let (_, r) = app.post("/api/v1/records", &archivist, contract(&contracts, "Acme")).await;
+    let (_, r) = app
+        .post("/api/v1/records", &archivist, contract(&contracts, "Acme"))
+        .await;
     let id = r["id"].as_str().unwrap().to_string();
     // The same vault served on a real port, so the client can really go away.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut config = app.config.clone();
     config.port = port;
-    let (keys, store) = strongroom::cli::open_vault(&config).unwrap();
-    let rocket = strongroom::build(config, app.db.clone(), store, keys).ignite().await.unwrap();
+    let vault = strongroom::cli::open_vault(&config).unwrap();
+    let rocket = strongroom::build(config, app.db.clone(), vault)
+        .ignite()
+        .await
+        .unwrap();
     let shutdown = rocket.shutdown();
     let server = tokio::spawn(rocket.launch());
     let mut sock = loop {
@@ -753,16 +762,27 @@ async fn a_client_that_disconnects_mid_upload_leaves_no_row_and_gc_leaves_no_obj
     // The server notices, records the failed upload, and files nothing.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while app.audit_count("file.upload", "failure").await == 0 {
-        assert!(std::time::Instant::now() < deadline, "the interrupted upload was not noticed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the interrupted upload was not noticed"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM files").fetch_one(&app.db).await.unwrap();
-    assert_eq!(rows, 0);
-    let report = strongroom::storage::gc::run_once(&app.db, &app.app().store, std::time::Duration::ZERO)
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM files")
+        .fetch_one(&app.db)
         .await
         .unwrap();
+    assert_eq!(rows, 0);
+    let report =
+        strongroom::storage::gc::run_once(&app.db, &app.app().store, std::time::Duration::ZERO)
+            .await
+            .unwrap();
     assert!(!report.skipped);
-    assert_eq!(walk(&app.dir.path().join("objects")).len(), 0, "an object of the interrupted upload remains");
+    assert_eq!(
+        walk(&app.dir.path().join("objects")).len(),
+        0,
+        "an object of the interrupted upload remains"
+    );
     shutdown.notify();
     let _ = server.await;
 }

@@ -8,5 +8,6 @@ mod common;
 mod embedded_pg;
 mod import;
 mod process;
+mod requests;
 mod routes;
 mod storage;

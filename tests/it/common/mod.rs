@@ -182,8 +182,8 @@ impl TestApp {
         let mut config = test_config();
         config.data_dir = dir.path().to_path_buf();
         f(&mut config);
-        let (keys, store) = strongroom::cli::open_vault(&config).expect("keys and store");
-        let client = Client::untracked(strongroom::build(config.clone(), db.clone(), store, keys))
+        let vault = strongroom::cli::open_vault(&config).expect("keys, store and policies");
+        let client = Client::untracked(strongroom::build(config.clone(), db.clone(), vault))
             .await
             .expect("rocket");
         TestApp {

@@ -1,0 +1,100 @@
+//! JSON routes of requests, approvals and grants.
+
+use rocket::http::Status;
+use rocket::serde::json::{self, Json};
+use rocket::{get, post, routes, Route, State};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::body;
+use crate::auth::Principal;
+use crate::error::{AppError, AppResult};
+use crate::requests::{self, Filter, GrantView, NewRequest, RequestList, RequestView};
+use crate::App;
+
+pub fn routes() -> Vec<Route> {
+    routes![create, list, get, approve, reject, cancel, revoke]
+}
+
+fn id(s: &str) -> AppResult<Uuid> {
+    s.parse().map_err(|_| AppError::NotFound)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CommentBody {
+    #[serde(default)]
+    comment: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    reason: String,
+}
+
+#[post("/requests", data = "<b>")]
+async fn create(
+    app: &State<App>,
+    who: Principal,
+    b: Result<Json<NewRequest>, json::Error<'_>>,
+) -> AppResult<(Status, Json<RequestView>)> {
+    Ok((
+        Status::Created,
+        Json(requests::create(app, &who, body(b)?).await?),
+    ))
+}
+
+#[get("/requests?<filter..>")]
+async fn list(app: &State<App>, who: Principal, filter: Filter) -> AppResult<Json<RequestList>> {
+    Ok(Json(requests::list(app, &who, filter).await?))
+}
+
+#[get("/requests/<rid>")]
+async fn get(app: &State<App>, who: Principal, rid: &str) -> AppResult<Json<RequestView>> {
+    Ok(Json(requests::get(app, &who, id(rid)?).await?))
+}
+
+#[post("/requests/<rid>/approve", data = "<b>")]
+async fn approve(
+    app: &State<App>,
+    who: Principal,
+    rid: &str,
+    b: Result<Json<CommentBody>, json::Error<'_>>,
+) -> AppResult<Json<RequestView>> {
+    let b = body(b)?;
+    Ok(Json(
+        requests::decide(app, &who, id(rid)?, true, &b.comment).await?,
+    ))
+}
+
+#[post("/requests/<rid>/reject", data = "<b>")]
+async fn reject(
+    app: &State<App>,
+    who: Principal,
+    rid: &str,
+    b: Result<Json<CommentBody>, json::Error<'_>>,
+) -> AppResult<Json<RequestView>> {
+    let b = body(b)?;
+    Ok(Json(
+        requests::decide(app, &who, id(rid)?, false, &b.comment).await?,
+    ))
+}
+
+#[post("/requests/<rid>/cancel")]
+async fn cancel(app: &State<App>, who: Principal, rid: &str) -> AppResult<Json<RequestView>> {
+    Ok(Json(requests::cancel(app, &who, id(rid)?).await?))
+}
+
+#[post("/grants/<gid>/revoke", data = "<b>")]
+async fn revoke(
+    app: &State<App>,
+    who: Principal,
+    gid: &str,
+    b: Result<Json<ReasonBody>, json::Error<'_>>,
+) -> AppResult<Json<GrantView>> {
+    let b = body(b)?;
+    Ok(Json(
+        requests::revoke(app, &who, id(gid)?, &b.reason).await?,
+    ))
+}
