@@ -43,6 +43,9 @@ pub enum Command {
     User(UserCommand),
     /// Walk the audit chain; exit 0 when intact, 1 naming the first broken event.
     VerifyAudit,
+    /// Policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// File a digitization batch from a CSV (and a directory of scans). Every row is
     /// checked first; rejected rows are listed with the reason; a re-run skips rows
     /// already filed (by `external_id`). Exit 1 when any row was rejected.
@@ -64,6 +67,17 @@ pub enum Command {
         /// Check every row and report, but file nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Load and validate the policy files; exit 1 naming the file, line and reason of the
+    /// first error.
+    Check {
+        /// The policy directory (default: the `policies` setting).
+        #[arg(long)]
+        policies: Option<PathBuf>,
     },
 }
 
@@ -143,6 +157,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::User(cmd) => with_db(&config, |pool| user_command(pool, cmd)).await,
+        Command::Policy(PolicyCommand::Check { policies }) => {
+            let dir = policies.unwrap_or_else(|| config.policies.clone());
+            if !dir.is_dir() {
+                eprintln!("policy check: {} is not a directory", dir.display());
+                return Ok(1);
+            }
+            match crate::requests::Workflows::load(&dir) {
+                Ok(w) => {
+                    println!("{}: OK", w.source.display());
+                    Ok(0)
+                }
+                Err(e) => {
+                    println!("{e}");
+                    Ok(1)
+                }
+            }
+        }
         Command::Import {
             csv,
             files,

@@ -312,3 +312,44 @@ fn missing_postgresql_binaries_name_the_package_to_install() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("apt-get install postgresql"), "{stderr}");
 }
+
+#[test]
+fn a_malformed_policy_file_fails_policy_check_and_serve_with_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("sr-badpol-{}", uuid::Uuid::new_v4().simple()));
+    let _cleanup = Cleanup(&dir);
+    let pol = dir.join("policies");
+    std::fs::create_dir_all(&pol).unwrap();
+    std::fs::write(
+        pol.join("workflows.toml"),
+        "pending_expiry_hours = 24\n\n[[route]]\nkind = \"view\"\napprovals = \"two\"\nmax_hours = 4\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["policy", "check", "--policies"])
+        .arg(&pol)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("workflows.toml:5:"), "{stdout}");
+    let out = Command::new(BIN)
+        .args(["serve", "--port", &free_port().to_string(), "--data-dir"])
+        .arg(dir.join("data"))
+        .env("STRONGROOM_POLICIES", &pol)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("workflows.toml:5:"), "{stderr}");
+    // The shipped policies pass.
+    let out = Command::new(BIN)
+        .args(["policy", "check", "--policies", "policies"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
