@@ -33,6 +33,7 @@ pub struct App {
     pub store: storage::Store,
     pub keys: crypto::KeyRing,
     pub workflows: requests::Workflows,
+    pub policies: policy::Policies,
     pub config: Config,
     pub templates: web::Templates,
 }
@@ -43,6 +44,7 @@ pub struct Vault {
     pub store: storage::Store,
     pub keys: crypto::KeyRing,
     pub workflows: requests::Workflows,
+    pub policies: policy::Policies,
 }
 
 /// Assembles the server. The binary and the tests call this same function.
@@ -67,6 +69,7 @@ pub fn build(config: Config, db: PgPool, vault: Vault) -> Rocket<Build> {
             store: vault.store,
             keys: vault.keys,
             workflows: vault.workflows,
+            policies: vault.policies,
             config,
             templates,
         })

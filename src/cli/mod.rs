@@ -163,8 +163,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 eprintln!("policy check: {} is not a directory", dir.display());
                 return Ok(1);
             }
+            let access = match crate::policy::Policies::load(&dir) {
+                Ok(p) => p,
+                Err(e) => {
+                    println!("{e}");
+                    return Ok(1);
+                }
+            };
             match crate::requests::Workflows::load(&dir) {
                 Ok(w) => {
+                    println!("{}: OK", access.origin());
                     println!("{}: OK", w.source.display());
                     Ok(0)
                 }
@@ -308,10 +316,13 @@ pub fn open_vault(config: &Config) -> anyhow::Result<crate::Vault> {
             .context("opening the object store (setting `object_store`)")?;
     let workflows = crate::requests::Workflows::load(&config.policies)
         .map_err(|e| anyhow::anyhow!("policy: {e}"))?;
+    let policies = crate::policy::Policies::load(&config.policies)
+        .map_err(|e| anyhow::anyhow!("policy: {e}"))?;
     Ok(crate::Vault {
         store,
         keys,
         workflows,
+        policies,
     })
 }
 
@@ -429,6 +440,7 @@ async fn import(
         store: vault.store,
         keys: vault.keys,
         workflows: vault.workflows,
+        policies: vault.policies,
         config,
         templates: crate::web::Templates::new().context("templates")?,
     };

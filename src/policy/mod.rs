@@ -1,17 +1,28 @@
-//! The one authorization path. Every action on an object goes through `authorize`, which
-//! returns a `Permit<A>` only this module can construct; service functions that act on
-//! objects take the permit, so a route cannot skip the check.
+//! The one authorization path. Every action on an object goes through
+//! [`Policies::authorize`], which returns a `Permit<A>` only this module can construct;
+//! service functions that act on objects take the permit, so a route cannot skip the check.
 //!
-//! Rules (until the policy files of the workflow release replace them):
-//! - categories: every signed-in role may read them; archivists create and edit them;
-//! - records: archivists file and correct them and see all of them (masked); employees and
-//!   supervisors see records of `public` and `internal` categories, and of `confidential`
-//!   and `secret` ones only in their own department; auditors and administrators see none;
-//! - files: archivists upload; whoever may see a record may list its files; reading file
-//!   content needs a grant (the workflow release) and is refused to everyone for now;
-//! - the physical register: archivists.
+//! The rules are data: `policies/access.cedar` (Cedar), validated in strict mode against
+//! `policies/access.cedarschema` when the server starts. A bad file stops the start with
+//! the file, line, column and reason ([`PolicyError`]). There is no free `authorize`
+//! function (apart from the deprecated shim below, which goes away once the call sites use
+//! the loaded set): whoever authorizes holds the loaded [`Policies`].
 //!
-//! A refused read of an object the caller may not know about is `NotFound`, not `Forbidden`.
+//! What the engine is told (see the schema for the full shapes):
+//! - the principal `User` with `roles` (set of role names) and `department`;
+//! - the object: `Vault::"vault"` for actions on a collection (`r` is `None`), else a
+//!   `Category` (for `category.*` actions) or a `Record`, each with `sensitivity`
+//!   (0 public, 1 internal, 2 confidential, 3 secret) and `department`;
+//! - `context.grant`: the caller's best grant state for the kind relevant to the action
+//!   on this object ([`GrantState`]).
+//!
+//! Guarantees: a decision is `Allow` only if Cedar says so *and* no policy raised an error
+//! while being evaluated (an erroring `forbid` must not turn into an allow); anything that
+//! cannot be evaluated is denied and logged. A refused `HIDDEN` action on an object the
+//! caller may not even see (`record.read`) answers `NotFound`, otherwise `Forbidden`.
+
+mod engine;
+mod error;
 
 use std::marker::PhantomData;
 
@@ -20,6 +31,9 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Principal;
 use crate::error::AppError;
 use crate::users::Role;
+
+pub use engine::{Policies, POLICY_FILE, SCHEMA_FILE};
+pub use error::PolicyError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -48,6 +62,60 @@ impl Sensitivity {
             _ => None,
         }
     }
+    /// The number the policies compare: 0 public, 1 internal, 2 confidential, 3 secret.
+    pub fn level(self) -> i64 {
+        match self {
+            Sensitivity::Public => 0,
+            Sensitivity::Internal => 1,
+            Sensitivity::Confidential => 2,
+            Sensitivity::Secret => 3,
+        }
+    }
+}
+
+/// The state of the caller's best grant of the kind relevant to an action, on the object
+/// acted on: a view grant for [`ViewWithGrant`], a lookup or view grant for
+/// [`UnmaskWithGrant`], an export grant for [`ExportWithGrant`]. "Best" means the one that
+/// allows most: `Active` over `Pending` over `Expired`/`Revoked` over `None`. Only `Active`
+/// opens anything; the others are passed so the policies (and their logs) can tell a
+/// request still waiting from a grant that ended.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantState {
+    /// No request or grant of that kind (also: rejected or cancelled requests).
+    #[default]
+    None,
+    /// Requested, waiting for approval.
+    Pending,
+    /// Approved and in force.
+    Active,
+    /// Ran out (or the physical file was returned).
+    Expired,
+    /// Ended early by a supervisor (or by disabling the account).
+    Revoked,
+}
+
+impl GrantState {
+    pub const ALL: [GrantState; 5] = [
+        GrantState::None,
+        GrantState::Pending,
+        GrantState::Active,
+        GrantState::Expired,
+        GrantState::Revoked,
+    ];
+
+    /// The string `context.grant` carries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantState::None => "none",
+            GrantState::Pending => "pending",
+            GrantState::Active => "active",
+            GrantState::Expired => "expired",
+            GrantState::Revoked => "revoked",
+        }
+    }
 }
 
 /// What the policy needs to know about the object acted on.
@@ -55,38 +123,106 @@ impl Sensitivity {
 pub struct Resource<'a> {
     pub sensitivity: Sensitivity,
     pub department: &'a str,
+    /// The caller's best grant state for the relevant kind on this object; callers that
+    /// do not act under a grant leave it at `GrantState::None`.
+    pub grant: GrantState,
 }
 
-/// An action. `HIDDEN` actions answer `NotFound` when refused.
+impl<'a> Resource<'a> {
+    /// An object with no grant in play.
+    pub fn new(sensitivity: Sensitivity, department: &'a str) -> Self {
+        Resource {
+            sensitivity,
+            department,
+            grant: GrantState::None,
+        }
+    }
+
+    /// The same object, for a caller whose best grant is in state `grant`.
+    pub fn with_grant(self, grant: GrantState) -> Self {
+        Resource { grant, ..self }
+    }
+}
+
+/// The kind of object an action names when it is given one (`Some(resource)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Object {
+    Category,
+    Record,
+}
+
+/// An action. `HIDDEN` actions answer `NotFound` when refused on an object the caller may
+/// not even see.
 pub trait Action: Send + Sync + 'static {
     const NAME: &'static str;
     const HIDDEN: bool;
 }
 
+/// One action as the engine knows it.
+#[derive(Debug, Clone, Copy)]
+struct ActionSpec {
+    name: &'static str,
+    object: Object,
+}
+
 macro_rules! actions {
-    ($($name:ident => ($label:expr, $hidden:expr)),* $(,)?) => {
+    ($($(#[$doc:meta])* $name:ident => ($label:expr, $hidden:expr, $object:ident)),* $(,)?) => {
         $(
+            $(#[$doc])*
             pub struct $name;
             impl Action for $name {
                 const NAME: &'static str = $label;
                 const HIDDEN: bool = $hidden;
             }
         )*
+
+        /// Every action the server asks the policies about; each must be declared in the
+        /// schema (checked at load).
+        const ACTIONS: &[ActionSpec] = &[$(ActionSpec { name: $label, object: Object::$object }),*];
     };
 }
 
 actions! {
-    ReadCategory => ("category.read", true),
-    ManageCategory => ("category.manage", false),
-    FileRecord => ("record.create", false),
-    ReadRecord => ("record.read", true),
-    EditRecord => ("record.update", true),
-    UploadFile => ("file.upload", true),
-    ReadFileContent => ("file.read_content", true),
-    ManageRegister => ("register.manage", false),
+    /// Read the classification tree.
+    ReadCategory => ("category.read", true, Category),
+    /// Create and edit categories.
+    ManageCategory => ("category.manage", false, Category),
+    /// File a new record.
+    FileRecord => ("record.create", false, Record),
+    /// See a record's (masked) metadata.
+    ReadRecord => ("record.read", true, Record),
+    /// Correct a record (a new revision).
+    EditRecord => ("record.update", true, Record),
+    /// Upload a file to a record.
+    UploadFile => ("file.upload", true, Record),
+    /// Read a file's raw content on one's own behalf (refused to everyone: content leaves
+    /// the vault only as viewer pages or as an export the vault builds).
+    ReadFileContent => ("file.read_content", true, Record),
+    /// Keep the location register.
+    ManageRegister => ("register.manage", false, Record),
+    /// Ask for a lookup, view, loan or export of a record one may see.
+    RequestAccess => ("request.create", true, Record),
+    /// Approve or reject requests (the route in `workflows.toml` says whose).
+    ApproveRequest => ("request.approve", false, Record),
+    /// End a grant early.
+    RevokeGrant => ("grant.revoke", false, Record),
+    /// Read the audit trail and reports.
+    ReadAudit => ("audit.read", false, Record),
+    /// Hand out and take back physical files.
+    ManageLoans => ("loan.manage", false, Record),
+    /// Open a record's files in the viewer under an active view grant.
+    ViewWithGrant => ("file.view", true, Record),
+    /// See a record's sensitive fields unmasked under an active lookup or view grant.
+    UnmaskWithGrant => ("record.unmask", true, Record),
+    /// Take copies out as a bundle under an active export grant.
+    ExportWithGrant => ("record.export", true, Record),
 }
 
-/// Proof that `authorize` allowed action A. Only this module constructs one.
+fn spec(name: &str) -> Option<ActionSpec> {
+    ACTIONS.iter().copied().find(|a| a.name == name)
+}
+
+/// Proof that the policies allowed action A. Only this module constructs one.
 #[derive(Debug)]
 pub struct Permit<A: Action> {
     _action: PhantomData<A>,
@@ -107,49 +243,118 @@ impl<A: Action> Permit<A> {
     }
 }
 
-fn sees_record(who: &Principal, r: &Resource<'_>) -> bool {
-    if who.has_role(Role::Archivist) {
-        return true;
-    }
-    if !(who.has_role(Role::Employee) || who.has_role(Role::Supervisor)) {
-        return false;
-    }
-    r.sensitivity <= Sensitivity::Internal || who.user().department == r.department
-}
-
-fn allowed<A: Action>(who: &Principal, r: Option<&Resource<'_>>) -> bool {
-    match (A::NAME, r) {
-        ("category.read", _) => true,
-        ("category.manage", _) | ("record.create", _) | ("register.manage", _) => {
-            who.has_role(Role::Archivist)
+impl Policies {
+    /// Decides whether `who` may perform A on the object described by `r` (None for
+    /// actions on a collection, such as filing a new record).
+    pub fn authorize<A: Action>(
+        &self,
+        who: &Principal,
+        r: Option<&Resource<'_>>,
+    ) -> Result<Permit<A>, AppError> {
+        let user = who.user();
+        match self.decide_for::<A>(&user.roles, &user.department, r) {
+            Ok(()) => Ok(Permit::new()),
+            Err(e) => {
+                tracing::info!(
+                    target: "security",
+                    user_id = %user.id,
+                    action = A::NAME,
+                    grant = r.map(|r| r.grant.as_str()).unwrap_or("none"),
+                    "denied"
+                );
+                Err(e)
+            }
         }
-        ("record.read", Some(r)) => sees_record(who, r),
-        ("record.update", Some(_)) | ("file.upload", Some(_)) => who.has_role(Role::Archivist),
-        ("file.read_content", _) => false,
-        _ => false,
     }
-}
 
-/// Decides whether `who` may perform A on the object described by `r` (None for actions
-/// on a collection, such as filing a new record).
-pub fn authorize<A: Action>(
-    who: &Principal,
-    r: Option<&Resource<'_>>,
-) -> Result<Permit<A>, AppError> {
-    if allowed::<A>(who, r) {
-        return Ok(Permit::new());
+    /// Whether `who` may read records of this kind (for filtering searches through the
+    /// same rule).
+    pub fn may_read(&self, who: &Principal, r: &Resource<'_>) -> bool {
+        let user = who.user();
+        self.decide(ReadRecord::NAME, &user.roles, &user.department, Some(r))
     }
-    tracing::info!(target: "security", user_id = %who.user().id, action = A::NAME, "denied");
-    // Hidden objects: a caller who may not even see the record learns nothing.
-    let may_see = r.is_some_and(|r| sees_record(who, r));
-    if A::HIDDEN && !may_see {
-        Err(AppError::NotFound)
-    } else {
+
+    /// `authorize` without the `Principal` wrapper (which only the request guard makes):
+    /// `Ok` if allowed, else the refusal the caller must see (`NotFound` for a `HIDDEN`
+    /// action on an object the caller may not see, `Forbidden` otherwise).
+    #[doc(hidden)]
+    pub fn decide_for<A: Action>(
+        &self,
+        roles: &[Role],
+        department: &str,
+        r: Option<&Resource<'_>>,
+    ) -> Result<(), AppError> {
+        if self.decide(A::NAME, roles, department, r) {
+            return Ok(());
+        }
+        // Hidden objects: a caller who may not even see the record learns nothing.
+        if A::HIDDEN {
+            let may_see = match r {
+                None => false,
+                // Already decided: refused `record.read` means not visible.
+                Some(_) if A::NAME == ReadRecord::NAME => false,
+                Some(r) => self.decide(ReadRecord::NAME, roles, department, Some(r)),
+            };
+            if !may_see {
+                return Err(AppError::NotFound);
+            }
+        }
         Err(AppError::Forbidden)
     }
+
+    /// The decision for the action named `action_name` (one of the `Action::NAME`s) by a
+    /// person with these roles and department. Unknown actions and anything the engine
+    /// cannot evaluate are denied (and logged).
+    #[doc(hidden)]
+    pub fn decide(
+        &self,
+        action_name: &str,
+        roles: &[Role],
+        department: &str,
+        r: Option<&Resource<'_>>,
+    ) -> bool {
+        let Some(action) = spec(action_name) else {
+            tracing::error!(target: "security", action = action_name, "unknown action; denied");
+            return false;
+        };
+        match self.evaluate(action, roles, department, r) {
+            Ok(allowed) => allowed,
+            Err(e) => {
+                tracing::error!(
+                    target: "security",
+                    action = action_name,
+                    error = %e,
+                    "policy evaluation failed; denied"
+                );
+                false
+            }
+        }
+    }
 }
 
-/// Whether `who` may read records of this kind (for filtering searches through the same rule).
-pub fn may_read(who: &Principal, r: &Resource<'_>) -> bool {
-    allowed::<ReadRecord>(who, Some(r))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_is_listed_once() {
+        let mut names: Vec<&str> = ACTIONS.iter().map(|a| a.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ACTIONS.len());
+        assert_eq!(ACTIONS.len(), 16);
+    }
+
+    #[test]
+    fn policies_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync + 'static>() {}
+        shared::<Policies>();
+    }
+
+    #[test]
+    fn unknown_action_is_denied() {
+        let p = Policies::embedded_default().expect("built-in policies load");
+        let r = Resource::new(Sensitivity::Public, "x");
+        assert!(!p.decide("record.destroy", &Role::ALL, "x", Some(&r)));
+    }
 }

@@ -13,7 +13,7 @@ use super::schema::{check_schema, FieldDef};
 use crate::audit::{self, Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::policy::{self, ManageCategory};
+use crate::policy::ManageCategory;
 use crate::App;
 
 /// All categories with their full paths. The tree is small (hundreds of nodes).
@@ -93,7 +93,7 @@ fn check_common(name: &str, department: &str, retention_years: i32) -> AppResult
 }
 
 pub async fn create(app: &App, who: &Principal, mut new: NewCategory) -> AppResult<Category> {
-    policy::authorize::<ManageCategory>(who, None)?;
+    app.policies.authorize::<ManageCategory>(who, None)?;
     new.code = new.code.trim().to_uppercase();
     let code_ok = (2..=12).contains(&new.code.len())
         && new.code.starts_with(|c: char| c.is_ascii_uppercase())
@@ -146,7 +146,7 @@ pub async fn update(
     id: CategoryId,
     changes: CategoryChanges,
 ) -> AppResult<Category> {
-    policy::authorize::<ManageCategory>(who, None)?;
+    app.policies.authorize::<ManageCategory>(who, None)?;
     let current = get(app, id).await?;
     let name = changes.name.clone().unwrap_or_else(|| current.name.clone());
     let department = changes

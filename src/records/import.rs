@@ -21,7 +21,7 @@ use super::{categories, files, register};
 use crate::audit::{self, Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::policy::{self, FileRecord};
+use crate::policy::FileRecord;
 use crate::storage::StoredObject;
 use crate::App;
 
@@ -155,7 +155,7 @@ pub async fn run(
     opts: &Options,
     progress: &dyn Progress,
 ) -> AppResult<Report> {
-    policy::authorize::<FileRecord>(who, None)?;
+    app.policies.authorize::<FileRecord>(who, None)?;
     let category = categories::all(app)
         .await?
         .into_iter()

@@ -56,6 +56,7 @@ impl Category {
         crate::policy::Resource {
             sensitivity: self.sensitivity,
             department: &self.department,
+            grant: crate::policy::GrantState::None,
         }
     }
     pub fn field(&self, name: &str) -> Option<&FieldDef> {

@@ -10,7 +10,7 @@ use super::model::{Location, PhysicalStatus, RecordId};
 use crate::audit::{self, Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::policy::{self, EditRecord, ManageRegister, ReadRecord};
+use crate::policy::{EditRecord, ManageRegister, ReadRecord};
 use crate::App;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,7 +78,7 @@ fn code(field: &str, v: &str) -> AppResult<String> {
 /// Creates a storeroom, a shelf in it, or a box on a shelf (whichever the deepest code given
 /// names); the levels above must exist, except that a storeroom is created with its name.
 pub async fn create_place(app: &App, who: &Principal, p: NewPlace) -> AppResult<Vec<BoxEntry>> {
-    policy::authorize::<ManageRegister>(who, None)?;
+    app.policies.authorize::<ManageRegister>(who, None)?;
     let room = code("storeroom", &p.storeroom)?;
     let mut tx = app.db.begin().await?;
     let room_id: Option<Uuid> = sqlx::query_scalar("SELECT id FROM storerooms WHERE code = $1")
@@ -146,7 +146,7 @@ pub async fn create_place(app: &App, who: &Principal, p: NewPlace) -> AppResult<
 }
 
 pub async fn list(app: &App, who: &Principal) -> AppResult<Vec<BoxEntry>> {
-    policy::authorize::<ManageRegister>(who, None)?;
+    app.policies.authorize::<ManageRegister>(who, None)?;
     Ok(sqlx::query_as(
         "SELECT r.code AS storeroom, r.name AS storeroom_name, s.code AS shelf, b.code AS box_code, \
                 (SELECT count(*) FROM record_physical p WHERE p.box_id = b.id) AS records \

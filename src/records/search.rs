@@ -18,7 +18,6 @@ use super::{categories, repo, view};
 use crate::audit::{self, Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::policy;
 use crate::App;
 
 pub const PER_PAGE: i64 = 25;
@@ -97,7 +96,7 @@ pub async fn search(app: &App, who: &Principal, query: SearchQuery) -> AppResult
     let all = categories::all(app).await?;
     let visible: Vec<&Category> = all
         .iter()
-        .filter(|c| policy::may_read(who, &c.resource()))
+        .filter(|c| app.policies.may_read(who, &c.resource()))
         .collect();
     let mut scope: Vec<Uuid> = visible.iter().map(|c| c.id.0).collect();
     let sees_all = scope.len() == all.len();

@@ -319,6 +319,9 @@ fn a_malformed_policy_file_fails_policy_check_and_serve_with_file_and_line() {
     let _cleanup = Cleanup(&dir);
     let pol = dir.join("policies");
     std::fs::create_dir_all(&pol).unwrap();
+    for f in ["access.cedar", "access.cedarschema"] {
+        std::fs::copy(std::path::Path::new("policies").join(f), pol.join(f)).unwrap();
+    }
     std::fs::write(
         pol.join("workflows.toml"),
         "pending_expiry_hours = 24\n\n[[route]]\nkind = \"view\"\napprovals = \"two\"\nmax_hours = 4\n",
@@ -342,6 +345,23 @@ fn a_malformed_policy_file_fails_policy_check_and_serve_with_file_and_line() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("workflows.toml:5:"), "{stderr}");
+    // A malformed access policy is named the same way.
+    std::fs::copy("policies/workflows.toml", pol.join("workflows.toml")).unwrap();
+    let mut cedar = std::fs::read_to_string("policies/access.cedar").unwrap();
+    cedar.push_str("\npermit(principal, action, resource) when { principal.rank > 2 };\n");
+    let bad_line = cedar.lines().count();
+    std::fs::write(pol.join("access.cedar"), cedar).unwrap();
+    let out = Command::new(BIN)
+        .args(["policy", "check", "--policies"])
+        .arg(&pol)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("access.cedar:{bad_line}:")),
+        "{stdout}"
+    );
     // The shipped policies pass.
     let out = Command::new(BIN)
         .args(["policy", "check", "--policies", "policies"])
