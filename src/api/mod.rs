@@ -179,6 +179,8 @@ pub(crate) async fn read_audit(
     who: &Principal,
     q: audit::Query,
 ) -> AppResult<Vec<StoredEvent>> {
+    app.policies
+        .authorize::<crate::policy::ReadAudit>(who, None)?;
     let events = audit::list(&app.db, &q).await?;
     audit::record_alone(
         &app.db,

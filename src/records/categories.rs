@@ -13,7 +13,7 @@ use super::schema::{check_schema, FieldDef};
 use crate::audit::{self, Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::policy::ManageCategory;
+use crate::policy::{ManageCategory, ReadCategory};
 use crate::App;
 
 /// All categories with their full paths. The tree is small (hundreds of nodes).
@@ -47,6 +47,20 @@ fn with_paths(mut cats: Vec<Category>) -> Vec<Category> {
     }
     cats.sort_by(|a, b| a.path.cmp(&b.path));
     cats
+}
+
+/// The category tree, for a person: `category.read` through the policy.
+pub async fn list(app: &App, who: &Principal) -> AppResult<Vec<Category>> {
+    app.policies.authorize::<ReadCategory>(who, None)?;
+    all(app).await
+}
+
+/// One category, for a person.
+pub async fn get_for(app: &App, who: &Principal, id: CategoryId) -> AppResult<Category> {
+    let c = get(app, id).await?;
+    app.policies
+        .authorize::<ReadCategory>(who, Some(&c.resource()))?;
+    Ok(c)
 }
 
 pub async fn get(app: &App, id: CategoryId) -> AppResult<Category> {

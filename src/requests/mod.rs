@@ -21,7 +21,7 @@ pub use workflow::{Kind, Route, Workflows};
 use crate::audit::{self, Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::policy::ReadRecord;
+use crate::policy::{RequestAccess, RevokeGrant};
 use crate::records::model::RecordId;
 use crate::users::Role;
 use crate::App;
@@ -129,7 +129,7 @@ fn may_see(who: &Principal, v: &RequestView) -> bool {
 
 pub async fn create(app: &App, who: &Principal, new: NewRequest) -> AppResult<RequestView> {
     let (_permit, record, category) =
-        crate::records::load_for::<ReadRecord>(app, who, new.record_id).await?;
+        crate::records::load_for::<RequestAccess>(app, who, new.record_id).await?;
     let purpose = new.purpose.trim().to_string();
     if purpose.chars().count() < MIN_PURPOSE || purpose.chars().count() > 2000 {
         return Err(AppError::invalid(
@@ -459,9 +459,7 @@ pub async fn revoke(
     if reason.chars().count() < 5 {
         return Err(AppError::invalid("reason", "say why the grant is revoked"));
     }
-    if !who.has_role(Role::Supervisor) {
-        return Err(AppError::Forbidden);
-    }
+    app.policies.authorize::<RevokeGrant>(who, None)?;
     let mut tx = app.db.begin().await?;
     let row: Option<(Uuid, String, bool)> = sqlx::query_as(
         "SELECT g.request_id, g.kind, (g.revoked_at IS NULL AND g.valid_until > now() AND g.state = 'active') \

@@ -61,7 +61,7 @@ async fn render_categories(
     error: Option<String>,
     form: Value,
 ) -> AppResult<RawHtml<String>> {
-    let list = categories::all(app).await?;
+    let list = categories::list(app, who).await?;
     app.templates.render(
         "categories.html",
         context! { me => me(who), csrf => who.csrf_token(), categories => list,
@@ -147,7 +147,7 @@ async fn render_category(
     id: CategoryId,
     error: Option<String>,
 ) -> AppResult<RawHtml<String>> {
-    let category = categories::get(app, id).await?;
+    let category = categories::get_for(app, who, id).await?;
     let mut rows: Vec<serde_json::Value> = category
         .fields
         .iter()
@@ -273,7 +273,7 @@ async fn render_new(
     error: Option<String>,
     form: Value,
 ) -> AppResult<RawHtml<String>> {
-    let all = categories::all(app).await?;
+    let all = categories::list(app, who).await?;
     let chosen = category.and_then(|id| all.iter().find(|c| c.id == id).cloned());
     app.templates.render(
         "record_new.html",
@@ -501,7 +501,7 @@ async fn search_page(
     query: SearchQuery,
     uri: &Origin<'_>,
 ) -> AppResult<Page> {
-    let all = categories::all(app).await?;
+    let all = categories::list(app, &who).await?;
     let asked = uri.query().is_some_and(|q| !q.as_str().is_empty());
     let (result, error) = if asked {
         match search::search(app, &who, query.clone()).await {
