@@ -9,11 +9,14 @@ use uuid::Uuid;
 use super::body;
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::requests::{self, Filter, GrantView, NewRequest, RequestList, RequestView};
+use crate::requests::{self, loans, Filter, GrantView, NewRequest, RequestList, RequestView};
 use crate::App;
 
 pub fn routes() -> Vec<Route> {
-    routes![create, list, get, approve, reject, cancel, revoke]
+    routes![
+        create, list, get, approve, reject, cancel, revoke, checkout, give_back, list_loans,
+        loans_csv
+    ]
 }
 
 fn id(s: &str) -> AppResult<Uuid> {
@@ -96,5 +99,50 @@ async fn revoke(
     let b = body(b)?;
     Ok(Json(
         requests::revoke(app, &who, id(gid)?, &b.reason).await?,
+    ))
+}
+
+#[post("/loans/<rid>/checkout", data = "<b>")]
+async fn checkout(
+    app: &State<App>,
+    who: Principal,
+    rid: &str,
+    b: Result<Json<loans::Checkout>, json::Error<'_>>,
+) -> AppResult<(Status, Json<loans::Loan>)> {
+    Ok((
+        Status::Created,
+        Json(loans::checkout(app, &who, id(rid)?, body(b)?).await?),
+    ))
+}
+
+#[post("/loans/<rid>/return", data = "<b>")]
+async fn give_back(
+    app: &State<App>,
+    who: Principal,
+    rid: &str,
+    b: Result<Json<loans::Return>, json::Error<'_>>,
+) -> AppResult<Json<loans::Loan>> {
+    Ok(Json(loans::give_back(app, &who, id(rid)?, body(b)?).await?))
+}
+
+#[get("/loans?<overdue>")]
+async fn list_loans(
+    app: &State<App>,
+    who: Principal,
+    overdue: Option<bool>,
+) -> AppResult<Json<Vec<loans::Loan>>> {
+    Ok(Json(
+        loans::list(app, &who, overdue.unwrap_or(false)).await?,
+    ))
+}
+
+#[get("/loans/register.csv")]
+async fn loans_csv(
+    app: &State<App>,
+    who: Principal,
+) -> AppResult<(rocket::http::ContentType, String)> {
+    Ok((
+        rocket::http::ContentType::CSV,
+        loans::register_csv(app, &who).await?,
     ))
 }

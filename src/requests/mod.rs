@@ -8,6 +8,7 @@
 //! `now() < valid_until` and it is not revoked, so expiry and revocation take effect on the
 //! very next request. Every transition is audited with the purpose.
 
+pub mod loans;
 pub mod workflow;
 
 use chrono::{DateTime, Duration, Utc};

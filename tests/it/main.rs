@@ -7,6 +7,7 @@ mod auth;
 mod common;
 mod embedded_pg;
 mod import;
+mod loans;
 mod policy_matrix;
 mod process;
 mod requests;
