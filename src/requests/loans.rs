@@ -57,89 +57,97 @@ pub async fn checkout(app: &App, who: &Principal, request: Uuid, c: Checkout) ->
         return Err(AppError::invalid("due_date", "must not be in the past"));
     }
     let mut tx = app.db.begin().await?;
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        record_id: Uuid,
-        requester_id: Uuid,
-        kind: String,
-        state: String,
-        valid_until: Option<DateTime<Utc>>,
-    }
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT q.record_id, q.requester_id, q.kind, q.state, \
-                (SELECT g.valid_until FROM grants g WHERE g.request_id = q.id AND g.revoked_at IS NULL \
-                   AND g.state = 'active' AND g.valid_until > now()) AS valid_until \
-         FROM access_requests q WHERE q.id = $1 FOR UPDATE",
-    )
-    .bind(request)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Row {
-        record_id: record,
-        requester_id: borrower,
-        kind,
-        state,
-        valid_until,
-    } = row.ok_or(AppError::NotFound)?;
-    if kind != "borrow" {
-        return Err(AppError::Conflict("this is not a borrow request".into()));
-    }
-    let valid_until = match (state.as_str(), valid_until) {
-        ("approved", Some(v)) => v,
-        ("approved", None) => {
-            return Err(AppError::Conflict(
-                "the borrow grant has expired or was revoked".into(),
-            ))
+    let result: AppResult<Uuid> = async {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            record_id: Uuid,
+            requester_id: Uuid,
+            kind: String,
+            state: String,
+            valid_until: Option<DateTime<Utc>>,
         }
-        (s, _) => {
-            return Err(AppError::Conflict(format!(
-                "the request is {s}, not approved"
-            )))
-        }
-    };
-    if c.due_date > valid_until.date_naive() {
-        return Err(AppError::invalid(
-            "due_date",
-            format!(
-                "must be on or before {}, when the grant ends",
-                valid_until.date_naive()
-            ),
-        ));
-    }
-    let status: Option<(String, Option<Uuid>)> = sqlx::query_as(
-        "SELECT status, box_id FROM record_physical WHERE record_id = $1 FOR UPDATE",
-    )
-    .bind(record)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let (status, box_id) =
-        status.ok_or_else(|| AppError::Conflict("the record has no physical file".into()))?;
-    if status != "in_store" {
-        return Err(AppError::Conflict(format!("the physical file is {status}")));
-    }
-    let id = Uuid::new_v4();
-    sqlx::query("INSERT INTO loans (id, request_id, record_id, borrower_id, checked_out_by, due_date) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(id)
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT q.record_id, q.requester_id, q.kind, q.state, \
+                    (SELECT g.valid_until FROM grants g WHERE g.request_id = q.id AND g.revoked_at IS NULL \
+                       AND g.state = 'active' AND g.valid_until > now()) AS valid_until \
+             FROM access_requests q WHERE q.id = $1 FOR UPDATE",
+        )
         .bind(request)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Row {
+            record_id: record,
+            requester_id: borrower,
+            kind,
+            state,
+            valid_until,
+        } = row.ok_or(AppError::NotFound)?;
+        if kind != "borrow" {
+            return Err(AppError::Conflict("this is not a borrow request".into()));
+        }
+        let valid_until = match (state.as_str(), valid_until) {
+            ("approved", Some(v)) => v,
+            ("approved", None) => {
+                return Err(AppError::Conflict(
+                    "the borrow grant has expired or was revoked".into(),
+                ))
+            }
+            (s, _) => {
+                return Err(AppError::Conflict(format!(
+                    "the request is {s}, not approved"
+                )))
+            }
+        };
+        if c.due_date > valid_until.date_naive() {
+            return Err(AppError::invalid(
+                "due_date",
+                format!(
+                    "must be on or before {}, when the grant ends",
+                    valid_until.date_naive()
+                ),
+            ));
+        }
+        let status: Option<(String, Option<Uuid>)> = sqlx::query_as(
+            "SELECT status, box_id FROM record_physical WHERE record_id = $1 FOR UPDATE",
+        )
         .bind(record)
-        .bind(borrower)
-        .bind(who.user().id)
-        .bind(c.due_date)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| match e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => AppError::Conflict("the file is already on loan".into()),
-            e => e.into(),
-        })?;
-    move_status(&mut tx, who, record, box_id, "in_store", "on_loan", "lent").await?;
-    audit::record(
-        &mut tx,
-        &who.actor(),
-        Event::new("loan.checkout", Outcome::Success)
-            .object("loan", id)
-            .detail(json!({"request": request, "record": record, "borrower": borrower, "due_date": c.due_date})),
-    )
-    .await?;
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (status, box_id) =
+            status.ok_or_else(|| AppError::Conflict("the record has no physical file".into()))?;
+        if status != "in_store" {
+            return Err(AppError::Conflict(format!("the physical file is {status}")));
+        }
+        let id = Uuid::new_v4();
+        sqlx::query("INSERT INTO loans (id, request_id, record_id, borrower_id, checked_out_by, due_date) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(id)
+            .bind(request)
+            .bind(record)
+            .bind(borrower)
+            .bind(who.user().id)
+            .bind(c.due_date)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => AppError::Conflict("the file is already on loan".into()),
+                e => e.into(),
+            })?;
+        move_status(&mut tx, who, record, box_id, "in_store", "on_loan", "lent").await?;
+        audit::record(
+            &mut tx,
+            &who.actor(),
+            Event::new("loan.checkout", Outcome::Success)
+                .object("loan", id)
+                .detail(json!({"request": request, "record": record, "borrower": borrower, "due_date": c.due_date})),
+        )
+        .await?;
+        Ok(id)
+    }
+    .await;
+    let id = match result {
+        Ok(id) => id,
+        Err(e) => return super::fail(tx, e).await,
+    };
     let loan = get_in(&mut tx, id).await?;
     tx.commit().await?;
     Ok(loan)
@@ -192,43 +200,51 @@ pub async fn give_back(app: &App, who: &Principal, request: Uuid, r: Return) -> 
         ));
     }
     let mut tx = app.db.begin().await?;
-    let open: Option<(Uuid, Uuid)> = sqlx::query_as(
-        "SELECT id, record_id FROM loans WHERE request_id = $1 AND returned_at IS NULL FOR UPDATE",
-    )
-    .bind(request)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let (id, record) =
-        open.ok_or_else(|| AppError::Conflict("no open loan for this request".into()))?;
-    sqlx::query(
-        "UPDATE loans SET returned_at = now(), returned_to = $2, condition = $3 WHERE id = $1",
-    )
-    .bind(id)
-    .bind(who.user().id)
-    .bind(condition)
-    .execute(&mut *tx)
-    .await?;
-    let box_id: Option<Uuid> =
-        sqlx::query_scalar("SELECT box_id FROM record_physical WHERE record_id = $1")
-            .bind(record)
-            .fetch_one(&mut *tx)
-            .await?;
-    move_status(
-        &mut tx, who, record, box_id, "on_loan", "in_store", "returned",
-    )
-    .await?;
-    sqlx::query("UPDATE grants SET state = 'returned' WHERE request_id = $1 AND state = 'active'")
+    let result: AppResult<Uuid> = async {
+        let open: Option<(Uuid, Uuid)> = sqlx::query_as(
+            "SELECT id, record_id FROM loans WHERE request_id = $1 AND returned_at IS NULL FOR UPDATE",
+        )
         .bind(request)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (id, record) =
+            open.ok_or_else(|| AppError::Conflict("no open loan for this request".into()))?;
+        sqlx::query(
+            "UPDATE loans SET returned_at = now(), returned_to = $2, condition = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(who.user().id)
+        .bind(condition)
         .execute(&mut *tx)
         .await?;
-    audit::record(
-        &mut tx,
-        &who.actor(),
-        Event::new("loan.return", Outcome::Success)
-            .object("loan", id)
-            .detail(json!({"request": request, "record": record, "condition": condition})),
-    )
-    .await?;
+        let box_id: Option<Uuid> =
+            sqlx::query_scalar("SELECT box_id FROM record_physical WHERE record_id = $1")
+                .bind(record)
+                .fetch_one(&mut *tx)
+                .await?;
+        move_status(
+            &mut tx, who, record, box_id, "on_loan", "in_store", "returned",
+        )
+        .await?;
+        sqlx::query("UPDATE grants SET state = 'returned' WHERE request_id = $1 AND state = 'active'")
+            .bind(request)
+            .execute(&mut *tx)
+            .await?;
+        audit::record(
+            &mut tx,
+            &who.actor(),
+            Event::new("loan.return", Outcome::Success)
+                .object("loan", id)
+                .detail(json!({"request": request, "record": record, "condition": condition})),
+        )
+        .await?;
+        Ok(id)
+    }
+    .await;
+    let id = match result {
+        Ok(id) => id,
+        Err(e) => return super::fail(tx, e).await,
+    };
     let loan = get_in(&mut tx, id).await?;
     tx.commit().await?;
     Ok(loan)

@@ -297,6 +297,19 @@ pub async fn list(app: &App, who: &Principal, f: Filter) -> AppResult<RequestLis
     })
 }
 
+/// Ends a transaction at once and returns `e`. A dropped transaction is rolled back only
+/// when its connection is next used, so a row lock taken with `FOR UPDATE` could outlive
+/// the request (and make `SKIP LOCKED` jobs pass the row by); failures roll back now.
+pub(crate) async fn fail<T>(
+    tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    e: AppError,
+) -> AppResult<T> {
+    if let Err(r) = tx.rollback().await {
+        tracing::warn!(error = %r, "rollback failed");
+    }
+    Err(e)
+}
+
 /// Locks a request for a decision and checks it can still be decided.
 async fn lock_pending(tx: &mut PgConnection, id: Uuid) -> AppResult<RequestView> {
     let state: Option<(String, bool)> = sqlx::query_as(
@@ -342,7 +355,10 @@ pub async fn decide(
         ));
     }
     let mut tx = app.db.begin().await?;
-    let v = lock_pending(&mut tx, id).await?;
+    let v = match lock_pending(&mut tx, id).await {
+        Ok(v) => v,
+        Err(e) => return fail(tx, e).await,
+    };
     let action = if approve {
         "request.approve"
     } else {
@@ -354,12 +370,12 @@ pub async fn decide(
             .detail(json!({"reason": why, "purpose": v.purpose}))
     };
     if who.user().id.0 == v.requester_id {
-        drop(tx);
+        tx.rollback().await?;
         audit::record_alone(&app.db, &who.actor(), refuse("own request")).await?;
         return Err(AppError::Forbidden);
     }
     if !eligible(who, &v) {
-        drop(tx);
+        tx.rollback().await?;
         audit::record_alone(&app.db, &who.actor(), refuse("not an eligible approver")).await?;
         return Err(if may_see(who, &v) {
             AppError::Forbidden
@@ -378,9 +394,8 @@ pub async fn decide(
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() == 0 {
-        return Err(AppError::Conflict(
-            "you have already decided on this request".into(),
-        ));
+        let e = AppError::Conflict("you have already decided on this request".into());
+        return fail(tx, e).await;
     }
     audit::record(
         &mut tx,
@@ -417,6 +432,7 @@ pub async fn cancel(app: &App, who: &Principal, id: Uuid) -> AppResult<RequestVi
     let mut tx = app.db.begin().await?;
     let v = match lock_pending(&mut tx, id).await {
         Err(AppError::Conflict(m)) => {
+            tx.rollback().await?;
             let mut conn = app.db.acquire().await?;
             let v = load(&mut conn, id).await?;
             if v.requester_id != who.user().id.0 {
@@ -424,14 +440,16 @@ pub async fn cancel(app: &App, who: &Principal, id: Uuid) -> AppResult<RequestVi
             }
             return Err(AppError::Conflict(m));
         }
-        other => other?,
+        Err(e) => return fail(tx, e).await,
+        Ok(v) => v,
     };
     if v.requester_id != who.user().id.0 {
-        return Err(if may_see(who, &v) {
+        let e = if may_see(who, &v) {
             AppError::Forbidden
         } else {
             AppError::NotFound
-        });
+        };
+        return fail(tx, e).await;
     }
     sqlx::query("UPDATE access_requests SET state = 'cancelled', decided_at = now() WHERE id = $1")
         .bind(id)
@@ -469,9 +487,12 @@ pub async fn revoke(
     .bind(grant_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let (request, kind, active) = row.ok_or(AppError::NotFound)?;
+    let Some((request, kind, active)) = row else {
+        return fail(tx, AppError::NotFound).await;
+    };
     if !active {
-        return Err(AppError::Conflict("the grant is no longer active".into()));
+        let e = AppError::Conflict("the grant is no longer active".into());
+        return fail(tx, e).await;
     }
     sqlx::query(
         "UPDATE grants SET state = 'revoked', revoked_by = $2, revoked_at = now(), revoke_reason = $3 WHERE id = $1",
