@@ -53,11 +53,6 @@ pub fn request_id(req: &Request<'_>) -> String {
     state(req).id.clone()
 }
 
-/// The span of the current request, for handlers that want their events inside it.
-pub fn request_span(req: &Request<'_>) -> tracing::Span {
-    state(req).span.clone()
-}
-
 /// Facts about the caller that the audit trail and throttling need.
 #[derive(Debug, Clone)]
 pub struct RequestMeta {

@@ -11,7 +11,7 @@
 pub mod loans;
 pub mod workflow;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgConnection;
@@ -581,9 +581,4 @@ pub async fn expire_due(pool: &sqlx::PgPool) -> AppResult<(u64, u64)> {
     }
     tx.commit().await?;
     Ok((requests.len() as u64, grants.len() as u64))
-}
-
-/// How long until `t`, for display.
-pub fn remaining(t: DateTime<Utc>) -> Duration {
-    t - Utc::now()
 }
