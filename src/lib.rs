@@ -34,6 +34,7 @@ pub struct App {
     pub keys: crypto::KeyRing,
     pub workflows: requests::Workflows,
     pub policies: policy::Policies,
+    pub masking: records::masking::MaskingPolicy,
     pub config: Config,
     pub templates: web::Templates,
 }
@@ -45,6 +46,7 @@ pub struct Vault {
     pub keys: crypto::KeyRing,
     pub workflows: requests::Workflows,
     pub policies: policy::Policies,
+    pub masking: records::masking::MaskingPolicy,
 }
 
 /// Assembles the server. The binary and the tests call this same function.
@@ -70,6 +72,7 @@ pub fn build(config: Config, db: PgPool, vault: Vault) -> Rocket<Build> {
             keys: vault.keys,
             workflows: vault.workflows,
             policies: vault.policies,
+            masking: vault.masking,
             config,
             templates,
         })

@@ -170,10 +170,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     return Ok(1);
                 }
             };
-            match crate::requests::Workflows::load(&dir) {
-                Ok(w) => {
+            let workflows = match crate::requests::Workflows::load(&dir)
+                .and_then(|w| w.check_against(&access).map(|()| w))
+            {
+                Ok(w) => w,
+                Err(e) => {
+                    println!("{e}");
+                    return Ok(1);
+                }
+            };
+            match crate::records::masking::MaskingPolicy::load(&dir) {
+                Ok(m) => {
                     println!("{}: OK", access.origin());
-                    println!("{}: OK", w.source.display());
+                    println!("{}: OK", workflows.source.display());
+                    println!("{}: OK", m.source.display());
                     Ok(0)
                 }
                 Err(e) => {
@@ -318,11 +328,17 @@ pub fn open_vault(config: &Config) -> anyhow::Result<crate::Vault> {
         .map_err(|e| anyhow::anyhow!("policy: {e}"))?;
     let policies = crate::policy::Policies::load(&config.policies)
         .map_err(|e| anyhow::anyhow!("policy: {e}"))?;
+    let masking = crate::records::masking::MaskingPolicy::load(&config.policies)
+        .map_err(|e| anyhow::anyhow!("policy: {e}"))?;
+    workflows
+        .check_against(&policies)
+        .map_err(|e| anyhow::anyhow!("policy: {e}"))?;
     Ok(crate::Vault {
         store,
         keys,
         workflows,
         policies,
+        masking,
     })
 }
 
@@ -441,6 +457,7 @@ async fn import(
         keys: vault.keys,
         workflows: vault.workflows,
         policies: vault.policies,
+        masking: vault.masking,
         config,
         templates: crate::web::Templates::new().context("templates")?,
     };

@@ -45,6 +45,13 @@ pub enum Sensitivity {
 }
 
 impl Sensitivity {
+    pub const ALL: [Sensitivity; 4] = [
+        Sensitivity::Public,
+        Sensitivity::Internal,
+        Sensitivity::Confidential,
+        Sensitivity::Secret,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Sensitivity::Public => "public",

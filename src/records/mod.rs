@@ -231,30 +231,29 @@ pub async fn get(app: &App, who: &Principal, id: RecordId) -> AppResult<RecordVi
             .authorize::<crate::policy::UnmaskWithGrant>(who, Some(&r))
             .is_ok()
     });
-    let view = view_of(app, &permit, &record, &category, grant.is_some()).await?;
-    if let Some(g) = &grant {
-        let fields: Vec<&str> = view
-            .fields
-            .iter()
-            .filter(|f| f.sensitive && f.value.is_some())
-            .map(|f| f.name.as_str())
-            .collect();
-        if !fields.is_empty() {
-            audit::record_alone(
-                &app.db,
-                &who.actor(),
-                Event::new("record.unmask", Outcome::Success)
-                    .object("record", id)
-                    .detail(json!({"grant": g.id, "kind": g.kind, "reference": record.reference, "fields": fields})),
-            )
-            .await?;
-        }
+    let view = view_of(app, who, &permit, &record, &category, grant.is_some()).await?;
+    let fields = view.unmasked();
+    if !fields.is_empty() {
+        // Shown unmasked under a grant, or by a `none` rule of the masking policy.
+        let (grant_id, kind) = match &grant {
+            Some(g) => (Some(g.id), g.kind.as_str()),
+            None => (None, "masking policy"),
+        };
+        audit::record_alone(
+            &app.db,
+            &who.actor(),
+            Event::new("record.unmask", Outcome::Success)
+                .object("record", id)
+                .detail(json!({"grant": grant_id, "kind": kind, "reference": record.reference, "fields": fields})),
+        )
+        .await?;
     }
     Ok(view)
 }
 
 async fn view_of(
     app: &App,
+    who: &Principal,
     _permit: &Permit<ReadRecord>,
     record: &Record,
     category: &Category,
@@ -263,8 +262,13 @@ async fn view_of(
     let mut conn = app.db.acquire().await?;
     let sealed = repo::sealed_values(&mut conn, record.id).await?;
     let physical = repo::physical(&mut conn, record.id).await?;
+    let how = masking::Unmask {
+        policy: &app.masking,
+        roles: &who.user().roles,
+        grant: unmask,
+    };
     Ok(view::make(
-        &app.keys, category, record, &sealed, physical, unmask,
+        &app.keys, category, record, &sealed, physical, &how,
     ))
 }
 

@@ -219,6 +219,17 @@ pub struct RecordView {
     pub updated_at: DateTime<Utc>,
 }
 
+impl RecordView {
+    /// The sensitive fields this view shows unmasked: what an unmasked read is audited with.
+    pub fn unmasked(&self) -> Vec<&str> {
+        self.fields
+            .iter()
+            .filter(|f| f.sensitive && !f.masked && f.value.is_some())
+            .map(|f| f.name.as_str())
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Revision {
     pub revision: i32,

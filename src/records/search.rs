@@ -228,6 +228,13 @@ pub async fn search(app: &App, who: &Principal, query: SearchQuery) -> AppResult
         .collect();
     drop(conn);
     let by_id: HashMap<CategoryId, &Category> = all.iter().map(|c| (c.id, c)).collect();
+    // Search never unmasks by grant; only a `none` rule of the masking policy shows a
+    // value as stored, and those hits are audited below.
+    let how = super::masking::Unmask {
+        policy: &app.masking,
+        roles: &who.user().roles,
+        grant: false,
+    };
     let hits: Vec<RecordView> = rows
         .iter()
         .filter_map(|r| {
@@ -238,7 +245,7 @@ pub async fn search(app: &App, who: &Principal, query: SearchQuery) -> AppResult
                 r,
                 sealed.get(&r.id.0).map(Vec::as_slice).unwrap_or_default(),
                 physical.remove(&r.id.0),
-                false,
+                &how,
             ))
         })
         .collect();
@@ -256,6 +263,20 @@ pub async fn search(app: &App, who: &Principal, query: SearchQuery) -> AppResult
         })),
     )
     .await?;
+    let unmasked: Vec<_> = hits
+        .iter()
+        .filter(|h| !h.unmasked().is_empty())
+        .map(|h| json!({"record": h.id, "reference": h.reference, "fields": h.unmasked()}))
+        .collect();
+    if !unmasked.is_empty() {
+        audit::record_alone(
+            &app.db,
+            &who.actor(),
+            Event::new("record.unmask", Outcome::Success)
+                .detail(json!({"kind": "masking policy", "via": "search", "records": unmasked})),
+        )
+        .await?;
+    }
     Ok(SearchPage {
         hits,
         page,

@@ -1,10 +1,11 @@
 //! The only way a record leaves the server: `make` builds a `RecordView`, decrypting each
-//! sensitive value and passing it through `masking::mask`, unless the caller holds an
-//! active lookup or view grant on the record (`unmask`), which the caller audits.
+//! sensitive value and passing it through the masking step ([`Unmask::show`]): masked as
+//! `masking.toml` says for the caller's roles, or unmasked under an active lookup or view
+//! grant. The caller audits the fields the view shows unmasked ([`RecordView::unmasked`]).
 
 use std::collections::HashMap;
 
-use super::masking;
+use super::masking::Unmask;
 use super::model::{
     Category, CategoryRef, FieldView, PhysicalView, Record, RecordView, SealedValue,
 };
@@ -25,7 +26,7 @@ pub fn make(
     record: &Record,
     sealed: &[SealedValue],
     physical: Option<PhysicalView>,
-    unmask: bool,
+    how: &Unmask<'_>,
 ) -> RecordView {
     let sealed: HashMap<&str, &SealedValue> =
         sealed.iter().map(|s| (s.field.as_str(), s)).collect();
@@ -35,7 +36,10 @@ pub fn make(
         .map(|def| {
             let (value, masked) = match sealed.get(def.name.as_str()) {
                 Some(s) => match keys.decrypt_field(record.id.0, &s.field, &s.kek_id, &s.ciphertext) {
-                    Ok(plain) if def.sensitive && !unmask => (Some(masking::mask(def, &plain)), true),
+                    Ok(plain) if def.sensitive => {
+                        let (v, masked) = how.show(def, &plain);
+                        (Some(v), masked)
+                    }
                     Ok(plain) => (Some(plain.to_string()), false),
                     Err(e) => {
                         tracing::error!(record_id = %record.id, field = %def.name, error = %e, "sealed value unreadable");

@@ -22,7 +22,7 @@ pub use workflow::{Kind, Route, Workflows};
 use crate::audit::{self, Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::policy::{RequestAccess, RevokeGrant};
+use crate::policy::{Action, ApproveRequest, RequestAccess, Resource, RevokeGrant, Sensitivity};
 use crate::records::model::RecordId;
 use crate::users::Role;
 use crate::App;
@@ -70,6 +70,7 @@ pub struct RequestView {
     pub approver_role: String,
     pub same_department: bool,
     pub department: String,
+    pub sensitivity: String,
     pub requester: String,
     pub requester_id: Uuid,
     pub created_at: DateTime<Utc>,
@@ -82,7 +83,7 @@ pub struct RequestView {
 
 const REQUEST_SELECT: &str = "SELECT q.id, q.record_id, r.reference, r.title, q.kind, q.purpose, q.duration_hours, \
      CASE WHEN q.state = 'pending' AND q.expires_at <= now() THEN 'expired' ELSE q.state END AS state, \
-     q.required_approvals, q.approver_role, q.same_department, q.department, u.username AS requester, \
+     q.required_approvals, q.approver_role, q.same_department, q.department, q.sensitivity, u.username AS requester, \
      q.requester_id, q.created_at, q.expires_at \
      FROM access_requests q JOIN records r ON r.id = q.record_id JOIN users u ON u.id = q.requester_id";
 
@@ -116,16 +117,31 @@ async fn load(conn: &mut PgConnection, id: Uuid) -> AppResult<RequestView> {
     fill(conn, v).await
 }
 
-/// Whether `who` could decide this request (role and department), ignoring its state.
-fn eligible(who: &Principal, v: &RequestView) -> bool {
-    let role: Option<Role> = v.approver_role.parse().ok();
-    role.is_some_and(|r| who.has_role(r))
-        && (!v.same_department || who.user().department == v.department)
-        && who.user().id.0 != v.requester_id
+/// The record a request is about, as the access policy sees it.
+fn object(v: &RequestView) -> Resource<'_> {
+    let s = Sensitivity::parse(&v.sensitivity).unwrap_or(Sensitivity::Secret);
+    Resource::new(s, &v.department)
 }
 
-fn may_see(who: &Principal, v: &RequestView) -> bool {
-    who.user().id.0 == v.requester_id || eligible(who, v) || who.has_role(Role::Auditor)
+/// Whether `who` could decide this request, ignoring its state: the route's approver role
+/// and department rule (`workflows.toml`), never the requester, and `request.approve` on
+/// the record allowed by the access policy.
+fn eligible(app: &App, who: &Principal, v: &RequestView) -> bool {
+    let role: Option<Role> = v.approver_role.parse().ok();
+    let user = who.user();
+    role.is_some_and(|r| who.has_role(r))
+        && (!v.same_department || user.department == v.department)
+        && user.id.0 != v.requester_id
+        && app.policies.decide(
+            ApproveRequest::NAME,
+            &user.roles,
+            &user.department,
+            Some(&object(v)),
+        )
+}
+
+fn may_see(app: &App, who: &Principal, v: &RequestView) -> bool {
+    who.user().id.0 == v.requester_id || eligible(app, who, v) || who.has_role(Role::Auditor)
 }
 
 pub async fn create(app: &App, who: &Principal, new: NewRequest) -> AppResult<RequestView> {
@@ -240,7 +256,7 @@ async fn grant(tx: &mut PgConnection, id: Uuid, actor: &audit::Actor, why: &str)
 pub async fn get(app: &App, who: &Principal, id: Uuid) -> AppResult<RequestView> {
     let mut conn = app.db.acquire().await?;
     let v = load(&mut conn, id).await?;
-    if !may_see(who, &v) {
+    if !may_see(app, who, &v) {
         return Err(AppError::NotFound);
     }
     Ok(v)
@@ -273,7 +289,7 @@ pub async fn list(app: &App, who: &Principal, f: Filter) -> AppResult<RequestLis
         .fetch_all(&mut *conn)
         .await?
         .into_iter()
-        .filter(|v| eligible(who, v))
+        .filter(|v| eligible(app, who, v))
         .collect()
     } else {
         sqlx::query_as(&format!(
@@ -374,10 +390,14 @@ pub async fn decide(
         audit::record_alone(&app.db, &who.actor(), refuse("own request")).await?;
         return Err(AppError::Forbidden);
     }
-    if !eligible(who, &v) {
+    let permitted = app
+        .policies
+        .authorize::<ApproveRequest>(who, Some(&object(&v)))
+        .is_ok();
+    if !permitted || !eligible(app, who, &v) {
         tx.rollback().await?;
         audit::record_alone(&app.db, &who.actor(), refuse("not an eligible approver")).await?;
-        return Err(if may_see(who, &v) {
+        return Err(if may_see(app, who, &v) {
             AppError::Forbidden
         } else {
             AppError::NotFound
@@ -444,7 +464,7 @@ pub async fn cancel(app: &App, who: &Principal, id: Uuid) -> AppResult<RequestVi
         Ok(v) => v,
     };
     if v.requester_id != who.user().id.0 {
-        let e = if may_see(who, &v) {
+        let e = if may_see(app, who, &v) {
             AppError::Forbidden
         } else {
             AppError::NotFound

@@ -91,6 +91,8 @@ pub struct Route {
 #[derive(Debug, Clone)]
 pub struct Workflows {
     routes: Vec<(RouteDef, Kind, Option<Sensitivity>)>,
+    /// The line of each route's `[[route]]` header, in the same order.
+    lines: Vec<usize>,
     pending_expiry_hours: u32,
     pub source: PathBuf,
 }
@@ -142,8 +144,10 @@ impl Workflows {
             .map(|(i, _)| i + 1)
             .collect();
         let mut routes = Vec::new();
+        let mut lines = Vec::new();
         for (i, r) in def.routes.into_iter().enumerate() {
             let line = route_lines.get(i).copied().unwrap_or(0);
+            lines.push(line);
             let bad = |reason: String| WorkflowError {
                 file: file.clone(),
                 line,
@@ -180,9 +184,47 @@ impl Workflows {
         }
         Ok(Workflows {
             routes,
+            lines,
             pending_expiry_hours: def.pending_expiry_hours,
             source: path.to_path_buf(),
         })
+    }
+
+    /// Checks that every route's approvers may approve under the access policy
+    /// (`request.approve` in `access.cedar`): a route whose `approver_role` the policy does
+    /// not let approve such records could never be approved, so it is refused at load.
+    pub fn check_against(&self, policies: &crate::policy::Policies) -> Result<(), WorkflowError> {
+        use crate::policy::{Action, ApproveRequest, Resource};
+        for ((r, _, sensitivity), line) in self.routes.iter().zip(&self.lines) {
+            if r.approvals == 0 {
+                continue;
+            }
+            let levels = match sensitivity {
+                Some(s) => vec![*s],
+                None => Sensitivity::ALL.to_vec(),
+            };
+            for s in levels {
+                // The most favourable case for the approver: the record's own department.
+                let object = Resource::new(s, "any department");
+                if !policies.decide(
+                    ApproveRequest::NAME,
+                    &[r.approver_role],
+                    "any department",
+                    Some(&object),
+                ) {
+                    return Err(WorkflowError {
+                        file: self.source.display().to_string(),
+                        line: *line,
+                        reason: format!(
+                            "approver_role `{}` may not approve requests on {} records under the access policy (request.approve)",
+                            r.approver_role,
+                            s.as_str()
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The route for a request, or None when no route allows it.

@@ -319,7 +319,7 @@ fn a_malformed_policy_file_fails_policy_check_and_serve_with_file_and_line() {
     let _cleanup = Cleanup(&dir);
     let pol = dir.join("policies");
     std::fs::create_dir_all(&pol).unwrap();
-    for f in ["access.cedar", "access.cedarschema"] {
+    for f in ["access.cedar", "access.cedarschema", "masking.toml"] {
         std::fs::copy(std::path::Path::new("policies").join(f), pol.join(f)).unwrap();
     }
     std::fs::write(
@@ -360,6 +360,40 @@ fn a_malformed_policy_file_fails_policy_check_and_serve_with_file_and_line() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(&format!("access.cedar:{bad_line}:")),
+        "{stdout}"
+    );
+    std::fs::copy("policies/access.cedar", pol.join("access.cedar")).unwrap();
+    // A masking rule with an unknown mask, and a route whose approvers the access policy
+    // does not let approve, are named the same way.
+    let check = |pol: &std::path::Path| {
+        let out = Command::new(BIN)
+            .args(["policy", "check", "--policies"])
+            .arg(pol)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    std::fs::write(
+        pol.join("masking.toml"),
+        "# masks\n\n[[rule]]\ntype = \"phone\"\nmask = \"blurred\"\n",
+    )
+    .unwrap();
+    let stdout = check(&pol);
+    assert!(
+        stdout.contains("masking.toml:3: mask `blurred`"),
+        "{stdout}"
+    );
+    std::fs::copy("policies/masking.toml", pol.join("masking.toml")).unwrap();
+    let mut routes = std::fs::read_to_string("policies/workflows.toml").unwrap();
+    routes.push_str("\n[[route]]\nkind = \"view\"\nsensitivity = \"secret\"\ncategory = \"VAULT\"\napprovals = 1\napprover_role = \"archivist\"\nmax_hours = 1\n");
+    let route_line = routes.lines().count() - 6;
+    std::fs::write(pol.join("workflows.toml"), routes).unwrap();
+    let stdout = check(&pol);
+    assert!(
+        stdout.contains(&format!(
+            "workflows.toml:{route_line}: approver_role `archivist` may not approve"
+        )),
         "{stdout}"
     );
     // The shipped policies pass.

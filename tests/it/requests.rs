@@ -292,3 +292,80 @@ async fn public_lookups_are_approved_by_the_workflow_at_once() {
         .await;
     assert_eq!(field(&open, "contact_phone")["value"], "13912345678");
 }
+
+#[tokio::test]
+async fn the_masking_policy_decides_per_role_and_unmasked_reads_are_audited() {
+    let pol = tempfile::tempdir().unwrap();
+    for f in ["access.cedar", "access.cedarschema", "workflows.toml"] {
+        std::fs::copy(std::path::Path::new("policies").join(f), pol.path().join(f)).unwrap();
+    }
+    // Archivists see phone numbers as stored; everyone sees the ID number's last 2 only.
+    std::fs::write(
+        pol.path().join("masking.toml"),
+        "[[rule]]\ntype = \"phone\"\nroles = [\"archivist\"]\nmask = \"none\"\n\n\
+         [[rule]]\ntype = \"phone\"\nmask = \"partial\"\nkeep_first = 3\nkeep_last = 4\n\n\
+         [[rule]]\nfield = \"id_number\"\nmask = \"partial\"\nkeep_last = 2\n",
+    )
+    .unwrap();
+    let dir = pol.path().to_path_buf();
+    let app = TestApp::with_config(move |c| c.policies = dir).await;
+    let (archivist, contracts) = setup(&app).await;
+    let (s, r) = app
+        .post("/api/v1/records", &archivist, json!({
+            "category_id": contracts["id"], "title": "Framework agreement",
+            "fields": {"company_name": "Huaxin", "holder_name": "张三丰", "phone": "13812345678",
+                       "id_number": "11010519491231002X", "email": "jane@example.com"}
+        }))
+        .await;
+    assert_eq!(s, Status::Created, "{r}");
+    let path = format!("/api/v1/records/{}", r["id"].as_str().unwrap());
+    let employee = token(&app, "emp", &[Role::Employee], "Retail").await;
+    let (_, seen) = app.get(&path, &employee).await;
+    assert_eq!(field(&seen, "phone")["value"], "138****5678");
+    assert_eq!(field(&seen, "id_number")["value"], "****************2X");
+    // No rule for e-mail or the holder's name: masked all the same (the default).
+    assert_eq!(field(&seen, "email")["value"], "***");
+    assert_eq!(field(&seen, "holder_name")["value"], "张*丰");
+    let unmasks = |who: &'static str| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM audit_events e JOIN users u ON u.id = e.actor_id \
+                 WHERE e.action = 'record.unmask' AND u.username LIKE $1",
+            )
+            .bind(format!("{who}%"))
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(unmasks("emp").await, 0);
+    let (_, seen) = app.get(&path, &archivist).await;
+    assert_eq!(field(&seen, "phone")["value"], "13812345678");
+    assert_eq!(field(&seen, "phone")["masked"], false);
+    assert_eq!(field(&seen, "id_number")["value"], "****************2X");
+    // The archivist's unmasked read is audited with the field, not the value.
+    let detail: Value = sqlx::query_scalar(
+        "SELECT detail FROM audit_events WHERE action = 'record.unmask' ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(detail["fields"], json!(["phone"]), "{detail}");
+    assert_eq!(detail["kind"], "masking policy");
+    assert!(!detail.to_string().contains("13812345678"));
+    // Search shows it the same way, and audits it too.
+    let (_, hits) = app.get("/api/v1/records?q=Framework", &archivist).await;
+    assert_eq!(
+        field(&hits["hits"][0], "phone")["value"],
+        "13812345678",
+        "{hits}"
+    );
+    let via_search: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE action = 'record.unmask' AND detail->>'via' = 'search'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(via_search, 1);
+}
