@@ -20,6 +20,11 @@ use crate::telemetry::RequestMeta;
 use crate::users::{self, NewUser, User, UserId};
 use crate::App;
 
+/// An id from a path: one that is not even a UUID names nothing.
+pub(crate) fn id(s: &str) -> AppResult<uuid::Uuid> {
+    s.parse().map_err(|_| AppError::NotFound)
+}
+
 pub fn routes() -> Vec<Route> {
     let mut r = archive::routes();
     r.extend(requests::routes());

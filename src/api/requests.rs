@@ -4,11 +4,10 @@ use rocket::http::Status;
 use rocket::serde::json::{self, Json};
 use rocket::{get, post, routes, Route, State};
 use serde::Deserialize;
-use uuid::Uuid;
 
-use super::body;
+use super::{body, id};
 use crate::auth::Principal;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::requests::{self, loans, Filter, GrantView, NewRequest, RequestList, RequestView};
 use crate::App;
 
@@ -17,10 +16,6 @@ pub fn routes() -> Vec<Route> {
         create, list, get, approve, reject, cancel, revoke, checkout, give_back, list_loans,
         loans_csv
     ]
-}
-
-fn id(s: &str) -> AppResult<Uuid> {
-    s.parse().map_err(|_| AppError::NotFound)
 }
 
 #[derive(Deserialize, Default)]

@@ -250,6 +250,14 @@ impl<A: Action> Permit<A> {
     }
 }
 
+/// Permits under which the vault itself reads a file's decrypted content: the viewer
+/// renders pages under a view grant, an export is built under an export grant. Nothing
+/// else opens content (`file.read_content` is forbidden to everyone in the policy).
+pub trait ReadsContent {}
+impl ReadsContent for Permit<ViewWithGrant> {}
+impl ReadsContent for Permit<ExportWithGrant> {}
+impl ReadsContent for Permit<ReadFileContent> {}
+
 impl Policies {
     /// Decides whether `who` may perform A on the object described by `r` (None for
     /// actions on a collection, such as filing a new record).

@@ -14,7 +14,7 @@ use super::model::{FileId, FileInfo, RecordId};
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::policy::{Permit, ReadFileContent, ReadRecord, UploadFile};
+use crate::policy::{ReadRecord, ReadsContent, UploadFile};
 use crate::storage::{FileRef, StorageError};
 use crate::App;
 
@@ -68,7 +68,12 @@ pub async fn upload<R: AsyncRead + Unpin + Send>(
     let (_permit, rec, _) = super::load_for::<UploadFile>(app, who, record).await?;
     let file_id = FileId(Uuid::new_v4());
     let name = clean_name(original_name);
-    let media_type = clean_media_type(media_type);
+    // A known extension decides (browsers and scripts label files loosely); otherwise the
+    // type the client gave. The viewer checks the content itself before showing anything.
+    let media_type = match media_type_for(&name) {
+        "application/octet-stream" => clean_media_type(media_type),
+        known => known.to_string(),
+    };
     let stored = match app
         .store
         .put_encrypted(&app.keys, file_id.0, reader, app.config.max_upload_bytes)
@@ -185,6 +190,11 @@ pub fn media_type_for(name: &str) -> &'static str {
 
 pub async fn list(app: &App, who: &Principal, record: RecordId) -> AppResult<Vec<FileInfo>> {
     let _ = super::load_for::<ReadRecord>(app, who, record).await?;
+    list_unchecked(app, record).await
+}
+
+/// The files of `record`, for a caller that has already checked its action on it.
+pub(crate) async fn list_unchecked(app: &App, record: RecordId) -> AppResult<Vec<FileInfo>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {FILE_COLUMNS} FROM files WHERE record_id = $1 ORDER BY version"
     ))
@@ -193,12 +203,25 @@ pub async fn list(app: &App, who: &Principal, record: RecordId) -> AppResult<Vec
     .await?)
 }
 
+/// File `file` of record `record` (NotFound when it belongs to another record). No
+/// authorization here: the caller has already checked its action on `record`.
+pub(crate) async fn find(app: &App, record: RecordId, file: FileId) -> AppResult<FileInfo> {
+    sqlx::query_as(&format!(
+        "SELECT {FILE_COLUMNS} FROM files WHERE id = $1 AND record_id = $2"
+    ))
+    .bind(file)
+    .bind(record)
+    .fetch_optional(&app.db)
+    .await?
+    .ok_or(AppError::NotFound)
+}
+
 /// Streams a file's decrypted content with bounded memory. Any integrity failure ends the
 /// stream with an error (no unauthenticated byte is ever yielded) and is audited as
 /// `file.integrity_failure`. Used by the viewer and exports, under a checked grant.
 pub async fn open_content(
     app: &App,
-    _permit: &Permit<ReadFileContent>,
+    _permit: &impl ReadsContent,
     actor: &Actor,
     file: FileId,
 ) -> AppResult<BoxStream<'static, AppResult<Bytes>>> {

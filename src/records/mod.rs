@@ -12,6 +12,7 @@ pub mod import;
 pub mod masking;
 pub mod model;
 pub mod register;
+pub mod render;
 mod repo;
 pub mod schema;
 pub mod search;
@@ -27,7 +28,7 @@ use self::schema::{check_all, check_value, Checked, FieldDef, FieldType};
 use crate::audit::{self, Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::policy::{Action, EditRecord, FileRecord, Permit, ReadRecord};
+use crate::policy::{Action, EditRecord, FileRecord, GrantState, Permit, ReadRecord};
 use crate::App;
 
 /// Whether values of this field are sealed (encrypted, blind-indexed). Phone and ID numbers
@@ -72,6 +73,17 @@ pub(crate) async fn load_for<A: Action>(
     who: &Principal,
     id: RecordId,
 ) -> AppResult<(Permit<A>, Record, Category)> {
+    load_with::<A>(app, who, id, GrantState::None).await
+}
+
+/// [`load_for`] for an action taken under a grant: the policy is told the grant's state
+/// (`Active` only while it is valid and not revoked).
+pub(crate) async fn load_with<A: Action>(
+    app: &App,
+    who: &Principal,
+    id: RecordId,
+    grant: GrantState,
+) -> AppResult<(Permit<A>, Record, Category)> {
     let record = {
         let mut conn = app.db.acquire().await?;
         repo::find_record(&mut conn, id).await?
@@ -81,7 +93,10 @@ pub(crate) async fn load_for<A: Action>(
         return Err(AppError::NotFound);
     };
     let category = categories::get(app, record.category_id).await?;
-    match app.policies.authorize::<A>(who, Some(&category.resource())) {
+    match app
+        .policies
+        .authorize::<A>(who, Some(&category.resource().with_grant(grant)))
+    {
         Ok(p) => Ok((p, record, category)),
         Err(e) => {
             audit_refusal::<A>(app, who, id, "denied").await?;

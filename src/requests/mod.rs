@@ -8,7 +8,9 @@
 //! `now() < valid_until` and it is not revoked, so expiry and revocation take effect on the
 //! very next request. Every transition is audited with the purpose.
 
+pub mod bundle;
 pub mod loans;
+pub mod viewer;
 pub mod workflow;
 
 use chrono::{DateTime, Utc};
@@ -22,8 +24,11 @@ pub use workflow::{Kind, Route, Workflows};
 use crate::audit::{self, Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::policy::{Action, ApproveRequest, RequestAccess, Resource, RevokeGrant, Sensitivity};
+use crate::policy::{
+    Action, ApproveRequest, GrantState, Permit, RequestAccess, Resource, RevokeGrant, Sensitivity,
+};
 use crate::records::model::RecordId;
+use crate::records::model::{Category, Record};
 use crate::users::Role;
 use crate::App;
 
@@ -560,6 +565,65 @@ pub async fn active_grant(
     .bind(&kinds)
     .fetch_optional(conn)
     .await?)
+}
+
+/// A grant as the one who holds it uses it: its state is computed now, so an expired or
+/// revoked grant is never `Active`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HeldGrant {
+    pub id: Uuid,
+    pub request_id: Uuid,
+    pub record_id: RecordId,
+    pub grantee_id: Uuid,
+    pub kind: String,
+    pub valid_until: DateTime<Utc>,
+    pub state: String,
+}
+
+impl HeldGrant {
+    pub fn grant_state(&self) -> GrantState {
+        match self.state.as_str() {
+            "active" => GrantState::Active,
+            "revoked" => GrantState::Revoked,
+            _ => GrantState::Expired,
+        }
+    }
+}
+
+/// Uses grant `id` of kind `kind` held by `who` for action A on the grant's record: the
+/// access policy decides A with the grant's state as of now, so A is refused the moment the
+/// grant expires or is revoked. Someone else's grant, or a grant of another kind, is
+/// `NotFound` (and audited as a refusal).
+pub(crate) async fn use_grant<A: Action>(
+    app: &App,
+    who: &Principal,
+    id: Uuid,
+    kind: Kind,
+) -> AppResult<(Permit<A>, HeldGrant, Record, Category)> {
+    let held: Option<HeldGrant> = sqlx::query_as(&format!(
+        "SELECT g.id, g.request_id, g.record_id, g.grantee_id, g.kind, g.valid_until, {GRANT_STATE} AS state \
+         FROM grants g WHERE g.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&app.db)
+    .await?;
+    let held = match held {
+        Some(g) if g.grantee_id == who.user().id.0 && g.kind == kind.as_str() => g,
+        _ => {
+            audit::record_alone(
+                &app.db,
+                &who.actor(),
+                Event::new(A::NAME, Outcome::Denied)
+                    .object("grant", id)
+                    .detail(json!({"reason": "not the caller's grant of this kind"})),
+            )
+            .await?;
+            return Err(AppError::NotFound);
+        }
+    };
+    let (permit, record, category) =
+        crate::records::load_with::<A>(app, who, held.record_id, held.grant_state()).await?;
+    Ok((permit, held, record, category))
 }
 
 /// Expires pending requests and grants whose time has passed. Several nodes may run it at

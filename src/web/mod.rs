@@ -23,6 +23,7 @@ use crate::users::{self, NewUser, Role, UserId};
 use crate::App;
 
 mod archive;
+pub mod viewer;
 
 pub struct Templates {
     env: Environment<'static>,
@@ -39,6 +40,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("users.html", include_str!("../../templates/users.html")),
     ("audit.html", include_str!("../../templates/audit.html")),
     ("error.html", include_str!("../../templates/error.html")),
+    ("viewer.html", include_str!("../../templates/viewer.html")),
     (
         "categories.html",
         include_str!("../../templates/categories.html"),
@@ -94,6 +96,7 @@ pub fn render_error_page(req: &Request<'_>, status: Status, message: &str) -> St
 
 pub fn routes() -> Vec<Route> {
     let mut r = archive::routes();
+    r.extend(viewer::routes());
     r.extend(routes![
         style,
         login_page,

@@ -13,3 +13,4 @@ mod process;
 mod requests;
 mod routes;
 mod storage;
+mod viewer;

@@ -1,0 +1,110 @@
+//! The viewer's pages: `GET /view/{grant}/files/{file}` (the document, page by page) and
+//! the grant-bound page images it shows. Both answer uncached and under a strict
+//! Content-Security-Policy; images answer `inline`. There is no route that sends the
+//! original file.
+
+use std::io::Cursor;
+
+use minijinja::context;
+use rocket::http::{ContentType, Header};
+use rocket::response::{self, content::RawHtml, Responder, Response};
+use rocket::{get, routes, Request, Route, State};
+
+use super::me;
+use crate::auth::Principal;
+use crate::error::AppResult;
+use crate::records::model::FileId;
+use crate::records::render::ZOOM_LEVELS;
+use crate::requests::viewer;
+use crate::App;
+
+pub fn routes() -> Vec<Route> {
+    routes![view_page, page_image]
+}
+
+/// The viewer page's policy: images from this site only, the site's style sheet, no
+/// scripts, no frames, no plugins (so no browser PDF viewer either).
+pub const VIEWER_CSP: &str = "default-src 'none'; img-src 'self'; style-src 'self'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// A page image's policy: nothing may run in or be loaded by it.
+pub const IMAGE_CSP: &str = "default-src 'none'; frame-ancestors 'none'; sandbox";
+
+/// A response the browser must show, never store.
+struct Guarded<R> {
+    inner: R,
+    csp: &'static str,
+    inline: bool,
+}
+
+impl<'r, 'o: 'r, R: Responder<'r, 'o>> Responder<'r, 'o> for Guarded<R> {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'o> {
+        let mut res = Response::build_from(self.inner.respond_to(req)?)
+            .raw_header("Cache-Control", "no-store")
+            .raw_header("Pragma", "no-cache")
+            .raw_header("X-Content-Type-Options", "nosniff")
+            .raw_header("Content-Security-Policy", self.csp)
+            .finalize();
+        if self.inline {
+            res.set_header(Header::new("Content-Disposition", "inline"));
+        }
+        Ok(res)
+    }
+}
+
+/// A rendered page.
+struct Png(Vec<u8>);
+
+impl<'r> Responder<'r, 'static> for Png {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        Response::build()
+            .header(ContentType::PNG)
+            .sized_body(self.0.len(), Cursor::new(self.0))
+            .ok()
+    }
+}
+
+#[get("/view/<grant>/files/<file>?<zoom>")]
+async fn view_page(
+    app: &State<App>,
+    who: Principal,
+    grant: &str,
+    file: FileId,
+    zoom: Option<u32>,
+) -> AppResult<Guarded<RawHtml<String>>> {
+    let opened = viewer::open(app, &who, crate::api::id(grant)?, file).await?;
+    let zoom = crate::records::render::zoom(zoom);
+    let (pages, problem) = match &opened.pages {
+        Ok(n) => ((1..=*n).collect::<Vec<u32>>(), None),
+        Err(why) => (Vec::new(), Some(why.clone())),
+    };
+    let html = app.templates.render(
+        "viewer.html",
+        context! {
+            me => me(&who), csrf => who.csrf_token(), v => opened, pages => pages,
+            problem => problem, zoom => zoom, zooms => ZOOM_LEVELS,
+        },
+    )?;
+    Ok(Guarded {
+        inner: html,
+        csp: VIEWER_CSP,
+        inline: false,
+    })
+}
+
+#[get("/view/<grant>/files/<file>/pages/<page>?<zoom>")]
+async fn page_image(
+    app: &State<App>,
+    who: Principal,
+    grant: &str,
+    file: FileId,
+    page: u32,
+    zoom: Option<u32>,
+) -> AppResult<Guarded<Png>> {
+    let png = viewer::page(app, &who, crate::api::id(grant)?, file, page, zoom).await?;
+    Ok(Guarded {
+        inner: Png(png),
+        csp: IMAGE_CSP,
+        inline: true,
+    })
+}
