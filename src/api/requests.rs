@@ -1,20 +1,34 @@
 //! JSON routes of requests, approvals and grants.
 
-use rocket::http::Status;
+use rocket::http::{ContentType, Status};
+use rocket::response::{self, Responder, Response};
 use rocket::serde::json::{self, Json};
-use rocket::{get, post, routes, Route, State};
+use rocket::{get, post, routes, Request, Route, State};
 use serde::Deserialize;
 
 use super::{body, id};
 use crate::auth::Principal;
 use crate::error::AppResult;
-use crate::requests::{self, loans, Filter, GrantView, NewRequest, RequestList, RequestView};
+use crate::requests::{
+    self, exports, loans, Filter, GrantView, NewRequest, RequestList, RequestView,
+};
 use crate::App;
 
 pub fn routes() -> Vec<Route> {
     routes![
-        create, list, get, approve, reject, cancel, revoke, checkout, give_back, list_loans,
-        loans_csv
+        create,
+        list,
+        get,
+        approve,
+        reject,
+        cancel,
+        revoke,
+        checkout,
+        give_back,
+        list_loans,
+        loans_csv,
+        prepare_export,
+        download_export
     ]
 }
 
@@ -140,4 +154,40 @@ async fn loans_csv(
         rocket::http::ContentType::CSV,
         loans::register_csv(app, &who).await?,
     ))
+}
+
+#[post("/exports/<rid>", data = "<b>")]
+async fn prepare_export(
+    app: &State<App>,
+    who: Principal,
+    rid: &str,
+    b: Result<Json<exports::Prepare>, json::Error<'_>>,
+) -> AppResult<(Status, Json<exports::Prepared>)> {
+    Ok((
+        Status::Created,
+        Json(exports::prepare(app, &who, id(rid)?, body(b)?).await?),
+    ))
+}
+
+/// The zip, streamed. An error while streaming cuts the connection, so a failed download
+/// never ends as a valid-looking, truncated zip.
+pub struct ZipDownload(exports::Download);
+
+impl<'r> Responder<'r, 'static> for ZipDownload {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        Response::build()
+            .header(ContentType::ZIP)
+            .raw_header(
+                "Content-Disposition",
+                format!("attachment; filename=\"{}\"", self.0.file_name),
+            )
+            .raw_header("Cache-Control", "no-store")
+            .streamed_body(tokio_util::io::StreamReader::new(self.0.body))
+            .ok()
+    }
+}
+
+#[get("/exports/<rid>/download")]
+async fn download_export(app: &State<App>, who: Principal, rid: &str) -> AppResult<ZipDownload> {
+    Ok(ZipDownload(exports::download(app, &who, id(rid)?).await?))
 }

@@ -193,7 +193,7 @@ where
                 let pages = pages_of(&done[0])?;
                 return Err(RenderError::PageOutOfRange { page, pages });
             }
-            let done = run_poppler(
+            let mut done = run_poppler(
                 vec![pdfinfo(), pdftoppm(page, zoom_percent)],
                 content,
                 max_bytes,
@@ -203,13 +203,15 @@ where
             if page > pages {
                 return Err(RenderError::PageOutOfRange { page, pages });
             }
-            let rendered = &done[1];
-            match &rendered.captured {
+            let Some(rendered) = done.pop() else {
+                return Err(unreadable(PDF_FAILED));
+            };
+            match rendered.captured {
                 Captured::Bytes(png) if rendered.success && png.starts_with(PNG_SIGNATURE) => {
-                    Ok(png.clone())
+                    Ok(png)
                 }
                 _ => {
-                    log_failure(rendered);
+                    log_failure(&rendered);
                     Err(unreadable(pdf_message(&rendered.stderr)))
                 }
             }
@@ -1196,5 +1198,10 @@ mod tests {
     fn futures_are_send(s: BoxStream<'static, Result<Bytes, AppError>>) {
         fn send<T: Send>(_: T) {}
         send(render_page(Renderable::Pdf, s, 1, 100, 1));
+        send(page_count(
+            Renderable::Pdf,
+            stream::empty::<Result<Bytes, AppError>>(),
+            1,
+        ));
     }
 }

@@ -9,6 +9,7 @@
 //! very next request. Every transition is audited with the purpose.
 
 pub mod bundle;
+pub mod exports;
 pub mod loans;
 pub mod viewer;
 pub mod workflow;

@@ -6,6 +6,7 @@ mod audit_trail;
 mod auth;
 mod common;
 mod embedded_pg;
+mod exports;
 mod import;
 mod loans;
 mod policy_matrix;
