@@ -16,6 +16,7 @@ pub mod requests;
 pub mod storage;
 pub mod telemetry;
 pub mod users;
+pub mod viewer;
 pub mod web;
 
 use rocket::data::{Limits, ToByteUnit};

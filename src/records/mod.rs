@@ -12,7 +12,6 @@ pub mod import;
 pub mod masking;
 pub mod model;
 pub mod register;
-pub mod render;
 mod repo;
 pub mod schema;
 pub mod search;

@@ -11,7 +11,6 @@
 pub mod bundle;
 pub mod exports;
 pub mod loans;
-pub mod viewer;
 pub mod workflow;
 
 use chrono::{DateTime, Utc};

@@ -14,8 +14,8 @@ use super::me;
 use crate::auth::Principal;
 use crate::error::AppResult;
 use crate::records::model::FileId;
-use crate::records::render::ZOOM_LEVELS;
-use crate::requests::viewer;
+use crate::viewer::render::ZOOM_LEVELS;
+use crate::viewer;
 use crate::App;
 
 pub fn routes() -> Vec<Route> {
@@ -31,10 +31,22 @@ pub const VIEWER_CSP: &str = "default-src 'none'; img-src 'self'; style-src 'sel
 pub const IMAGE_CSP: &str = "default-src 'none'; frame-ancestors 'none'; sandbox";
 
 /// A response the browser must show, never store.
-struct Guarded<R> {
+pub(super) struct Guarded<R> {
     inner: R,
     csp: &'static str,
     inline: bool,
+}
+
+impl<R> Guarded<R> {
+    /// An ordinary page under the viewer's policy (no scripts) that must not be kept in any
+    /// cache, whatever defaults change elsewhere: for pages that show a secret once.
+    pub(super) fn page(inner: R) -> Guarded<R> {
+        Guarded {
+            inner,
+            csp: VIEWER_CSP,
+            inline: false,
+        }
+    }
 }
 
 impl<'r, 'o: 'r, R: Responder<'r, 'o>> Responder<'r, 'o> for Guarded<R> {
@@ -73,7 +85,7 @@ async fn view_page(
     zoom: Option<u32>,
 ) -> AppResult<Guarded<RawHtml<String>>> {
     let opened = viewer::open(app, &who, crate::api::id(grant)?, file).await?;
-    let zoom = crate::records::render::zoom(zoom);
+    let zoom = crate::viewer::render::zoom(zoom);
     let (pages, problem) = match &opened.pages {
         Ok(n) => ((1..=*n).collect::<Vec<u32>>(), None),
         Err(why) => (Vec::new(), Some(why.clone())),

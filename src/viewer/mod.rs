@@ -1,7 +1,8 @@
 //! The view-only viewer: a record's files shown page by page under an active view grant.
+//! `render` turns a file's decrypted stream into page images.
 //!
 //! Guarantees: the original bytes never leave. Pages are rendered on the server
-//! (`records::render`: PDFs through poppler fed by a pipe, images decoded and re-encoded),
+//! ([`render`]: PDFs through poppler fed by a pipe, images decoded and re-encoded),
 //! and only those images are sent. Every call re-checks the grant through the access policy
 //! (`file.view` with the grant's state as of now), so a page URL stops answering the moment
 //! the grant expires or is revoked. Opening a file and every page read are audited with
@@ -11,14 +12,16 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{use_grant, HeldGrant, Kind};
+pub mod render;
+
+use self::render::{RenderError, Renderable};
+use crate::requests::{use_grant, HeldGrant, Kind};
 use crate::audit::{self, Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::policy::{Permit, ViewWithGrant};
 use crate::records::files;
 use crate::records::model::{FileId, FileInfo};
-use crate::records::render::{self, RenderError, Renderable};
 use crate::App;
 
 /// The largest file the viewer renders (the renderers hold a document in memory).
