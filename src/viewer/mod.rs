@@ -15,13 +15,13 @@ use uuid::Uuid;
 pub mod render;
 
 use self::render::{RenderError, Renderable};
-use crate::requests::{use_grant, HeldGrant, Kind};
 use crate::audit::{self, Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::policy::{Permit, ViewWithGrant};
 use crate::records::files;
 use crate::records::model::{FileId, FileInfo};
+use crate::requests::{use_grant, HeldGrant, Kind};
 use crate::App;
 
 /// The largest file the viewer renders (the renderers hold a document in memory).

@@ -14,8 +14,8 @@ use super::me;
 use crate::auth::Principal;
 use crate::error::AppResult;
 use crate::records::model::FileId;
-use crate::viewer::render::ZOOM_LEVELS;
 use crate::viewer;
+use crate::viewer::render::ZOOM_LEVELS;
 use crate::App;
 
 pub fn routes() -> Vec<Route> {
