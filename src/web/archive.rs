@@ -1,5 +1,6 @@
 //! HTML pages of the archive: categories and their field editor, the filing form generated
-//! from a category's schema, the record page, and search.
+//! from a category's schema, the record page (with its request form and, under an active
+//! view grant, links into the viewer), and search.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,12 +20,13 @@ use crate::error::{AppError, AppResult};
 use crate::policy::Sensitivity;
 use crate::records::model::{
     CategoryChanges, CategoryId, Location, NewCategory, NewRecord, PhysicalStatus, RecordChanges,
-    RecordId,
+    RecordId, RecordView,
 };
 use crate::records::register::{self, Move};
 use crate::records::schema::{FieldDef, FieldType};
 use crate::records::search::{self, SearchQuery};
 use crate::records::{self, categories, files};
+use crate::requests::{self, Filter, Kind, NewRequest};
 use crate::users::Role;
 use crate::App;
 
@@ -38,6 +40,7 @@ pub fn routes() -> Vec<Route> {
         record_new,
         record_create,
         record_page,
+        record_request,
         record_edit,
         record_move,
         search_page,
@@ -374,28 +377,139 @@ async fn record_create(
     .await
 }
 
+/// A kind of request as the record page offers it, with what its workflow route asks for
+/// this record (nothing when no route allows it).
+#[derive(Serialize)]
+struct KindChoice {
+    value: &'static str,
+    explain: &'static str,
+    route: Option<requests::Route>,
+}
+
+fn kind_choices(app: &App, record: &RecordView) -> Vec<KindChoice> {
+    [
+        (
+            Kind::Lookup,
+            "see this record's masked details (phone, ID numbers…) in full",
+        ),
+        (
+            Kind::View,
+            "read its files in the view-only viewer (no download, no printing)",
+        ),
+        (
+            Kind::Borrow,
+            "take the physical file out; collect it at the loans desk",
+        ),
+        (
+            Kind::Export,
+            "take copies of its files out as a zip, downloaded once",
+        ),
+    ]
+    .into_iter()
+    .map(|(kind, explain)| KindChoice {
+        value: kind.as_str(),
+        explain,
+        route: app
+            .workflows
+            .route(kind, record.category.sensitivity, &record.category.code),
+    })
+    .collect()
+}
+
+/// What was typed into the request form, shown again with the error when it is refused.
+#[derive(Default, FromForm, Serialize)]
+pub struct RequestForm {
+    kind: String,
+    purpose: String,
+    duration_hours: String,
+    #[serde(skip)]
+    csrf: String,
+}
+
+csrf_field!(RequestForm);
+
 async fn render_record(
     app: &App,
     who: &Principal,
     id: RecordId,
     message: Option<String>,
     error: Option<String>,
+    asked: Option<&RequestForm>,
+    ask_error: Option<String>,
 ) -> AppResult<RawHtml<String>> {
+    let empty = <RequestForm as Default>::default();
+    let asked = asked.unwrap_or(&empty);
     let record = records::get(app, who, id).await?;
     let revisions = records::revisions(app, who, id).await?;
     let file_list = files::list(app, who, id).await?;
     let moves = register::moves(app, who, id).await?;
+    let view_grant = {
+        let mut conn = app.db.acquire().await?;
+        requests::active_grant(&mut conn, who, id, &[Kind::View]).await?
+    };
+    let mine: Vec<_> = requests::list(
+        app,
+        who,
+        Filter {
+            mine: Some(true),
+            ..Default::default()
+        },
+    )
+    .await?
+    .requests
+    .into_iter()
+    .filter(|r| r.record_id == id.0)
+    .collect();
+    let kinds = kind_choices(app, &record);
     app.templates.render(
         "record.html",
         context! { me => me(who), csrf => who.csrf_token(), record => record, revisions => revisions,
                    files => file_list, moves => moves, can_edit => who.has_role(Role::Archivist),
-                   message => message, error => error },
+                   message => message, error => error, view_grant => view_grant,
+                   my_requests => mine, kinds => kinds, asked => asked, ask_error => ask_error,
+                   min_purpose => requests::MIN_PURPOSE },
     )
 }
 
 #[get("/records/<id>")]
 async fn record_page(app: &State<App>, who: Principal, id: RecordId) -> AppResult<RawHtml<String>> {
-    render_record(app, &who, id, None, None).await
+    render_record(app, &who, id, None, None, None, None).await
+}
+
+#[post("/records/<id>/requests", data = "<form>")]
+async fn record_request(
+    app: &State<App>,
+    who: Principal,
+    id: RecordId,
+    form: CsrfForm<RequestForm>,
+) -> AppResult<Page> {
+    let f = form.0;
+    let result = async {
+        let kind = Kind::parse(f.kind.trim())
+            .ok_or_else(|| AppError::invalid("kind", "choose lookup, view, borrow or export"))?;
+        let duration_hours =
+            f.duration_hours.trim().parse().map_err(|_| {
+                AppError::invalid("duration_hours", "enter a whole number of hours")
+            })?;
+        requests::create(
+            app,
+            &who,
+            NewRequest {
+                record_id: id,
+                kind,
+                purpose: f.purpose.clone(),
+                duration_hours,
+            },
+        )
+        .await
+    }
+    .await;
+    redirect_or_show(
+        result,
+        |r| format!("/requests/{}?notice=filed", r.id),
+        |msg| render_record(app, &who, id, None, None, Some(&f), Some(msg)),
+    )
+    .await
 }
 
 #[derive(FromForm)]
@@ -448,7 +562,7 @@ async fn record_edit(
     redirect_or_show(
         records::update(app, &who, id, changes).await,
         |_| format!("/records/{id}"),
-        |msg| render_record(app, &who, id, None, Some(msg)),
+        |msg| render_record(app, &who, id, None, Some(msg), None, None),
     )
     .await
 }
@@ -489,7 +603,7 @@ async fn record_move(
     redirect_or_show(
         register::move_file(app, &who, id, m).await,
         |_| format!("/records/{id}"),
-        |msg| render_record(app, &who, id, None, Some(msg)),
+        |msg| render_record(app, &who, id, None, Some(msg), None, None),
     )
     .await
 }

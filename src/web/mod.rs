@@ -23,6 +23,7 @@ use crate::users::{self, NewUser, Role, UserId};
 use crate::App;
 
 mod archive;
+mod requests;
 pub mod viewer;
 
 pub struct Templates {
@@ -55,6 +56,21 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("record.html", include_str!("../../templates/record.html")),
     ("search.html", include_str!("../../templates/search.html")),
+    (
+        "requests.html",
+        include_str!("../../templates/requests.html"),
+    ),
+    ("request.html", include_str!("../../templates/request.html")),
+    (
+        "request_macros.html",
+        include_str!("../../templates/request_macros.html"),
+    ),
+    (
+        "approvals.html",
+        include_str!("../../templates/approvals.html"),
+    ),
+    ("export.html", include_str!("../../templates/export.html")),
+    ("loans.html", include_str!("../../templates/loans.html")),
 ];
 
 const STYLE_CSS: &str = include_str!("../../templates/static/style.css");
@@ -62,6 +78,7 @@ const STYLE_CSS: &str = include_str!("../../templates/static/style.css");
 impl Templates {
     pub fn new() -> Result<Templates, minijinja::Error> {
         let mut env = Environment::new();
+        env.add_filter("when", when);
         for (name, source) in TEMPLATES {
             env.add_template(name, source)?;
         }
@@ -74,6 +91,18 @@ impl Templates {
             .and_then(|t| t.render(ctx))
             .map(RawHtml)
             .map_err(|e| AppError::internal(format!("template {name}: {e}")))
+    }
+}
+
+/// A stored time (RFC 3339, as the views serialize it) as people read it: to the minute,
+/// in UTC. Anything else is shown as it is.
+fn when(value: String) -> String {
+    match chrono::DateTime::parse_from_rfc3339(&value) {
+        Ok(t) => t
+            .with_timezone(&chrono::Utc)
+            .format("%Y-%m-%d %H:%M UTC")
+            .to_string(),
+        Err(_) => value,
     }
 }
 
@@ -96,6 +125,7 @@ pub fn render_error_page(req: &Request<'_>, status: Status, message: &str) -> St
 
 pub fn routes() -> Vec<Route> {
     let mut r = archive::routes();
+    r.extend(requests::routes());
     r.extend(viewer::routes());
     r.extend(routes![
         style,

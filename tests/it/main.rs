@@ -9,6 +9,7 @@ mod embedded_pg;
 mod exports;
 mod import;
 mod loans;
+mod pages;
 mod policy_matrix;
 mod process;
 mod requests;

@@ -1,0 +1,607 @@
+//! The HTML pages of requests, end to end, driven as a browser would: a session cookie, the
+//! CSRF token read from the page, form posts and the redirects they answer with. The record
+//! page's request form, "My requests", the approval queue, one request's page, the viewer
+//! links a view grant opens, an encrypted export prepared through the form, and the loans
+//! desk.
+
+use std::io::{Cursor, Read};
+
+use rocket::http::{ContentType, Cookie, RawStr, Status};
+use serde_json::json;
+use strongroom::users::Role;
+
+use crate::archive::{setup, upload};
+use crate::common::{TestApp, PASSWORD};
+
+const PURPOSE: &str = "customer complaint #4711 needs the signed contract";
+
+/// One signed-in person's browser.
+struct Browser<'a> {
+    app: &'a TestApp,
+    cookie: Cookie<'static>,
+}
+
+/// What a page answered.
+struct Answer {
+    status: Status,
+    location: Option<String>,
+    cache_control: Option<String>,
+    html: String,
+}
+
+impl<'a> Browser<'a> {
+    async fn new(app: &'a TestApp, name: &str, roles: &[Role]) -> Browser<'a> {
+        app.add_user(name, roles, "Retail").await;
+        let (s, b) = app.login(name, PASSWORD).await;
+        assert_eq!(s, Status::Ok, "{b}");
+        let token = b["token"].as_str().unwrap().to_string();
+        Browser {
+            app,
+            cookie: Cookie::new("strongroom_session", token),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        let res = self
+            .app
+            .client
+            .get(path.to_string())
+            .cookie(self.cookie.clone())
+            .dispatch()
+            .await;
+        answer(res).await
+    }
+
+    /// A page that must answer 200.
+    async fn page(&self, path: &str) -> String {
+        let a = self.get(path).await;
+        assert_eq!(a.status, Status::Ok, "GET {path}: {}", a.html);
+        a.html
+    }
+
+    /// Posts a form with the session's CSRF token, read from the page `from` as a browser
+    /// would have it.
+    async fn post(&self, from: &str, action: &str, fields: &[(&str, &str)]) -> Answer {
+        let csrf = csrf_of(&self.page(from).await);
+        let mut body = format!("csrf={csrf}");
+        for (k, v) in fields {
+            body.push_str(&format!("&{k}={}", RawStr::new(v).percent_encode()));
+        }
+        let res = self
+            .app
+            .client
+            .post(action.to_string())
+            .cookie(self.cookie.clone())
+            .header(ContentType::Form)
+            .body(body)
+            .dispatch()
+            .await;
+        answer(res).await
+    }
+
+    /// Posts a form that must answer with a redirect; returns where to.
+    async fn post_ok(&self, from: &str, action: &str, fields: &[(&str, &str)]) -> String {
+        let a = self.post(from, action, fields).await;
+        assert_eq!(a.status, Status::SeeOther, "POST {action}: {}", a.html);
+        a.location.unwrap()
+    }
+}
+
+async fn answer(res: rocket::local::asynchronous::LocalResponse<'_>) -> Answer {
+    let status = res.status();
+    let location = res.headers().get_one("Location").map(str::to_string);
+    let cache_control = res.headers().get_one("Cache-Control").map(str::to_string);
+    // Templates escape `/` in values as `&#x2f;`, which browsers read back as `/`.
+    let html = res
+        .into_string()
+        .await
+        .unwrap_or_default()
+        .replace("&#x2f;", "/");
+    Answer {
+        status,
+        location,
+        cache_control,
+        html,
+    }
+}
+
+fn csrf_of(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .expect("a form with a CSRF token")
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The text between `start` and the next `end` after it.
+fn between<'h>(html: &'h str, start: &str, end: &str) -> Option<&'h str> {
+    let rest = &html[html.find(start)? + start.len()..];
+    Some(&rest[..rest.find(end)?])
+}
+
+/// A confidential contract (department Retail) with a PDF and a physical file, its
+/// archivist's token, and its id.
+async fn record(app: &TestApp) -> (String, String, String) {
+    let (archivist, contracts) = setup(app).await;
+    let (s, r) = app
+        .post(
+            "/api/v1/records",
+            &archivist,
+            json!({
+                "category_id": contracts["id"], "title": "Framework agreement",
+                "fields": {"company_name": "Huaxin", "phone": "13812345678"},
+                "physical": {"storeroom": "SR1", "shelf": "A3", "box": "B0042"}
+            }),
+        )
+        .await;
+    assert_eq!(s, Status::Created, "{r}");
+    let id = r["id"].as_str().unwrap().to_string();
+    let (s, f) = upload(app, &archivist, &id, "contract.pdf", &crate::viewer::pdf(2)).await;
+    assert_eq!(s, Status::Created, "{f}");
+    (archivist, id, f["id"].as_str().unwrap().to_string())
+}
+
+/// Files a request through the record page's form; returns the request's id.
+async fn file_request(b: &Browser<'_>, record: &str, kind: &str, hours: &str) -> String {
+    let page = format!("/records/{record}");
+    let to = b
+        .post_ok(
+            &page,
+            &format!("{page}/requests"),
+            &[
+                ("kind", kind),
+                ("purpose", PURPOSE),
+                ("duration_hours", hours),
+            ],
+        )
+        .await;
+    let id = between(&to, "/requests/", "?notice=filed")
+        .unwrap_or_else(|| panic!("redirect to the request page: {to}"))
+        .to_string();
+    assert!(b.page(&to).await.contains("Your request has been filed."));
+    id
+}
+
+async fn count_requests(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM access_requests")
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_request_filed_on_the_record_page_is_approved_in_the_queue_and_opens_the_viewer() {
+    let app = TestApp::new().await;
+    let (_, rec, file) = record(&app).await;
+    let emp = Browser::new(&app, "emp", &[Role::Employee]).await;
+    let sup1 = Browser::new(&app, "sup1", &[Role::Supervisor]).await;
+    let sup2 = Browser::new(&app, "sup2", &[Role::Supervisor]).await;
+    let page = format!("/records/{rec}");
+
+    // The form, with what each kind needs for this (confidential) record.
+    let html = emp.page(&page).await;
+    assert!(html.contains("action=\"/records/") && html.contains("name=\"purpose\""));
+    assert!(html.contains("at least 15 characters"), "{html}");
+    assert!(
+        html.contains("Needs 2 approvals by a supervisor"),
+        "export: {html}"
+    );
+    assert!(!html.contains("Open in viewer"), "no view grant yet");
+    assert!(html.contains("href=\"/requests\">My requests"));
+    assert!(!html.contains("href=\"/approvals\"") && !html.contains("href=\"/loans\""));
+
+    // Too short a purpose: the form again, with the message and what was typed; nothing filed.
+    let a = emp
+        .post(
+            &page,
+            &format!("{page}/requests"),
+            &[
+                ("kind", "view"),
+                ("purpose", "need it"),
+                ("duration_hours", "4"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, Status::UnprocessableEntity, "{}", a.html);
+    assert!(
+        a.html
+            .contains("purpose: say why you need it, in 15 to 2000 characters"),
+        "{}",
+        a.html
+    );
+    assert!(a.html.contains(">need it</textarea>") && a.html.contains("value=\"4\""));
+    // A duration that is not a number is refused the same way.
+    let a = emp
+        .post(
+            &page,
+            &format!("{page}/requests"),
+            &[
+                ("kind", "view"),
+                ("purpose", PURPOSE),
+                ("duration_hours", "a day"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, Status::UnprocessableEntity);
+    assert!(a
+        .html
+        .contains("duration_hours: enter a whole number of hours"));
+    // A form without the session's token is refused outright.
+    let res = app
+        .client
+        .post(format!("{page}/requests"))
+        .cookie(emp.cookie.clone())
+        .header(ContentType::Form)
+        .body(format!(
+            "csrf=forged&kind=view&purpose={}&duration_hours=4",
+            RawStr::new(PURPOSE).percent_encode()
+        ))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Forbidden);
+    assert_eq!(count_requests(&app).await, 0);
+
+    let id = file_request(&emp, &rec, "view", "4").await;
+    let mine = emp.page("/requests").await;
+    assert!(mine.contains("CONTR-") && mine.contains(PURPOSE), "{mine}");
+    assert!(mine.contains("<strong>pending</strong>") && mine.contains("0 / 1"));
+    assert!(mine.contains(&format!("action=\"/requests/{id}/cancel\"")));
+    // The record page lists it too.
+    assert!(emp
+        .page(&page)
+        .await
+        .contains(&format!("href=\"/requests/{id}\"")));
+    // The requester is offered no decision on their own request.
+    let own = emp.page(&format!("/requests/{id}")).await;
+    assert!(!own.contains("/approve\"") && !own.contains("Revoke"));
+
+    // The queue: the count, the record, the requester, the purpose.
+    let queue = sup1.page("/approvals").await;
+    assert!(
+        queue.contains("href=\"/approvals\""),
+        "supervisors see the link"
+    );
+    assert!(
+        queue.contains("<strong>1</strong> request waiting"),
+        "{queue}"
+    );
+    assert!(queue.contains("Framework agreement") && queue.contains("emp,"));
+    assert!(queue.contains(PURPOSE) && queue.contains("view for 4 hours"));
+    assert!(queue.contains("0 of 1"));
+    // A rejection needs a reason: the queue again, with the message by the request.
+    let a = sup2
+        .post(
+            "/approvals",
+            &format!("/requests/{id}/reject"),
+            &[("comment", "  ")],
+        )
+        .await;
+    assert_eq!(a.status, Status::UnprocessableEntity);
+    assert!(a.html.contains("comment: say why the request is rejected"));
+    assert!(a.html.contains("card failed"), "{}", a.html);
+    // Approved through the form: back to the queue, with a notice and nothing waiting.
+    let to = sup1
+        .post_ok(
+            "/approvals",
+            &format!("/requests/{id}/approve"),
+            &[("comment", "seen the complaint")],
+        )
+        .await;
+    assert_eq!(to, format!("/approvals?done={id}"));
+    let queue = sup1.page(&to).await;
+    assert!(
+        queue.contains("You approved CONTR-")
+            && queue.contains("1 of 1 approvals, the request is approved"),
+        "{queue}"
+    );
+    assert!(queue.contains("<strong>0</strong> requests waiting"));
+    assert_eq!(app.audit_count("request.approve", "success").await, 1);
+    assert_eq!(app.audit_count("request.reject", "success").await, 0);
+
+    // The employee now holds the grant, and its links open the viewer.
+    let grant: uuid::Uuid = sqlx::query_scalar("SELECT id FROM grants WHERE request_id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let link = format!("/view/{grant}/files/{file}");
+    let mine = emp.page("/requests").await;
+    assert!(mine.contains("<strong>approved</strong>") && mine.contains("1 / 1"));
+    assert!(mine.contains("active until"), "{mine}");
+    assert!(mine.contains(&format!("href=\"{link}\">Open contract.pdf in viewer")));
+    assert!(!mine.contains(&format!("action=\"/requests/{id}/cancel\"")));
+    let html = emp.page(&page).await;
+    assert!(
+        html.contains(&format!("href=\"{link}\">Open in viewer")),
+        "{html}"
+    );
+    let viewer = emp.page(&link).await;
+    assert!(
+        viewer.contains(&format!("{link}/pages/1?zoom=100")),
+        "{viewer}"
+    );
+    // The link is the employee's alone.
+    assert_eq!(sup1.get(&link).await.status, Status::NotFound);
+    let request = emp.page(&format!("/requests/{id}")).await;
+    assert!(request.contains("seen the complaint") && request.contains("sup1"));
+}
+
+#[tokio::test]
+async fn pending_requests_are_cancelled_and_grants_revoked_through_the_forms() {
+    let app = TestApp::new().await;
+    let (_, rec, file) = record(&app).await;
+    let emp = Browser::new(&app, "emp", &[Role::Employee]).await;
+    let sup = Browser::new(&app, "sup", &[Role::Supervisor]).await;
+
+    let lookup = file_request(&emp, &rec, "lookup", "8").await;
+    let to = emp
+        .post_ok("/requests", &format!("/requests/{lookup}/cancel"), &[])
+        .await;
+    assert_eq!(to, format!("/requests?done={lookup}"));
+    let mine = emp.page(&to).await;
+    assert!(
+        mine.contains("(lookup request) is now cancelled."),
+        "{mine}"
+    );
+    // Cancelling twice: the page again, with why.
+    let a = emp
+        .post("/requests", &format!("/requests/{lookup}/cancel"), &[])
+        .await;
+    assert_eq!(a.status, Status::Conflict);
+    assert!(a.html.contains("the request is cancelled"), "{}", a.html);
+    assert_eq!(app.audit_count("request.cancel", "success").await, 1);
+
+    // Approved from the request's own page, then revoked there by a supervisor.
+    let view = file_request(&emp, &rec, "view", "4").await;
+    let page = format!("/requests/{view}");
+    assert!(sup.page(&page).await.contains("Your decision"));
+    let to = sup
+        .post_ok(
+            &page,
+            &format!("{page}/approve"),
+            &[("comment", ""), ("back", "request")],
+        )
+        .await;
+    assert_eq!(to, format!("{page}?notice=decided"));
+    let html = sup.page(&to).await;
+    assert!(html.contains("Your decision has been recorded."));
+    assert!(!html.contains("Your decision</h3>"), "decided once");
+    assert!(html.contains("Revoke the grant"), "{html}");
+    let grant: uuid::Uuid = sqlx::query_scalar("SELECT id FROM grants WHERE request_id = $1::uuid")
+        .bind(&view)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let link = format!("/view/{grant}/files/{file}");
+    assert_eq!(emp.get(&link).await.status, Status::Ok);
+    // The employee is offered no revocation.
+    assert!(!emp.page(&page).await.contains("Revoke the grant"));
+    let a = sup
+        .post(&page, &format!("{page}/revoke"), &[("reason", "no")])
+        .await;
+    assert_eq!(a.status, Status::UnprocessableEntity);
+    assert!(a.html.contains("reason: say why the grant is revoked"));
+    let to = sup
+        .post_ok(
+            &page,
+            &format!("{page}/revoke"),
+            &[("reason", "complaint withdrawn")],
+        )
+        .await;
+    assert!(sup.page(&to).await.contains("The grant has been revoked"));
+    assert_eq!(app.audit_count("grant.revoke", "success").await, 1);
+    // At once: no link on the pages, and the viewer refuses.
+    let mine = emp.page("/requests").await;
+    assert!(mine.contains("revoked (was valid until") && !mine.contains(&link));
+    assert!(!emp
+        .page(&format!("/records/{rec}"))
+        .await
+        .contains("Open in viewer"));
+    assert_eq!(emp.get(&link).await.status, Status::Forbidden);
+}
+
+#[tokio::test]
+async fn an_encrypted_export_is_prepared_through_the_form_and_its_password_shown_once() {
+    let app = TestApp::new().await;
+    let (_, rec, _) = record(&app).await;
+    let emp = Browser::new(&app, "emp", &[Role::Employee]).await;
+    let sup1 = Browser::new(&app, "sup1", &[Role::Supervisor]).await;
+    let sup2 = Browser::new(&app, "sup2", &[Role::Supervisor]).await;
+    let id = file_request(&emp, &rec, "export", "4").await;
+    for sup in [&sup1, &sup2] {
+        sup.post_ok(
+            "/approvals",
+            &format!("/requests/{id}/approve"),
+            &[("comment", "court order seen")],
+        )
+        .await;
+        let queue = sup.page("/approvals").await;
+        assert!(queue.contains("<strong>0</strong> requests waiting"));
+    }
+    let mine = emp.page("/requests").await;
+    assert!(mine.contains("2 / 2") && mine.contains("<strong>approved</strong>"));
+    assert!(mine.contains(&format!("action=\"/requests/{id}/export\"")));
+    assert!(mine.contains("name=\"encrypt\""));
+
+    let a = emp
+        .post(
+            "/requests",
+            &format!("/requests/{id}/export"),
+            &[("encrypt", "true")],
+        )
+        .await;
+    assert_eq!(a.status, Status::Ok, "{}", a.html);
+    assert_eq!(a.cache_control.as_deref(), Some("no-store"));
+    assert!(a.html.contains("shown only this once") && a.html.contains("will not be shown again"));
+    let password = between(&a.html, "<code class=\"password\">", "</code>")
+        .unwrap()
+        .to_string();
+    assert_eq!(password.len(), 24, "{password}");
+    let download = format!("/api/v1/exports/{id}/download");
+    assert!(a.html.contains(&format!("href=\"{download}\"")));
+    // Shown once: not on the requests page, not on the request page.
+    for path in ["/requests".to_string(), format!("/requests/{id}")] {
+        assert!(!emp.page(&path).await.contains(&password), "{path}");
+    }
+    // Someone else cannot prepare it.
+    let a = sup1
+        .post(
+            "/approvals",
+            &format!("/requests/{id}/export"),
+            &[("encrypt", "true")],
+        )
+        .await;
+    assert_eq!(a.status, Status::NotFound);
+
+    // The link works once, with the session cookie, and the zip opens with the password.
+    let res = app
+        .client
+        .get(download.clone())
+        .cookie(emp.cookie.clone())
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Ok);
+    assert_eq!(
+        res.headers().get_one("Content-Type"),
+        Some("application/zip")
+    );
+    let body = res.into_bytes().await.unwrap();
+    let mut zip = zip::ZipArchive::new(Cursor::new(body)).unwrap();
+    let mut manifest = Vec::new();
+    zip.by_name_decrypt("manifest.json", password.as_bytes())
+        .unwrap()
+        .read_to_end(&mut manifest)
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    assert_eq!(manifest["request"]["purpose"], PURPOSE);
+    assert!(zip
+        .by_name_decrypt("manifest.json", b"wrong password")
+        .is_err());
+    let again = app
+        .client
+        .get(download)
+        .cookie(emp.cookie.clone())
+        .dispatch()
+        .await;
+    assert_eq!(again.status(), Status::Conflict);
+    // Preparing again after the download: My requests again, with why.
+    let a = emp
+        .post("/requests", &format!("/requests/{id}/export"), &[])
+        .await;
+    assert_eq!(a.status, Status::Conflict);
+    assert!(a.html.contains("already been downloaded"), "{}", a.html);
+    assert_eq!(app.audit_count("export.download", "success").await, 1);
+    assert!(!crate::common::captured_logs().contains(&password));
+}
+
+#[tokio::test]
+async fn the_loans_desk_hands_out_and_takes_back_through_its_forms() {
+    let app = TestApp::new().await;
+    let (archivist, rec, _) = record(&app).await;
+    let desk = Browser {
+        app: &app,
+        cookie: Cookie::new("strongroom_session", archivist),
+    };
+    let emp = Browser::new(&app, "emp", &[Role::Employee]).await;
+    let sup = Browser::new(&app, "sup", &[Role::Supervisor]).await;
+    let id = file_request(&emp, &rec, "borrow", "96").await;
+    sup.post_ok(
+        "/approvals",
+        &format!("/requests/{id}/approve"),
+        &[("comment", "")],
+    )
+    .await;
+    let mine = emp.page("/requests").await;
+    assert!(
+        mine.contains(&format!("request number <code>{id}</code>")),
+        "{mine}"
+    );
+    // The desk is the archivists': the service refuses anyone else.
+    assert_eq!(emp.get("/loans").await.status, Status::Forbidden);
+
+    let html = desk.page("/loans").await;
+    assert!(html.contains("href=\"/loans\">Loans desk"));
+    assert!(html.contains("No file is out on loan."));
+    assert!(html.contains("href=\"/api/v1/loans/register.csv\""));
+    // A due date past the grant: the form again, keeping the request number.
+    let a = desk
+        .post(
+            "/loans",
+            "/loans",
+            &[("request", &id), ("due_date", "2999-01-01")],
+        )
+        .await;
+    assert_eq!(a.status, Status::UnprocessableEntity);
+    assert!(
+        a.html.contains("due_date: must be on or before"),
+        "{}",
+        a.html
+    );
+    assert!(a.html.contains(&format!("value=\"{id}\"")));
+    let a = desk
+        .post(
+            "/loans",
+            "/loans",
+            &[("request", "B0042"), ("due_date", "2999-01-01")],
+        )
+        .await;
+    assert_eq!(a.status, Status::UnprocessableEntity);
+    assert!(a.html.contains("request: enter the request number"));
+
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let to = desk
+        .post_ok(
+            "/loans",
+            "/loans",
+            &[("request", &id), ("due_date", &tomorrow)],
+        )
+        .await;
+    let html = desk.page(&to).await;
+    assert!(
+        html.contains(&format!("lent to emp, due back on {tomorrow}")),
+        "{html}"
+    );
+    assert!(html.contains(&format!("action=\"/loans/{id}/return\"")));
+    assert!(!html.contains("class=\"overdue\""));
+    // Overdue loans stand out.
+    sqlx::query("UPDATE loans SET due_date = current_date - 2")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let html = desk.page("/loans").await;
+    assert!(
+        html.contains("<tr class=\"overdue\">") && html.contains("1 overdue"),
+        "{html}"
+    );
+
+    // Taking it back needs a condition note.
+    let ret = format!("/loans/{id}/return");
+    let a = desk.post("/loans", &ret, &[("condition", " ")]).await;
+    assert_eq!(a.status, Status::UnprocessableEntity);
+    assert!(a.html.contains("condition: describe the file"));
+    let to = desk
+        .post_ok("/loans", &ret, &[("condition", "good, one staple loose")])
+        .await;
+    let html = desk.page(&to).await;
+    assert!(html.contains("taken back from emp"), "{html}");
+    assert!(html.contains("No file is out on loan.") && html.contains("one staple loose"));
+    assert_eq!(app.audit_count("loan.checkout", "success").await, 1);
+    assert_eq!(app.audit_count("loan.return", "success").await, 1);
+    // The register the page links to answers the desk's session.
+    let res = app
+        .client
+        .get("/api/v1/loans/register.csv")
+        .cookie(desk.cookie.clone())
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Ok);
+    let csv = res.into_string().await.unwrap();
+    assert!(
+        csv.contains("emp") && csv.contains("one staple loose"),
+        "{csv}"
+    );
+}
