@@ -2,7 +2,7 @@
 //! Errors are `{"error": {"code", "message"}}` with the status from `AppError`.
 
 mod archive;
-mod requests;
+pub(crate) mod requests;
 
 use chrono::{DateTime, Utc};
 use rocket::http::{Cookie, CookieJar, Status};

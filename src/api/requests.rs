@@ -171,7 +171,7 @@ async fn prepare_export(
 
 /// The zip, streamed. An error while streaming cuts the connection, so a failed download
 /// never ends as a valid-looking, truncated zip.
-pub struct ZipDownload(exports::Download);
+pub struct ZipDownload(pub(crate) exports::Download);
 
 impl<'r> Responder<'r, 'static> for ZipDownload {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {

@@ -250,6 +250,39 @@ pub async fn give_back(app: &App, who: &Principal, request: Uuid, r: Return) -> 
     Ok(loan)
 }
 
+/// An approved borrow request whose file may be handed out now.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Ready {
+    pub request_id: Uuid,
+    pub record_id: Uuid,
+    pub reference: String,
+    pub title: String,
+    pub borrower: String,
+    pub approved_by: String,
+    pub valid_until: DateTime<Utc>,
+    /// The latest due date the grant allows.
+    pub latest_due: NaiveDate,
+}
+
+/// Approved borrow requests with their grant in force and no loan yet: what the loans
+/// desk can hand out.
+pub async fn ready(app: &App, who: &Principal) -> AppResult<Vec<Ready>> {
+    app.policies.authorize::<ManageLoans>(who, None)?;
+    Ok(sqlx::query_as(
+        "SELECT q.id AS request_id, q.record_id, r.reference, r.title, b.username AS borrower, \
+         COALESCE((SELECT string_agg(u.username, ', ' ORDER BY d.decided_at) FROM request_decisions d \
+                   JOIN users u ON u.id = d.approver_id WHERE d.request_id = q.id AND d.decision = 'approve'), 'workflow') AS approved_by, \
+         g.valid_until, (g.valid_until AT TIME ZONE 'UTC')::date AS latest_due \
+         FROM access_requests q JOIN grants g ON g.request_id = q.id JOIN records r ON r.id = q.record_id \
+         JOIN users b ON b.id = q.requester_id \
+         WHERE q.kind = 'borrow' AND g.state = 'active' AND g.revoked_at IS NULL AND g.valid_until > now() \
+           AND NOT EXISTS (SELECT 1 FROM loans l WHERE l.request_id = q.id) \
+         ORDER BY g.valid_from LIMIT 500",
+    )
+    .fetch_all(&app.db)
+    .await?)
+}
+
 pub async fn list(app: &App, who: &Principal, overdue_only: bool) -> AppResult<Vec<Loan>> {
     app.policies.authorize::<ManageLoans>(who, None)?;
     let filter = if overdue_only {

@@ -39,6 +39,7 @@ pub fn routes() -> Vec<Route> {
         reject,
         revoke,
         prepare_export,
+        export_download,
         approvals_page,
         loans_page,
         loan_checkout,
@@ -420,6 +421,7 @@ async fn render_loans(
     form: Value,
 ) -> AppResult<RawHtml<String>> {
     let all = loans::list(app, who, false).await?;
+    let ready = loans::ready(app, who).await?;
     let notice = done
         .and_then(|rid| all.iter().find(|l| l.request_id == rid))
         .map(|l| match l.returned_at {
@@ -438,7 +440,7 @@ async fn render_loans(
     let overdue = open.iter().filter(|l| l.overdue).count();
     app.templates.render(
         "loans.html",
-        context! { me => me(who), csrf => who.csrf_token(), open => open, returned => returned,
+        context! { me => me(who), csrf => who.csrf_token(), open => open, returned => returned, ready => ready,
         overdue => overdue, notice => notice, error => error, form => form,
         today => chrono::Utc::now().date_naive().to_string() },
     )
@@ -531,4 +533,18 @@ async fn loan_return(
         },
     )
     .await
+}
+
+/// The export's one download, for people: the same zip as the JSON route, but a refusal
+/// (already downloaded, expired) comes back as a page rather than a JSON body the browser
+/// would save as the "zip".
+#[get("/exports/<rid>/download")]
+async fn export_download(
+    app: &State<App>,
+    who: Principal,
+    rid: &str,
+) -> AppResult<crate::api::requests::ZipDownload> {
+    Ok(crate::api::requests::ZipDownload(
+        exports::download(app, &who, id(rid)?).await?,
+    ))
 }

@@ -439,7 +439,7 @@ async fn an_encrypted_export_is_prepared_through_the_form_and_its_password_shown
         .unwrap()
         .to_string();
     assert_eq!(password.len(), 24, "{password}");
-    let download = format!("/api/v1/exports/{id}/download");
+    let download = format!("/exports/{id}/download");
     assert!(a.html.contains(&format!("href=\"{download}\"")));
     // Shown once: not on the requests page, not on the request page.
     for path in ["/requests".to_string(), format!("/requests/{id}")] {
@@ -486,6 +486,11 @@ async fn an_encrypted_export_is_prepared_through_the_form_and_its_password_shown
         .dispatch()
         .await;
     assert_eq!(again.status(), Status::Conflict);
+    let page = again.into_string().await.unwrap_or_default();
+    assert!(
+        page.contains("<html") && page.contains("already been downloaded"),
+        "{page}"
+    );
     // Preparing again after the download: My requests again, with why.
     let a = emp
         .post("/requests", &format!("/requests/{id}/export"), &[])
@@ -524,6 +529,12 @@ async fn the_loans_desk_hands_out_and_takes_back_through_its_forms() {
     let html = desk.page("/loans").await;
     assert!(html.contains("href=\"/loans\">Loans desk"));
     assert!(html.contains("No file is out on loan."));
+    // The approved request waits under "Ready to hand out", with its own checkout form.
+    assert!(
+        html.contains(&format!("name=\"request\" value=\"{id}\"")),
+        "{html}"
+    );
+    assert!(!html.contains("No approved borrow request is waiting."));
     assert!(html.contains("href=\"/api/v1/loans/register.csv\""));
     // A due date past the grant: the form again, keeping the request number.
     let a = desk
@@ -567,6 +578,7 @@ async fn the_loans_desk_hands_out_and_takes_back_through_its_forms() {
     );
     assert!(html.contains(&format!("action=\"/loans/{id}/return\"")));
     assert!(!html.contains("class=\"overdue\""));
+    assert!(html.contains("No approved borrow request is waiting."));
     // Overdue loans stand out.
     sqlx::query("UPDATE loans SET due_date = current_date - 2")
         .execute(&app.db)
