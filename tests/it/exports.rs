@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use strongroom::users::Role;
 
 use crate::archive::{setup, upload};
-use crate::common::{bearer, captured_logs, TestApp, PASSWORD};
+use crate::common::{bearer, captured_logs, TestApp};
 
 const PURPOSE: &str = "court order 2026/118 requires copies of the contract";
 
@@ -20,13 +20,6 @@ struct World {
     sup1: String,
     sup2: String,
     files: Vec<(String, Vec<u8>)>,
-}
-
-async fn token(app: &TestApp, name: &str, roles: &[Role]) -> String {
-    app.add_user(name, roles, "Retail").await;
-    let (s, b) = app.login(name, PASSWORD).await;
-    assert_eq!(s, Status::Ok);
-    b["token"].as_str().unwrap().to_string()
 }
 
 async fn world() -> World {
@@ -53,9 +46,9 @@ async fn world() -> World {
         assert_eq!(s, Status::Created, "{f}");
     }
     World {
-        employee: token(&app, "emp", &[Role::Employee]).await,
-        sup1: token(&app, "sup1", &[Role::Supervisor]).await,
-        sup2: token(&app, "sup2", &[Role::Supervisor]).await,
+        employee: app.user_token("emp", &[Role::Employee], "Retail").await,
+        sup1: app.user_token("sup1", &[Role::Supervisor], "Retail").await,
+        sup2: app.user_token("sup2", &[Role::Supervisor], "Retail").await,
         app,
         record,
         files,

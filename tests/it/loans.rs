@@ -3,16 +3,9 @@ use serde_json::{json, Value};
 use strongroom::users::Role;
 
 use crate::archive::setup;
-use crate::common::{bearer, TestApp, PASSWORD};
+use crate::common::{bearer, TestApp};
 
 const PURPOSE: &str = "court hearing needs the original signed contract";
-
-async fn token(app: &TestApp, name: &str, roles: &[Role], dept: &str) -> String {
-    app.add_user(name, roles, dept).await;
-    let (s, b) = app.login(name, PASSWORD).await;
-    assert_eq!(s, Status::Ok);
-    b["token"].as_str().unwrap().to_string()
-}
 
 async fn approved_borrow(app: &TestApp, record: &str, requester: &str, sup: &str) -> String {
     let (s, r) = app
@@ -41,9 +34,9 @@ async fn loan_life_cycle_double_checkout_refused_and_overdue_listed() {
             "fields": {"company_name": "Acme"}, "physical": {"storeroom": "SR1", "shelf": "A3", "box": "B0042"}}))
         .await;
     let record = r["id"].as_str().unwrap().to_string();
-    let emp1 = token(&app, "emp1", &[Role::Employee], "Retail").await;
-    let emp2 = token(&app, "emp2", &[Role::Employee], "Retail").await;
-    let sup = token(&app, "sup", &[Role::Supervisor], "Retail").await;
+    let emp1 = app.user_token("emp1", &[Role::Employee], "Retail").await;
+    let emp2 = app.user_token("emp2", &[Role::Employee], "Retail").await;
+    let sup = app.user_token("sup", &[Role::Supervisor], "Retail").await;
     let req1 = approved_borrow(&app, &record, &emp1, &sup).await;
     let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
         .format("%Y-%m-%d")

@@ -3,7 +3,7 @@ use serde_json::{json, Value};
 use strongroom::users::Role;
 
 use crate::archive::{field, setup};
-use crate::common::{TestApp, PASSWORD};
+use crate::common::TestApp;
 
 const PURPOSE: &str = "customer complaint #4711 needs the signed contract";
 
@@ -14,13 +14,6 @@ struct World {
     sup1: String,
     sup2: String,
     outsider_sup: String,
-}
-
-async fn token(app: &TestApp, name: &str, roles: &[Role], dept: &str) -> String {
-    app.add_user(name, roles, dept).await;
-    let (s, b) = app.login(name, PASSWORD).await;
-    assert_eq!(s, Status::Ok);
-    b["token"].as_str().unwrap().to_string()
 }
 
 async fn world() -> World {
@@ -34,10 +27,10 @@ async fn world() -> World {
         .await;
     assert_eq!(s, Status::Created, "{r}");
     let record = r["id"].as_str().unwrap().to_string();
-    let employee = token(&app, "emp", &[Role::Employee], "Retail").await;
-    let sup1 = token(&app, "sup1", &[Role::Supervisor], "Retail").await;
-    let sup2 = token(&app, "sup2", &[Role::Supervisor], "Retail").await;
-    let outsider_sup = token(&app, "sup3", &[Role::Supervisor], "Claims").await;
+    let employee = app.user_token("emp", &[Role::Employee], "Retail").await;
+    let sup1 = app.user_token("sup1", &[Role::Supervisor], "Retail").await;
+    let sup2 = app.user_token("sup2", &[Role::Supervisor], "Retail").await;
+    let outsider_sup = app.user_token("sup3", &[Role::Supervisor], "Claims").await;
     World {
         app,
         record,
@@ -186,7 +179,10 @@ async fn purpose_and_duration_are_checked_against_the_route() {
     assert_eq!(e["error"]["field"], "duration_hours");
     assert!(e["error"]["message"].as_str().unwrap().contains("48"));
     // A record the requester may not see cannot be requested (and is not revealed).
-    let outsider = token(&w.app, "claims_emp", &[Role::Employee], "Claims").await;
+    let outsider = w
+        .app
+        .user_token("claims_emp", &[Role::Employee], "Claims")
+        .await;
     let (s, _) = w.app.post("/api/v1/requests", &outsider, json!({"record_id": w.record, "kind": "lookup", "purpose": PURPOSE, "duration_hours": 4})).await;
     assert_eq!(s, Status::NotFound);
 }
@@ -319,7 +315,7 @@ async fn the_masking_policy_decides_per_role_and_unmasked_reads_are_audited() {
         .await;
     assert_eq!(s, Status::Created, "{r}");
     let path = format!("/api/v1/records/{}", r["id"].as_str().unwrap());
-    let employee = token(&app, "emp", &[Role::Employee], "Retail").await;
+    let employee = app.user_token("emp", &[Role::Employee], "Retail").await;
     let (_, seen) = app.get(&path, &employee).await;
     assert_eq!(field(&seen, "phone")["value"], "138****5678");
     assert_eq!(field(&seen, "id_number")["value"], "****************2X");

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use strongroom::users::Role;
 
 use crate::archive::{setup, upload};
-use crate::common::{bearer, TestApp, PASSWORD};
+use crate::common::{bearer, TestApp};
 
 const PURPOSE: &str = "reviewing the signed contract for complaint #4711";
 const MARKER: &str = "STRONGROOM-VIEWER-MARKER-7f3a";
@@ -78,13 +78,6 @@ struct World {
     other: String,
 }
 
-async fn token(app: &TestApp, name: &str, roles: &[Role]) -> String {
-    app.add_user(name, roles, "Retail").await;
-    let (s, b) = app.login(name, PASSWORD).await;
-    assert_eq!(s, Status::Ok);
-    b["token"].as_str().unwrap().to_string()
-}
-
 async fn world() -> World {
     let app = TestApp::new().await;
     let (archivist, contracts) = setup(&app).await;
@@ -100,9 +93,9 @@ async fn world() -> World {
         .await;
     assert_eq!(s, Status::Created, "{r}");
     let record = r["id"].as_str().unwrap().to_string();
-    let employee = token(&app, "emp", &[Role::Employee]).await;
-    let sup = token(&app, "sup", &[Role::Supervisor]).await;
-    let other = token(&app, "emp2", &[Role::Employee]).await;
+    let employee = app.user_token("emp", &[Role::Employee], "Retail").await;
+    let sup = app.user_token("sup", &[Role::Supervisor], "Retail").await;
+    let other = app.user_token("emp2", &[Role::Employee], "Retail").await;
     World {
         app,
         record,

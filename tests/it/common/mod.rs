@@ -234,6 +234,14 @@ impl TestApp {
         (status, body)
     }
 
+    /// Creates `name` with `roles` in `department`, signs them in and returns the token.
+    pub async fn user_token(&self, name: &str, roles: &[Role], department: &str) -> String {
+        self.add_user(name, roles, department).await;
+        let (status, body) = self.login(name, PASSWORD).await;
+        assert_eq!(status, Status::Ok, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
     /// Creates a user with `role` and signs them in; returns (user, token).
     pub async fn login_as(&self, role: Role) -> (User, String) {
         let name = format!(
