@@ -11,7 +11,20 @@
 //! 3. a decrypting read of the stored file through the library (`Store::open_decrypted`
 //!    with the server's key ring and its `files` row), checked against the original's
 //!    SHA-256;
-//! 4. `age` encryption of the same file, when `age` is installed.
+//! 4. `age` encryption of the same file, when `age` is installed;
+//! 5. an export download through the HTTP API: an employee's export request on the record,
+//!    approved by two supervisors of its department (confidential exports need two), then
+//!    `GET /api/v1/exports/{request}/download` streamed to a file in the temp dir while
+//!    hashed, with the server's RSS sampled; the zip is then opened with the `zip` crate and
+//!    its manifest's and its entry's SHA-256 checked against the original's. Then the same
+//!    with an AES-encrypted zip (a second request: a link works once), figure only, its
+//!    password checked on the manifest;
+//! 6. the viewer: a generated 5-page PDF (US letter, text) and a generated 4000 x 3000 JPEG
+//!    on a second record, a view grant for the employee, then the viewer page
+//!    (`GET /view/{grant}/files/{file}`) and the rendered page images
+//!    (`.../pages/{n}?zoom=100` for every PDF page, zoom 200 once, the JPEG a few times),
+//!    timed per call. PDF pages need poppler-utils (`pdftoppm`, `pdfinfo`); without them
+//!    only the JPEG is timed.
 //!
 //! Figures are printed, never asserted: the machine is shared and noisy, so compare the
 //! ratios printed at the end, which come from the same run.
@@ -45,6 +58,16 @@ use uuid::Uuid;
 const MIB: u64 = 1024 * 1024;
 const PASSWORD: &str = "benchmark passphrase, long enough";
 const USERNAME: &str = "bench.archivist";
+const EMPLOYEE: &str = "bench.employee";
+const SUPERVISORS: [&str; 2] = ["bench.supervisor.one", "bench.supervisor.two"];
+/// The department of the bench's category and of everyone the bench creates.
+const DEPARTMENT: &str = "Retail";
+/// Pages of the generated PDF (US letter).
+const PDF_PAGES: u32 = 5;
+/// Size of the generated JPEG scan, in pixels.
+const JPEG_SIZE: (u32, u32) = (4000, 3000);
+/// How often the JPEG's page image is asked for.
+const JPEG_CALLS: usize = 3;
 /// How long the server may take to answer /healthz after start (initdb on first start).
 const START_TIMEOUT: Duration = Duration::from_secs(180);
 /// Socket timeouts: every blocking read or write on the API ends by then.
@@ -191,6 +214,8 @@ struct Figures {
     decrypt_read: f64,
     age: Option<f64>,
     rss_growth_kib: u64,
+    export: ExportFigures,
+    viewer: ViewerFigures,
 }
 
 async fn bench(cleanup: &mut Cleanup, bin: &Path, size: u64) -> Result<()> {
@@ -260,52 +285,15 @@ async fn bench(cleanup: &mut Cleanup, bin: &Path, size: u64) -> Result<()> {
     cleanup.server = Some(child);
     wait_healthy(cleanup, port)?;
 
-    let mut add = strongroom_cmd(bin)
-        .args(["user", "add", "--username", USERNAME, "--role", "archivist"])
-        .args([
-            "--department",
-            "Retail",
-            "--display-name",
-            "Bench Archivist",
-        ])
-        .arg("--password-stdin")
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    add.stdin
-        .take()
-        .context("user add stdin")?
-        .write_all(format!("{PASSWORD}\n").as_bytes())?;
-    let out = add.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "strongroom user add failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    let (status, body) = json_call(
-        port,
-        "POST",
-        "/api/v1/login",
-        None,
-        &json!({"username": USERNAME, "password": PASSWORD}),
-    )?;
-    if status != 200 {
-        bail!("login: {status} {body}");
-    }
-    let token = body["token"].as_str().context("login token")?.to_string();
+    add_user(bin, &data_dir, USERNAME, "archivist", "Bench Archivist")?;
+    let token = login(port, USERNAME)?;
     let (status, category) = json_call(
         port,
         "POST",
         "/api/v1/categories",
         Some(&token),
         &json!({"code": "SCANS", "name": "Scans", "sensitivity": "confidential",
-                "department": "Retail", "retention_years": 10}),
+                "department": DEPARTMENT, "retention_years": 10}),
     )?;
     if status != 201 {
         bail!("create category: {status} {category}");
@@ -322,33 +310,24 @@ async fn bench(cleanup: &mut Cleanup, bin: &Path, size: u64) -> Result<()> {
     }
     let record_id = record["id"].as_str().context("record id")?.to_string();
 
-    let baseline_kib = vm_rss_kib(server_pid).context("reading the server's VmRSS")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = std::thread::spawn({
-        let stop = stop.clone();
-        move || {
-            let (mut peak, mut n) = (0u64, 0u32);
-            while !stop.load(Ordering::Relaxed) {
-                if let Some(kib) = vm_rss_kib(server_pid) {
-                    peak = peak.max(kib);
-                    n += 1;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            (peak, n)
-        }
-    });
+    let sampler = RssSampler::start(server_pid)?;
     let t = Instant::now();
     let upload = tokio::task::spawn_blocking({
-        let input = input.clone();
-        move || upload_streaming(port, &token, &record_id, &input, size)
+        let (input, token, record_id) = (input.clone(), token.clone(), record_id.clone());
+        move || {
+            upload_streaming(
+                port,
+                &token,
+                &record_id,
+                &input,
+                size,
+                "application/octet-stream",
+            )
+        }
     })
     .await?;
     let elapsed = t.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let (peak_kib, samples) = sampler
-        .join()
-        .map_err(|_| anyhow::anyhow!("RSS sampler panicked"))?;
+    let upload_rss = sampler.finish()?;
     let (status, info) = upload?;
     if status != 201 {
         bail!("upload: {status} {info}");
@@ -357,17 +336,7 @@ async fn bench(cleanup: &mut Cleanup, bin: &Path, size: u64) -> Result<()> {
     if info["size"].as_u64() != Some(size) || info["sha256"] != hex::encode(original_sha) {
         bail!("the server recorded another size or SHA-256: {info}");
     }
-    let after_kib = vm_rss_kib(server_pid).unwrap_or(0);
-    let peak_kib = peak_kib.max(baseline_kib);
-    let growth_kib = peak_kib - baseline_kib;
-    println!(
-        "  server RSS: baseline {:.1} MiB, peak {:.1} MiB during upload ({samples} samples), \
-         growth {:.1} MiB, after {:.1} MiB",
-        kib_to_mib(baseline_kib),
-        kib_to_mib(peak_kib),
-        kib_to_mib(growth_kib),
-        kib_to_mib(after_kib)
-    );
+    upload_rss.print("upload");
 
     // ---- 3. decrypting read through the library -----------------------------------------
     println!("3. decrypting read (Store::open_decrypted, server's key ring and files row)");
@@ -438,6 +407,36 @@ async fn bench(cleanup: &mut Cleanup, bin: &Path, size: u64) -> Result<()> {
     println!("4. age (X25519 recipient, same file)");
     let age = age_encrypt(&dir, &input, size)?;
 
+    // ---- 5. export download through the real server -------------------------------------
+    println!("5. export download through the HTTP API (approved export, streamed zip)");
+    add_user(bin, &data_dir, EMPLOYEE, "employee", "Bench Employee")?;
+    for (i, name) in SUPERVISORS.iter().enumerate() {
+        add_user(
+            bin,
+            &data_dir,
+            name,
+            "supervisor",
+            &format!("Bench Supervisor {}", i + 1),
+        )?;
+    }
+    let ctx = Ctx {
+        port,
+        pid: server_pid,
+        dir: dir.clone(),
+        employee: login(port, EMPLOYEE)?,
+        supervisors: SUPERVISORS
+            .iter()
+            .map(|name| login(port, name))
+            .collect::<Result<_>>()?,
+    };
+    let export = tokio::task::block_in_place(|| {
+        export_step(&ctx, &record_id, original_sha, size, decrypt_read)
+    })?;
+
+    // ---- 6. the viewer -------------------------------------------------------------------
+    println!("6. viewer (view grant, pages rendered by the server)");
+    let viewer = tokio::task::block_in_place(|| viewer_step(&ctx, &token, &category))?;
+
     cleanup.stop_server().context("stopping the server")?;
 
     let figures = Figures {
@@ -446,7 +445,9 @@ async fn bench(cleanup: &mut Cleanup, bin: &Path, size: u64) -> Result<()> {
         upload: upload_rate,
         decrypt_read,
         age,
-        rss_growth_kib: growth_kib,
+        rss_growth_kib: upload_rss.growth_kib(),
+        export,
+        viewer,
     };
     summary(&figures);
     Ok(())
@@ -485,10 +486,679 @@ fn summary(f: &Figures) {
         "  server RSS growth during upload {g:>6.1} MiB (target < 64 MiB) {}",
         verdict(g < 64.0)
     );
+    let e = &f.export;
+    println!(
+        "  export download {:.1} MB/s (plain zip), {:.1} MB/s (AES-256 zip)",
+        e.plain, e.encrypted
+    );
+    println!(
+        "  viewer page images at zoom 100: {}; JPEG {:.0} ms median, {:.0} ms max",
+        match f.viewer.pdf_pages {
+            Some(p) => format!("PDF {:.0} ms median, {:.0} ms max", p.median_ms, p.max_ms),
+            None => "PDF n/a (poppler-utils not installed)".to_string(),
+        },
+        f.viewer.jpeg_page.median_ms,
+        f.viewer.jpeg_page.max_ms
+    );
+    let r = e.plain / f.decrypt_read;
+    println!("  export download / decrypting read {r:>5.2}   (no target)");
+    let r = e.encrypted / e.plain;
+    println!("  AES-256 export / plain export    {r:>6.2}   (no target)");
+    println!(
+        "  server RSS growth during export  {:>5.1} MiB (plain), {:.1} MiB (AES-256) (no target)",
+        kib_to_mib(e.rss.growth_kib()),
+        kib_to_mib(e.encrypted_rss.growth_kib())
+    );
+    println!(
+        "  server RSS growth in the viewer  {:>5.1} MiB (no target)",
+        kib_to_mib(f.viewer.rss.growth_kib())
+    );
 }
 
 fn kib_to_mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
+}
+
+/// `strongroom user add` against the running server's data dir (it uses the server's
+/// cluster), in [`DEPARTMENT`], with [`PASSWORD`].
+fn add_user(bin: &Path, data_dir: &Path, username: &str, role: &str, display: &str) -> Result<()> {
+    let mut add = strongroom_cmd(bin)
+        .args(["user", "add", "--username", username, "--role", role])
+        .args(["--department", DEPARTMENT, "--display-name", display])
+        .arg("--password-stdin")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    add.stdin
+        .take()
+        .context("user add stdin")?
+        .write_all(format!("{PASSWORD}\n").as_bytes())?;
+    let out = add.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "strongroom user add {username} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Signs in through the API; returns the bearer token.
+fn login(port: u16, username: &str) -> Result<String> {
+    let (status, body) = json_call(
+        port,
+        "POST",
+        "/api/v1/login",
+        None,
+        &json!({"username": username, "password": PASSWORD}),
+    )?;
+    if status != 200 {
+        bail!("login as {username}: {status} {body}");
+    }
+    Ok(body["token"].as_str().context("login token")?.to_string())
+}
+
+/// Samples a process's VmRSS every ~50 ms on a thread until [`RssSampler::finish`] (or
+/// drop, on an error path).
+struct RssSampler {
+    pid: u32,
+    baseline_kib: u64,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(u64, u32)>>,
+}
+
+/// What an [`RssSampler`] saw.
+struct Rss {
+    baseline_kib: u64,
+    peak_kib: u64,
+    samples: u32,
+    after_kib: u64,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Result<RssSampler> {
+        let baseline_kib = vm_rss_kib(pid).context("reading the server's VmRSS")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let (mut peak, mut n) = (0u64, 0u32);
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(kib) = vm_rss_kib(pid) {
+                        peak = peak.max(kib);
+                        n += 1;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                (peak, n)
+            }
+        });
+        Ok(RssSampler {
+            pid,
+            baseline_kib,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn finish(mut self) -> Result<Rss> {
+        self.stop.store(true, Ordering::Relaxed);
+        let (peak_kib, samples) = self
+            .thread
+            .take()
+            .context("RSS sampler already finished")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("RSS sampler panicked"))?;
+        Ok(Rss {
+            baseline_kib: self.baseline_kib,
+            peak_kib: peak_kib.max(self.baseline_kib),
+            samples,
+            after_kib: vm_rss_kib(self.pid).unwrap_or(0),
+        })
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Rss {
+    fn growth_kib(&self) -> u64 {
+        self.peak_kib - self.baseline_kib
+    }
+
+    fn print(&self, during: &str) {
+        println!(
+            "  server RSS: baseline {:.1} MiB, peak {:.1} MiB during {during} ({} samples), \
+             growth {:.1} MiB, after {:.1} MiB",
+            kib_to_mib(self.baseline_kib),
+            kib_to_mib(self.peak_kib),
+            self.samples,
+            kib_to_mib(self.growth_kib()),
+            kib_to_mib(self.after_kib)
+        );
+    }
+}
+
+/// The running server and the people steps 5 and 6 act as.
+struct Ctx {
+    port: u16,
+    pid: u32,
+    dir: PathBuf,
+    employee: String,
+    /// Two supervisors of the category's department.
+    supervisors: Vec<String>,
+}
+
+/// The employee's request of `kind` on `record_id`, approved by as many of the supervisors
+/// as its route needs; returns the request (with its grant).
+fn approved_request(ctx: &Ctx, record_id: &str, kind: &str, purpose: &str) -> Result<Value> {
+    let (status, mut request) = json_call(
+        ctx.port,
+        "POST",
+        "/api/v1/requests",
+        Some(&ctx.employee),
+        &json!({"record_id": record_id, "kind": kind, "purpose": purpose, "duration_hours": 4}),
+    )?;
+    if status != 201 {
+        bail!("{kind} request: {status} {request}");
+    }
+    let id = request["id"].as_str().context("request id")?.to_string();
+    for supervisor in &ctx.supervisors {
+        if request["state"] != "pending" {
+            break;
+        }
+        let (status, body) = json_call(
+            ctx.port,
+            "POST",
+            &format!("/api/v1/requests/{id}/approve"),
+            Some(supervisor),
+            &json!({"comment": "approved for the storage benchmark"}),
+        )?;
+        if status != 200 {
+            bail!("approving the {kind} request: {status} {body}");
+        }
+        request = body;
+    }
+    if request["state"] != "approved" || request["grant"]["id"].as_str().is_none() {
+        bail!(
+            "the {kind} request is not approved after {} approvals: {request}",
+            ctx.supervisors.len()
+        );
+    }
+    Ok(request)
+}
+
+/// A body received by [`download`].
+struct Downloaded {
+    bytes: u64,
+    sha256: [u8; 32],
+}
+
+/// GETs `path` and streams a 200 answer's body into a new file `out` while hashing it.
+fn download(port: u16, token: &str, path: &str, out: &Path) -> Result<Downloaded> {
+    let auth = format!("Bearer {token}");
+    let mut s = connect(port)?;
+    s.write_all(request_head("GET", path, port, &[("Authorization", &auth)], 0).as_bytes())?;
+    let mut r = std::io::BufReader::with_capacity(256 * 1024, s);
+    let head = read_head(&mut r)?;
+    if head.status != 200 {
+        let mut body = Vec::new();
+        read_body(&mut r, &head, &mut |b| {
+            body.extend_from_slice(b);
+            Ok(())
+        })?;
+        bail!(
+            "GET {path}: {} {}",
+            head.status,
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let mut file =
+        std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut hasher = Sha256::new();
+    let bytes = read_body(&mut r, &head, &mut |b| {
+        hasher.update(b);
+        file.write_all(b)?;
+        Ok(())
+    })?;
+    Ok(Downloaded {
+        bytes,
+        sha256: hasher.finalize().into(),
+    })
+}
+
+/// Opens an export zip with the `zip` crate and checks that its manifest lists one file of
+/// the original's size and SHA-256; with `check_content`, also hashes that entry's content.
+/// Returns the entry's name.
+fn verify_export(
+    zip_path: &Path,
+    password: Option<&str>,
+    original_sha: [u8; 32],
+    size: u64,
+    check_content: bool,
+) -> Result<String> {
+    let file = std::fs::File::open(zip_path)?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).context("reading the zip")?;
+    let manifest: Value = {
+        let entry = match password {
+            Some(p) => zip.by_name_decrypt("manifest.json", p.as_bytes()),
+            None => zip.by_name("manifest.json"),
+        }
+        .context("manifest.json in the zip")?;
+        serde_json::from_reader(entry).context("parsing manifest.json")?
+    };
+    let files = manifest["files"]
+        .as_array()
+        .context("the manifest has no files list")?;
+    let [listed] = files.as_slice() else {
+        bail!("the manifest lists {} files, expected 1", files.len());
+    };
+    if listed["sha256"] != hex::encode(original_sha) || listed["size"].as_u64() != Some(size) {
+        bail!("the manifest's size or SHA-256 differs from the original's: {listed}");
+    }
+    let name = format!(
+        "files/{}",
+        listed["zip_name"]
+            .as_str()
+            .context("the manifest's zip_name")?
+    );
+    if check_content {
+        let mut entry = match password {
+            Some(p) => zip.by_name_decrypt(&name, p.as_bytes()),
+            None => zip.by_name(&name),
+        }
+        .with_context(|| format!("{name} in the zip"))?;
+        let mut hasher = Sha256::new();
+        // The zip crate checks the entry's CRC-32 at its end.
+        let n = std::io::copy(&mut entry, &mut hasher)?;
+        let got: [u8; 32] = hasher.finalize().into();
+        if n != size || got != original_sha {
+            bail!("the content of {name} in the zip differs from the original ({n} bytes)");
+        }
+    }
+    Ok(name)
+}
+
+/// What step 5 measured.
+struct ExportFigures {
+    plain: f64,
+    encrypted: f64,
+    rss: Rss,
+    encrypted_rss: Rss,
+}
+
+/// Step 5: an approved export of the record (its one big file), downloaded plain and, under
+/// a second request, AES-encrypted; both zips are written to the temp dir and removed.
+fn export_step(
+    ctx: &Ctx,
+    record_id: &str,
+    original_sha: [u8; 32],
+    size: u64,
+    decrypt_read: f64,
+) -> Result<ExportFigures> {
+    const PURPOSE: &str = "storage benchmark: throughput of an export download";
+    let request = approved_request(ctx, record_id, "export", PURPOSE)?;
+    let rid = request["id"].as_str().context("request id")?;
+    println!(
+        "  export request approved by {} supervisors ({} category); each zip is streamed to a \
+         file in the temp dir while hashed",
+        request["required_approvals"],
+        request["sensitivity"].as_str().unwrap_or("?")
+    );
+    let zip_path = ctx.dir.join("export.zip");
+    let sampler = RssSampler::start(ctx.pid)?;
+    let t = Instant::now();
+    let got = download(
+        ctx.port,
+        &ctx.employee,
+        &format!("/api/v1/exports/{rid}/download"),
+        &zip_path,
+    );
+    let elapsed = t.elapsed();
+    let rss = sampler.finish()?;
+    let got = got.context("downloading the export")?;
+    let plain = line("export download, plain zip", got.bytes, elapsed);
+    println!(
+        "  zip {:.1} MiB ({} bytes besides the file), sha256 {}",
+        got.bytes as f64 / MIB as f64,
+        got.bytes.saturating_sub(size),
+        hex::encode(got.sha256)
+    );
+    println!(
+        "  export download / decrypting read (step 3): {:.2}",
+        plain / decrypt_read
+    );
+    rss.print("download");
+    let entry = verify_export(&zip_path, None, original_sha, size, true)?;
+    println!(
+        "  manifest SHA-256 of {entry} matches the original, and so does its content in the zip"
+    );
+    std::fs::remove_file(&zip_path)?;
+
+    // The encrypted variant: a new request (a link works once), prepared with encryption.
+    let request = approved_request(ctx, record_id, "export", PURPOSE)?;
+    let rid = request["id"].as_str().context("request id")?;
+    let (status, prepared) = json_call(
+        ctx.port,
+        "POST",
+        &format!("/api/v1/exports/{rid}"),
+        Some(&ctx.employee),
+        &json!({"encrypt": true}),
+    )?;
+    if status != 201 {
+        bail!("preparing the encrypted export: {status} {prepared}");
+    }
+    let password = prepared["password"]
+        .as_str()
+        .context("the prepared export has no password")?
+        .to_string();
+    let url = prepared["download_url"]
+        .as_str()
+        .context("download_url")?
+        .to_string();
+    let zip_path = ctx.dir.join("export-aes.zip");
+    let sampler = RssSampler::start(ctx.pid)?;
+    let t = Instant::now();
+    let got = download(ctx.port, &ctx.employee, &url, &zip_path);
+    let elapsed = t.elapsed();
+    let encrypted_rss = sampler.finish()?;
+    let got = got.context("downloading the encrypted export")?;
+    let encrypted = line("export download, AES-256 zip", got.bytes, elapsed);
+    encrypted_rss.print("download");
+    verify_export(&zip_path, Some(&password), original_sha, size, false)?;
+    println!("  the password opens its manifest, which lists the original's SHA-256");
+    std::fs::remove_file(&zip_path)?;
+    Ok(ExportFigures {
+        plain,
+        encrypted,
+        rss,
+        encrypted_rss,
+    })
+}
+
+/// Median and maximum of some timings.
+#[derive(Clone, Copy)]
+struct Stats {
+    median_ms: f64,
+    max_ms: f64,
+}
+
+fn stats(ms: &[f64]) -> Stats {
+    let mut v = ms.to_vec();
+    v.sort_by(f64::total_cmp);
+    let median_ms = match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    };
+    Stats {
+        median_ms,
+        max_ms: v.last().copied().unwrap_or(f64::NAN),
+    }
+}
+
+fn ms_line(label: &str, s: Stats, n: usize, extra: &str) {
+    if n == 1 {
+        println!("  {label:<34} {:>9.0} ms{extra}", s.median_ms);
+    } else {
+        println!(
+            "  {label:<34} {:>9.0} ms median, {:.0} ms max ({n} calls){extra}",
+            s.median_ms, s.max_ms
+        );
+    }
+}
+
+/// GETs a viewer route as `token`; returns the time to the whole answer and its body,
+/// which must be a 200.
+fn timed_get(port: u16, token: &str, path: &str) -> Result<(f64, Vec<u8>)> {
+    let auth = format!("Bearer {token}");
+    let t = Instant::now();
+    let (status, body) = http_call(port, "GET", path, &[("Authorization", &auth)], b"")?;
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    if status != 200 {
+        bail!("GET {path}: {status} {}", String::from_utf8_lossy(&body));
+    }
+    Ok((ms, body))
+}
+
+/// Width and height of a PNG, from its header.
+fn png_size(png: &[u8]) -> Option<(u32, u32)> {
+    let be = |b: &[u8]| u32::from_be_bytes(b.try_into().unwrap_or_default());
+    (png.len() >= 24 && png.starts_with(b"\x89PNG\r\n\x1a\n") && &png[12..16] == b"IHDR")
+        .then(|| (be(&png[16..20]), be(&png[20..24])))
+}
+
+/// Times one page image `calls` times; checks each is a PNG.
+fn time_page(
+    ctx: &Ctx,
+    base: &str,
+    page: u32,
+    zoom: u32,
+    calls: usize,
+) -> Result<(Vec<f64>, (u32, u32), usize)> {
+    let path = format!("{base}/pages/{page}?zoom={zoom}");
+    let mut ms = Vec::with_capacity(calls);
+    let mut last = ((0, 0), 0);
+    for _ in 0..calls {
+        let (t, png) = timed_get(ctx.port, &ctx.employee, &path)?;
+        let dims = png_size(&png).with_context(|| format!("GET {path} did not answer a PNG"))?;
+        ms.push(t);
+        last = (dims, png.len());
+    }
+    Ok((ms, last.0, last.1))
+}
+
+/// The viewer page of a file, timed; fails if it says the file cannot be shown.
+fn time_viewer_page(ctx: &Ctx, base: &str) -> Result<f64> {
+    let (ms, html) = timed_get(ctx.port, &ctx.employee, base)?;
+    if String::from_utf8_lossy(&html).contains("cannot be shown in the viewer") {
+        bail!("the viewer cannot show {base}");
+    }
+    Ok(ms)
+}
+
+/// What step 6 measured.
+struct ViewerFigures {
+    pdf_pages: Option<Stats>,
+    jpeg_page: Stats,
+    rss: Rss,
+}
+
+/// Step 6: a PDF and a JPEG on a second record, a view grant, and the viewer's routes timed.
+fn viewer_step(ctx: &Ctx, archivist: &str, category: &Value) -> Result<ViewerFigures> {
+    let (status, record) = json_call(
+        ctx.port,
+        "POST",
+        "/api/v1/records",
+        Some(archivist),
+        &json!({"category_id": category["id"], "title": "Benchmark viewer documents"}),
+    )?;
+    if status != 201 {
+        bail!("create record: {status} {record}");
+    }
+    let record_id = record["id"].as_str().context("record id")?.to_string();
+    let pdf_path = ctx.dir.join("bench.pdf");
+    std::fs::write(&pdf_path, pdf(PDF_PAGES))?;
+    let t = Instant::now();
+    let (w, h) = JPEG_SIZE;
+    let jpeg_path = ctx.dir.join("scan.jpg");
+    std::fs::write(&jpeg_path, jpeg(w, h)?)?;
+    let pdf_len = std::fs::metadata(&pdf_path)?.len();
+    let jpeg_len = std::fs::metadata(&jpeg_path)?.len();
+    println!(
+        "  generated a {PDF_PAGES}-page PDF ({:.1} KiB) and a {w}x{h} JPEG ({:.1} MiB, in {:.2} s)",
+        pdf_len as f64 / 1024.0,
+        jpeg_len as f64 / MIB as f64,
+        t.elapsed().as_secs_f64()
+    );
+    let mut ids = Vec::new();
+    for (path, len, media_type) in [
+        (&pdf_path, pdf_len, "application/pdf"),
+        (&jpeg_path, jpeg_len, "image/jpeg"),
+    ] {
+        let (status, info) =
+            upload_streaming(ctx.port, archivist, &record_id, path, len, media_type)?;
+        if status != 201 {
+            bail!("upload of {}: {status} {info}", path.display());
+        }
+        ids.push(info["id"].as_str().context("file id")?.to_string());
+    }
+    let request = approved_request(
+        ctx,
+        &record_id,
+        "view",
+        "storage benchmark: time the viewer's pages",
+    )?;
+    let grant = request["grant"]["id"].as_str().context("grant id")?;
+    println!(
+        "  view request approved by {} supervisor(s)",
+        request["required_approvals"]
+    );
+    let pdf_base = format!("/view/{grant}/files/{}", ids[0]);
+    let jpeg_base = format!("/view/{grant}/files/{}", ids[1]);
+
+    let sampler = RssSampler::start(ctx.pid)?;
+    let poppler = on_path("pdftoppm").is_some() && on_path("pdfinfo").is_some();
+    let mut pdf_pages = None;
+    if poppler {
+        let ms = time_viewer_page(ctx, &pdf_base)?;
+        ms_line("PDF viewer page (HTML, page count)", stats(&[ms]), 1, "");
+        let mut all = Vec::new();
+        let mut dims = (0, 0);
+        let mut bytes = 0;
+        for page in 1..=PDF_PAGES {
+            let (ms, d, n) = time_page(ctx, &pdf_base, page, 100, 1)?;
+            all.extend(ms);
+            dims = d;
+            bytes += n;
+        }
+        let s = stats(&all);
+        ms_line(
+            "PDF page image, zoom 100",
+            s,
+            all.len(),
+            &format!(
+                "; {}x{} PNG, {:.0} KiB average",
+                dims.0,
+                dims.1,
+                bytes as f64 / 1024.0 / f64::from(PDF_PAGES)
+            ),
+        );
+        pdf_pages = Some(s);
+        let (ms, d, n) = time_page(ctx, &pdf_base, 1, 200, 1)?;
+        ms_line(
+            "PDF page image, zoom 200",
+            stats(&ms),
+            1,
+            &format!("; {}x{} PNG, {:.0} KiB", d.0, d.1, n as f64 / 1024.0),
+        );
+    } else {
+        println!("  poppler-utils not installed (pdftoppm, pdfinfo): PDF pages not timed");
+    }
+    let ms = time_viewer_page(ctx, &jpeg_base)?;
+    ms_line("JPEG viewer page (HTML)", stats(&[ms]), 1, "");
+    let (ms, d, n) = time_page(ctx, &jpeg_base, 1, 100, JPEG_CALLS)?;
+    let jpeg_page = stats(&ms);
+    ms_line(
+        "JPEG page image, zoom 100",
+        jpeg_page,
+        ms.len(),
+        &format!("; {}x{} PNG, {:.0} KiB", d.0, d.1, n as f64 / 1024.0),
+    );
+    let rss = sampler.finish()?;
+    rss.print("the viewer calls");
+    Ok(ViewerFigures {
+        pdf_pages,
+        jpeg_page,
+        rss,
+    })
+}
+
+/// A PDF of `pages` US-letter pages of Helvetica text, with a correct xref table.
+fn pdf(pages: u32) -> Vec<u8> {
+    let mut objects: Vec<String> = vec![
+        "<< /Type /Catalog /Pages 2 0 R >>".into(),
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {pages} >>",
+            (0..pages)
+                .map(|i| format!("{} 0 R", 4 + 2 * i))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".into(),
+    ];
+    for i in 0..pages {
+        let mut text = format!(
+            "BT /F1 24 Tf 72 720 Td (Strongroom benchmark, page {} of {pages}) Tj ET\n\
+             BT /F1 11 Tf 14 TL 72 680 Td\n",
+            i + 1
+        );
+        for l in 0..40 {
+            text.push_str(&format!(
+                "(Line {:02}: the quick brown fox jumps over the lazy dog, 0123456789.) Tj T*\n",
+                l + 1
+            ));
+        }
+        text.push_str("ET");
+        objects.push(format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
+            5 + 2 * i
+        ));
+        objects.push(format!(
+            "<< /Length {} >>\nstream\n{text}\nendstream",
+            text.len()
+        ));
+    }
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for off in offsets {
+        out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+/// A `width` x `height` JPEG of gradients, a fine pattern and pixel noise (a few MiB at the
+/// default quality, like a photographed page, rather than the few hundred KiB of a flat one).
+fn jpeg(width: u32, height: u32) -> Result<Vec<u8>> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        // A cheap integer hash of the position: deterministic noise of +-16.
+        let mut h = x.wrapping_mul(0x9e37_79b1) ^ y.wrapping_mul(0x85eb_ca77);
+        h ^= h >> 15;
+        h = h.wrapping_mul(0x2c1b_3c6d);
+        h ^= h >> 12;
+        let noise = |shift: u32| ((h >> shift) & 0x1f) as i32 - 16;
+        let px = |base: u32, shift: u32| (base as i32 + noise(shift)).clamp(0, 255) as u8;
+        image::Rgb([
+            px(x * 255 / width, 0),
+            px(y * 255 / height, 5),
+            px((x ^ y) & 0xff, 10),
+        ])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg)?;
+    Ok(out.into_inner())
 }
 
 /// Writes `size` pseudo-random bytes (fixed seed) and returns their SHA-256.
@@ -624,19 +1294,24 @@ fn json_call(
     ))
 }
 
-/// POSTs the file as `multipart/form-data` (part `file`) with a Content-Length, streaming
-/// it from disk 1 MiB at a time.
+/// POSTs the file as `multipart/form-data` (part `file`, named as on disk, of type
+/// `content_type`) with a Content-Length, streaming it from disk 1 MiB at a time.
 fn upload_streaming(
     port: u16,
     token: &str,
     record_id: &str,
     input: &Path,
     size: u64,
+    content_type: &str,
 ) -> Result<(u16, Value)> {
+    let file_name = input
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("upload file name")?;
     let boundary = format!("strongroom-bench-{}", Uuid::new_v4().simple());
     let preamble = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"input.bin\"\r\n\
-         Content-Type: application/octet-stream\r\n\r\n"
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\n\
+         Content-Type: {content_type}\r\n\r\n"
     );
     let epilogue = format!("\r\n--{boundary}--\r\n");
     let total = preamble.len() as u64 + size + epilogue.len() as u64;
@@ -685,6 +1360,24 @@ fn upload_streaming(
 /// Reads a whole HTTP/1.1 response from a connection the server closes after it.
 fn read_response(s: TcpStream) -> Result<(u16, Vec<u8>)> {
     let mut r = std::io::BufReader::new(s);
+    let head = read_head(&mut r)?;
+    let mut body = Vec::new();
+    read_body(&mut r, &head, &mut |b| {
+        body.extend_from_slice(b);
+        Ok(())
+    })?;
+    Ok((head.status, body))
+}
+
+/// A response's status and how its body is delimited.
+struct Head {
+    status: u16,
+    length: Option<u64>,
+    chunked: bool,
+}
+
+/// Reads the status line and the headers.
+fn read_head(r: &mut impl BufRead) -> Result<Head> {
     let mut status_line = String::new();
     r.read_line(&mut status_line)?;
     let status: u16 = status_line
@@ -692,7 +1385,7 @@ fn read_response(s: TcpStream) -> Result<(u16, Vec<u8>)> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .with_context(|| format!("bad status line {status_line:?}"))?;
-    let mut length: Option<usize> = None;
+    let mut length: Option<u64> = None;
     let mut chunked = false;
     loop {
         let mut h = String::new();
@@ -712,29 +1405,64 @@ fn read_response(s: TcpStream) -> Result<(u16, Vec<u8>)> {
             }
         }
     }
-    let mut body = Vec::new();
-    if chunked {
+    Ok(Head {
+        status,
+        length,
+        chunked,
+    })
+}
+
+/// Hands the body to `sink` piece by piece (at most 256 KiB at a time) as it arrives:
+/// chunked, by Content-Length, or up to the end of the connection. Returns its length; a
+/// connection cut inside the body is an error.
+fn read_body(
+    r: &mut impl BufRead,
+    head: &Head,
+    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<u64> {
+    const PIECE: u64 = 256 * 1024;
+    let mut buf = vec![0u8; PIECE as usize];
+    let mut total = 0u64;
+    // Exactly `n` bytes into the sink.
+    let mut copy = |r: &mut dyn BufRead, mut n: u64| -> Result<()> {
+        while n > 0 {
+            let k = usize::try_from(n.min(PIECE))?;
+            r.read_exact(&mut buf[..k])
+                .context("connection closed inside the response body")?;
+            sink(&buf[..k])?;
+            n -= k as u64;
+            total += k as u64;
+        }
+        Ok(())
+    };
+    if head.chunked {
         loop {
             let mut size_line = String::new();
             r.read_line(&mut size_line)?;
-            let n = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or(""), 16)
+            let n = u64::from_str_radix(size_line.trim().split(';').next().unwrap_or(""), 16)
                 .with_context(|| format!("bad chunk size {size_line:?}"))?;
             if n == 0 {
                 break;
             }
-            let start = body.len();
-            body.resize(start + n, 0);
-            r.read_exact(&mut body[start..])?;
+            copy(r, n)?;
             let mut crlf = [0u8; 2];
             r.read_exact(&mut crlf)?;
         }
-    } else if let Some(n) = length {
-        body.resize(n, 0);
-        r.read_exact(&mut body)?;
+    } else if let Some(n) = head.length {
+        copy(r, n)?;
     } else {
-        r.read_to_end(&mut body)?;
+        loop {
+            let got = r.fill_buf()?;
+            if got.is_empty() {
+                break;
+            }
+            let k = got.len();
+            sink(got)?;
+            r.consume(k);
+            total += k as u64;
+        }
     }
-    Ok((status, body))
+    Ok(total)
 }
 
 fn on_path(cmd: &str) -> Option<PathBuf> {
