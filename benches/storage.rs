@@ -35,6 +35,9 @@
 //! PostgreSQL cluster itself), and a watchdog stops the cluster and removes the dir if this
 //! process dies first.
 
+#[path = "../tests/fixtures/pdf.rs"]
+mod pdf_fixture;
+
 use std::io::{BufRead, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::DirBuilderExt;
@@ -1081,62 +1084,30 @@ fn viewer_step(ctx: &Ctx, archivist: &str, category: &Value) -> Result<ViewerFig
     })
 }
 
-/// A PDF of `pages` US-letter pages of Helvetica text, with a correct xref table.
+/// A PDF of `pages` US-letter pages of Helvetica text.
 fn pdf(pages: u32) -> Vec<u8> {
-    let mut objects: Vec<String> = vec![
-        "<< /Type /Catalog /Pages 2 0 R >>".into(),
-        format!(
-            "<< /Type /Pages /Kids [{}] /Count {pages} >>",
-            (0..pages)
-                .map(|i| format!("{} 0 R", 4 + 2 * i))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".into(),
-    ];
-    for i in 0..pages {
-        let mut text = format!(
-            "BT /F1 24 Tf 72 720 Td (Strongroom benchmark, page {} of {pages}) Tj ET\n\
-             BT /F1 11 Tf 14 TL 72 680 Td\n",
-            i + 1
-        );
-        for l in 0..40 {
-            text.push_str(&format!(
-                "(Line {:02}: the quick brown fox jumps over the lazy dog, 0123456789.) Tj T*\n",
-                l + 1
-            ));
-        }
-        text.push_str("ET");
-        objects.push(format!(
-            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
-            5 + 2 * i
-        ));
-        objects.push(format!(
-            "<< /Length {} >>\nstream\n{text}\nendstream",
-            text.len()
-        ));
-    }
-    let mut out = b"%PDF-1.4\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, o) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
-    }
-    let xref = out.len();
-    out.extend_from_slice(
-        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
-    );
-    for off in offsets {
-        out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
-    }
-    out.extend_from_slice(
-        format!(
-            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
-        )
-        .as_bytes(),
-    );
-    out
+    let pages: Vec<pdf_fixture::Page> = (0..pages)
+        .map(|i| {
+            let mut text = format!(
+                "BT /F1 24 Tf 72 720 Td (Strongroom benchmark, page {} of {pages}) Tj ET\n\
+                 BT /F1 11 Tf 14 TL 72 680 Td\n",
+                i + 1
+            );
+            for l in 0..40 {
+                text.push_str(&format!(
+                    "(Line {:02}: the quick brown fox jumps over the lazy dog, 0123456789.) Tj T*\n",
+                    l + 1
+                ));
+            }
+            text.push_str("ET");
+            pdf_fixture::Page {
+                width: 612,
+                height: 792,
+                content: text,
+            }
+        })
+        .collect();
+    pdf_fixture::document(&pages)
 }
 
 /// A `width` x `height` JPEG of gradients, a fine pattern and pixel noise (a few MiB at the

@@ -702,6 +702,10 @@ fn parse_pages_line(line: &[u8]) -> Option<u32> {
 }
 
 #[cfg(test)]
+#[path = "../../tests/fixtures/pdf.rs"]
+mod pdf_fixture;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use futures_util::stream::{self, BoxStream};
@@ -720,64 +724,24 @@ mod tests {
         stream::iter(parts).boxed()
     }
 
-    /// A minimal valid PDF with one page per (width, height, text) and a correct xref.
-    fn pdf(pages: &[(u32, u32, &str)]) -> Vec<u8> {
-        let n = pages.len();
-        let mut objects = vec![
-            "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
-            format!(
-                "<< /Type /Pages /Kids [{}] /Count {n} >>",
-                (0..n)
-                    .map(|i| format!("{} 0 R", 4 + 2 * i))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
-            "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_string(),
-        ];
-        for (i, (w, h, text)) in pages.iter().enumerate() {
-            objects.push(format!(
-                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {w} {h}] \
-                 /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
-                5 + 2 * i
-            ));
-            // A blue square in the top-left corner, and a line of text.
-            let body = format!(
-                "0 0 1 rg 0 {} 100 100 re f\nBT /F1 24 Tf 72 {} Td ({text}) Tj ET",
-                h - 100,
-                h / 2
-            );
-            objects.push(format!(
-                "<< /Length {} >>\nstream\n{body}\nendstream",
-                body.len()
-            ));
-        }
-        assemble(&objects, "")
-    }
+    use super::pdf_fixture::{assemble, document, Page};
 
-    /// A PDF file of `objects` (numbered from 1, the first the catalog) with a correct xref
-    /// table; `trailer` is added to the trailer dictionary.
-    fn assemble(objects: &[String], trailer: &str) -> Vec<u8> {
-        let mut out = b"%PDF-1.7\n".to_vec();
-        let mut offsets = Vec::new();
-        for (i, o) in objects.iter().enumerate() {
-            offsets.push(out.len());
-            out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
-        }
-        let xref = out.len();
-        out.extend_from_slice(
-            format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
-        );
-        for o in offsets {
-            out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
-        }
-        out.extend_from_slice(
-            format!(
-                "trailer\n<< /Size {} /Root 1 0 R {trailer} >>\nstartxref\n{xref}\n%%EOF\n",
-                objects.len() + 1
-            )
-            .as_bytes(),
-        );
-        out
+    /// A PDF with one page per (width, height, text): a blue square in the top-left
+    /// corner, and the text.
+    fn pdf(pages: &[(u32, u32, &str)]) -> Vec<u8> {
+        let pages: Vec<Page> = pages
+            .iter()
+            .map(|&(width, height, text)| Page {
+                width,
+                height,
+                content: format!(
+                    "0 0 1 rg 0 {} 100 100 re f\nBT /F1 24 Tf 72 {} Td ({text}) Tj ET",
+                    height - 100,
+                    height / 2
+                ),
+            })
+            .collect();
+        document(&pages)
     }
 
     /// A PDF encrypted (AES-256, revision 5) with a user password, which nobody knows.

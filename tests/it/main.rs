@@ -10,6 +10,8 @@ mod exports;
 mod import;
 mod loans;
 mod pages;
+#[path = "../fixtures/pdf.rs"]
+mod pdf_fixture;
 mod policy_matrix;
 mod process;
 mod requests;

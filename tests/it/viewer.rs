@@ -10,55 +10,17 @@ use strongroom::users::Role;
 
 use crate::archive::{setup, upload};
 use crate::common::{bearer, TestApp};
+use crate::pdf_fixture::{document, Page};
 
 const PURPOSE: &str = "reviewing the signed contract for complaint #4711";
 const MARKER: &str = "STRONGROOM-VIEWER-MARKER-7f3a";
 
 /// A valid PDF of `pages` US-letter pages, each showing a line of text with `MARKER`.
 pub fn pdf(pages: usize) -> Vec<u8> {
-    let mut objects: Vec<String> = vec![
-        "<< /Type /Catalog /Pages 2 0 R >>".into(),
-        format!(
-            "<< /Type /Pages /Kids [{}] /Count {pages} >>",
-            (0..pages)
-                .map(|i| format!("{} 0 R", 4 + 2 * i))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".into(),
-    ];
-    for i in 0..pages {
-        let text = format!("BT /F1 24 Tf 72 700 Td ({MARKER} page {}) Tj ET", i + 1);
-        objects.push(format!(
-            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
-            5 + 2 * i
-        ));
-        objects.push(format!(
-            "<< /Length {} >>\nstream\n{text}\nendstream",
-            text.len()
-        ));
-    }
-    let mut out = b"%PDF-1.4\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, o) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
-    }
-    let xref = out.len();
-    out.extend_from_slice(
-        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
-    );
-    for off in offsets {
-        out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
-    }
-    out.extend_from_slice(
-        format!(
-            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
-        )
-        .as_bytes(),
-    );
-    out
+    let pages: Vec<Page> = (1..=pages)
+        .map(|i| Page::letter(&format!("{MARKER} page {i}")))
+        .collect();
+    document(&pages)
 }
 
 fn scan(format: image::ImageFormat) -> Vec<u8> {
