@@ -57,8 +57,14 @@ pub struct Download {
     pub body: BoxStream<'static, Result<bytes::Bytes, std::io::Error>>,
 }
 
-/// The request's grant id, if the request is `who`'s approved export request.
-async fn export_grant(app: &App, who: &Principal, request_id: Uuid) -> AppResult<Uuid> {
+/// The request's grant id, if the request is `who`'s approved export request; otherwise
+/// NotFound, audited as a refused `action`.
+async fn export_grant(
+    app: &App,
+    who: &Principal,
+    request_id: Uuid,
+    action: &'static str,
+) -> AppResult<Uuid> {
     let row: Option<(Uuid, Uuid, String)> = sqlx::query_as(
         "SELECT g.id, q.requester_id, q.kind FROM access_requests q JOIN grants g ON g.request_id = q.id \
          WHERE q.id = $1",
@@ -70,7 +76,17 @@ async fn export_grant(app: &App, who: &Principal, request_id: Uuid) -> AppResult
         Some((grant, requester, kind)) if requester == who.user().id.0 && kind == "export" => {
             Ok(grant)
         }
-        _ => Err(AppError::NotFound),
+        _ => {
+            audit::record_alone(
+                &app.db,
+                &who.actor(),
+                Event::new(action, Outcome::Denied)
+                    .object("request", request_id)
+                    .detail(json!({"reason": "not the caller's approved export request"})),
+            )
+            .await?;
+            Err(AppError::NotFound)
+        }
     }
 }
 
@@ -86,7 +102,7 @@ pub async fn prepare(
     request_id: Uuid,
     opts: Prepare,
 ) -> AppResult<Prepared> {
-    let grant_id = export_grant(app, who, request_id).await?;
+    let grant_id = export_grant(app, who, request_id, "export.create").await?;
     let (_permit, grant, record, _) =
         use_grant::<ExportWithGrant>(app, who, grant_id, Kind::Export).await?;
     let files = files::list_unchecked(app, record.id).await?;
@@ -146,7 +162,7 @@ pub async fn prepare(
 /// a password) and used at once. The claim, and its audit event listing the files with
 /// their stored sizes and SHA-256, commit before the first byte is sent.
 pub async fn download(app: &App, who: &Principal, request_id: Uuid) -> AppResult<Download> {
-    let grant_id = export_grant(app, who, request_id).await?;
+    let grant_id = export_grant(app, who, request_id, "export.download").await?;
     let (permit, grant, record, _) =
         use_grant::<ExportWithGrant>(app, who, grant_id, Kind::Export).await?;
     // The manifest's metadata: as this person may see the record now (audited if unmasked).
