@@ -22,6 +22,7 @@ pub fn routes() -> Vec<Route> {
         approve,
         reject,
         cancel,
+        grants,
         revoke,
         checkout,
         give_back,
@@ -96,6 +97,11 @@ async fn reject(
 #[post("/requests/<rid>/cancel")]
 async fn cancel(app: &State<App>, who: Principal, rid: &str) -> AppResult<Json<RequestView>> {
     Ok(Json(requests::cancel(app, &who, id(rid)?).await?))
+}
+
+#[get("/grants")]
+async fn grants(app: &State<App>, who: Principal) -> AppResult<Json<Vec<requests::ActiveGrant>>> {
+    Ok(Json(requests::active_grants(app, &who).await?))
 }
 
 #[post("/grants/<gid>/revoke", data = "<b>")]

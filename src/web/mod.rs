@@ -69,6 +69,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         "approvals.html",
         include_str!("../../templates/approvals.html"),
     ),
+    ("grants.html", include_str!("../../templates/grants.html")),
     ("export.html", include_str!("../../templates/export.html")),
     ("loans.html", include_str!("../../templates/loans.html")),
 ];

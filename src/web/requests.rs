@@ -41,6 +41,8 @@ pub fn routes() -> Vec<Route> {
         prepare_export,
         export_download,
         approvals_page,
+        grants_page,
+        grant_revoke,
         loans_page,
         loan_checkout,
         loan_return,
@@ -409,6 +411,55 @@ async fn approvals_page(
 ) -> AppResult<RawHtml<String>> {
     let notice = notice(app, &who, done).await?;
     render_queue(app, &who, notice, None).await
+}
+
+// ---- active grants ----------------------------------------------------------------------
+
+async fn render_grants(
+    app: &App,
+    who: &Principal,
+    notice: Option<&str>,
+    error: Option<(Uuid, String)>,
+) -> AppResult<RawHtml<String>> {
+    let grants = requests::active_grants(app, who).await?;
+    let (error_for, error) = match error {
+        Some((g, m)) => (Some(g), Some(m)),
+        None => (None, None),
+    };
+    app.templates.render(
+        "grants.html",
+        context! { me => me(who), csrf => who.csrf_token(), grants => grants,
+        notice => notice, error => error, error_for => error_for },
+    )
+}
+
+#[get("/grants?<done>")]
+async fn grants_page(
+    app: &State<App>,
+    who: Principal,
+    done: Option<&str>,
+) -> AppResult<RawHtml<String>> {
+    let notice = done
+        .is_some_and(|d| d == "revoked")
+        .then_some("The grant is revoked: it stopped working at once.");
+    render_grants(app, &who, notice, None).await
+}
+
+#[post("/grants/<gid>/revoke", data = "<form>")]
+async fn grant_revoke(
+    app: &State<App>,
+    who: Principal,
+    gid: &str,
+    form: CsrfForm<RevokeForm>,
+) -> AppResult<Page> {
+    let gid = id(gid)?;
+    let result = requests::revoke(app, &who, gid, &form.reason).await;
+    redirect_or_show(
+        result,
+        |_| "/grants?done=revoked".to_string(),
+        |msg| render_grants(app, &who, None, Some((gid, msg))),
+    )
+    .await
 }
 
 // ---- the loans desk ---------------------------------------------------------------------

@@ -617,3 +617,71 @@ async fn the_loans_desk_hands_out_and_takes_back_through_its_forms() {
         "{csv}"
     );
 }
+
+#[tokio::test]
+async fn supervisors_review_active_grants_they_may_see_and_revoke_them_there() {
+    let app = TestApp::new().await;
+    let (_, rec, _) = record(&app).await;
+    let emp = Browser::new(&app, "emp", &[Role::Employee]).await;
+    let sup = Browser::new(&app, "sup", &[Role::Supervisor]).await;
+    let id = file_request(&emp, &rec, "lookup", "4").await;
+    sup.post_ok(
+        "/approvals",
+        &format!("/requests/{id}/approve"),
+        &[("comment", "")],
+    )
+    .await;
+    let grant: String =
+        sqlx::query_scalar("SELECT id::text FROM grants WHERE request_id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    // The JSON list: the supervisor sees it; a supervisor of another department does not
+    // learn of the confidential record; an employee may not list grants at all.
+    let (s, list) = app.get("/api/v1/grants", sup.cookie.value()).await;
+    assert_eq!(s, Status::Ok, "{list}");
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], grant.as_str());
+    assert_eq!(list[0]["grantee"], "emp");
+    assert_eq!(list[0]["purpose"], PURPOSE);
+    let outsider = app
+        .user_token("claims_sup", &[Role::Supervisor], "Claims")
+        .await;
+    let (s, list) = app.get("/api/v1/grants", &outsider).await;
+    assert_eq!((s, list), (Status::Ok, json!([])));
+    let (s, _) = app.get("/api/v1/grants", emp.cookie.value()).await;
+    assert_eq!(s, Status::Forbidden);
+    // The page lists it with a revoke form; a reason is required.
+    let html = sup.page("/grants").await;
+    assert!(html.contains("href=\"/grants\">Active grants"));
+    let action = format!("/grants/{grant}/revoke");
+    assert!(html.contains(&format!("action=\"{action}\"")), "{html}");
+    let a = sup.post("/grants", &action, &[("reason", "no")]).await;
+    assert_eq!(a.status, Status::UnprocessableEntity);
+    assert!(
+        a.html.contains("say why the grant is revoked"),
+        "{}",
+        a.html
+    );
+    let to = sup
+        .post_ok("/grants", &action, &[("reason", "complaint closed")])
+        .await;
+    let html = sup.page(&to).await;
+    assert!(html.contains("The grant is revoked"));
+    assert!(html.contains("No grant is in force"));
+    // Revoked at once: the record is masked again for the employee.
+    let (_, r) = app
+        .get(&format!("/api/v1/records/{rec}"), emp.cookie.value())
+        .await;
+    assert_eq!(crate::archive::field(&r, "phone")["value"], "138****5678");
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM audit_events WHERE action = 'grant.revoke' AND detail->>'reason' = 'complaint closed'"
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap(),
+        1
+    );
+}
