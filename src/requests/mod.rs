@@ -318,9 +318,11 @@ pub async fn list(app: &App, who: &Principal, f: Filter) -> AppResult<RequestLis
     })
 }
 
-/// Ends a transaction at once and returns `e`. A dropped transaction is rolled back only
-/// when its connection is next used, so a row lock taken with `FOR UPDATE` could outlive
-/// the request (and make `SKIP LOCKED` jobs pass the row by); failures roll back now.
+/// Ends a transaction at once and returns `e`. A dropped transaction only queues its
+/// ROLLBACK; sqlx sends it when the connection goes back to the pool, in a spawned task,
+/// so a row lock taken with `FOR UPDATE` could still be held when the answer reaches the
+/// client (and a `SKIP LOCKED` job could pass the row by). Failures roll back before
+/// answering.
 pub(crate) async fn fail<T>(
     tx: sqlx::Transaction<'_, sqlx::Postgres>,
     e: AppError,
