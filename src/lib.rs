@@ -9,12 +9,15 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod grants;
+pub mod jobs;
 pub mod pg;
 pub mod policy;
 pub mod records;
 pub mod requests;
 pub mod storage;
 pub mod telemetry;
+pub mod tx;
 pub mod users;
 pub mod viewer;
 pub mod web;
@@ -30,7 +33,7 @@ use crate::error::AppError;
 /// What every handler can reach: the database, the object store, the key ring, the
 /// configuration and the templates.
 pub struct App {
-    pub db: PgPool,
+    pub db: tx::Db,
     pub store: storage::Store,
     pub keys: crypto::KeyRing,
     pub workflows: requests::Workflows,
@@ -68,7 +71,7 @@ pub fn build(config: Config, db: PgPool, vault: Vault) -> Rocket<Build> {
     let templates = web::Templates::new().expect("embedded templates are valid (unit-tested)");
     rocket::custom(rocket_config)
         .manage(App {
-            db,
+            db: tx::Db::new(db),
             store: vault.store,
             keys: vault.keys,
             workflows: vault.workflows,

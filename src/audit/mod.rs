@@ -1,19 +1,29 @@
 //! The tamper-evident audit trail.
 //!
 //! Guarantees:
-//! - Events are appended in the caller's transaction, so an action and its trace commit or
+//! - Events are inserted in the caller's transaction, so an action and its trace commit or
 //!   roll back together (fail closed: if the event cannot be written, the action fails).
-//! - Appends are serialized by a transaction-scoped advisory lock, so concurrent writers
-//!   produce one linear, gap-free chain: `seq` n+1 carries `prev_hash` = hash of `seq` n.
+//!   Inserting takes no lock: audited actions run side by side.
+//! - One sequencer at a time ([`sequence`], under a transaction-scoped advisory lock that
+//!   only sequencers take) chains committed events, in batches, into `audit_chain`: chain
+//!   row `seq` n+1 carries `prev_hash` = hash of `seq` n. Events are chained in the order
+//!   (inserting transaction id, insertion position), and only once every transaction with
+//!   a lower id has finished, so no event can ever appear behind the chain's head. The
+//!   server runs it every [`SEQUENCE_INTERVAL`] and on a clean stop; a crash at any point
+//!   loses nothing (a pass is one transaction; the next pass starts from the head).
 //! - `hash = SHA-256(prev_hash ‖ canonical(event))`, where the canonical encoding is a JSON
-//!   array of the event's fields in fixed order with object keys sorted; `verify` recomputes
-//!   it and names the first event that does not match.
-//! - The database refuses UPDATE, DELETE and TRUNCATE (see the foundation migration); the
-//!   chain catches what a superuser does with the triggers disabled.
+//!   array of the event's fields (with its chain `seq`) in fixed order with object keys
+//!   sorted; [`verify`] recomputes it, names the first event that does not match, that is
+//!   missing or out of order, and reports events not chained yet.
+//! - The database refuses UPDATE, DELETE and TRUNCATE on both tables, assigns an event's
+//!   position itself (an event cannot be back-dated behind the head), and the server's
+//!   runtime role may not disable the triggers; the chain catches what a superuser does.
 //!
 //! Details must never carry secrets or sensitive values: callers pass names and ids only.
 
 mod repo;
+
+use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
@@ -25,9 +35,13 @@ use uuid::Uuid;
 use crate::error::AppResult;
 use crate::telemetry::RequestMeta;
 
-/// Advisory-lock key that serializes appends ("audit" in ASCII).
-const APPEND_LOCK: i64 = 0x0061_7564_6974;
+/// Advisory-lock key held by the one sequencer that chains events ("audseq" in ASCII).
+const SEQUENCER_LOCK: i64 = 0x6175_6473_6571;
 const GENESIS: [u8; 32] = [0; 32];
+/// Events chained per sequencer transaction.
+const SEQUENCE_BATCH: i64 = 5_000;
+/// How often the server chains new events.
+pub const SEQUENCE_INTERVAL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -119,10 +133,12 @@ impl Event {
     }
 }
 
-/// A stored event, as read back for verification and the audit views.
+/// A stored event, as read back for verification and the audit views. `seq`, `prev_hash`
+/// and `hash` are `None` until the sequencer has chained it.
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct StoredEvent {
-    pub seq: i64,
+    pub pos: i64,
+    pub seq: Option<i64>,
     pub id: Uuid,
     pub occurred_at: DateTime<Utc>,
     pub actor_id: Option<Uuid>,
@@ -135,53 +151,33 @@ pub struct StoredEvent {
     pub request_id: Option<String>,
     pub detail: Value,
     #[serde(with = "hex_bytes")]
-    pub prev_hash: Vec<u8>,
+    pub prev_hash: Option<Vec<u8>>,
     #[serde(with = "hex_bytes")]
-    pub hash: Vec<u8>,
+    pub hash: Option<Vec<u8>>,
 }
 
 mod hex_bytes {
-    pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(v))
+    pub fn serialize<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_str(&hex::encode(v)),
+            None => s.serialize_none(),
+        }
     }
 }
 
-/// Appends one event inside the caller's transaction.
+/// Appends one event inside the caller's transaction. Takes no lock: the sequencer chains
+/// the event once the transaction has committed.
 pub async fn record(conn: &mut PgConnection, actor: &Actor, event: Event) -> AppResult<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(APPEND_LOCK)
-        .execute(&mut *conn)
-        .await?;
-    let (last_seq, prev_hash) = match repo::last(conn).await? {
-        Some((seq, hash)) => (seq, hash),
-        None => (0, GENESIS.to_vec()),
-    };
-    let stored = StoredEvent {
-        seq: last_seq + 1,
-        id: Uuid::new_v4(),
-        // PostgreSQL keeps microseconds; hash exactly what will be read back.
-        occurred_at: Utc::now().trunc_subsecs(6),
-        actor_id: actor.id,
-        actor: actor.name.clone(),
-        action: event.action.to_string(),
-        object_type: event.object_type.map(str::to_string),
-        object_id: event.object_id,
-        outcome: event.outcome.as_str().to_string(),
-        client_addr: actor.client_addr.clone(),
-        request_id: actor.request_id.clone(),
-        detail: event.detail,
-        hash: Vec::new(),
-        prev_hash,
-    };
-    let hash = chain_hash(&stored.prev_hash, &stored);
-    let stored = StoredEvent { hash, ..stored };
-    repo::insert(conn, &stored).await?;
+    let id = Uuid::new_v4();
+    // PostgreSQL keeps microseconds; hash exactly what will be read back.
+    let occurred_at = Utc::now().trunc_subsecs(6);
+    repo::insert(conn, id, occurred_at, actor, &event).await?;
     tracing::info!(
         target: "audit",
-        seq = stored.seq,
-        action = %stored.action,
-        outcome = %stored.outcome,
-        actor = %stored.actor,
+        id = %id,
+        action = %event.action,
+        outcome = %event.outcome.as_str(),
+        actor = %actor.name,
         "audit event"
     );
     Ok(())
@@ -190,10 +186,86 @@ pub async fn record(conn: &mut PgConnection, actor: &Actor, event: Event) -> App
 /// Appends one event in a transaction of its own (for events that stand alone, such as a
 /// failed login, which must be kept even though the action it records failed).
 pub async fn record_alone(pool: &PgPool, actor: &Actor, event: Event) -> AppResult<()> {
-    let mut tx = pool.begin().await?;
-    record(&mut tx, actor, event).await?;
-    tx.commit().await?;
-    Ok(())
+    let mut conn = pool.acquire().await?;
+    // One statement: its own transaction, committed when it returns.
+    record(&mut conn, actor, event).await
+}
+
+/// One sequencer pass: chains every committed event not yet in the chain, in batches, and
+/// returns how many it chained. Returns 0 at once when another sequencer holds the lock
+/// (that one does the work).
+#[tracing::instrument(skip_all)]
+pub async fn sequence(pool: &PgPool) -> AppResult<u64> {
+    let mut total = 0u64;
+    loop {
+        let mut tx = pool.begin().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(SEQUENCER_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            tx.rollback().await?;
+            return Ok(total);
+        }
+        let head = repo::head(&mut tx).await?;
+        let batch = repo::unchained(&mut tx, head.as_ref(), SEQUENCE_BATCH).await?;
+        if batch.is_empty() {
+            tx.rollback().await?;
+            return Ok(total);
+        }
+        let (mut seq, mut prev) = match &head {
+            Some(h) => (h.seq, h.hash.clone()),
+            None => (0, GENESIS.to_vec()),
+        };
+        let mut links = Vec::with_capacity(batch.len());
+        for mut e in batch {
+            seq += 1;
+            e.seq = Some(seq);
+            let hash = chain_hash(&prev, &e);
+            links.push(repo::Link {
+                seq,
+                event_id: e.id,
+                prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                hash,
+            });
+        }
+        let n = links.len() as u64;
+        repo::insert_links(&mut tx, &links).await?;
+        tx.commit().await?;
+        total += n;
+        if n < SEQUENCE_BATCH as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Chains until nothing committed is left unchained (what a clean stop and the command
+/// line's `verify-audit` do). Events of transactions still open are left for later.
+pub async fn sequence_all(pool: &PgPool) -> AppResult<u64> {
+    let mut total = 0;
+    for _ in 0..100 {
+        let n = sequence(pool).await?;
+        total += n;
+        if repo::pending(&mut *pool.acquire().await?).await? == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(total)
+}
+
+/// Runs the sequencer every [`SEQUENCE_INTERVAL`] until the task is dropped.
+pub async fn run_sequencer(pool: PgPool) {
+    let mut every = tokio::time::interval(SEQUENCE_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match sequence(&pool).await {
+            Ok(n) if n > 0 => tracing::debug!(chained = n, "audit events chained"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "chaining audit events failed"),
+        }
+    }
 }
 
 fn chain_hash(prev_hash: &[u8], e: &StoredEvent) -> Vec<u8> {
@@ -207,7 +279,7 @@ fn chain_hash(prev_hash: &[u8], e: &StoredEvent) -> Vec<u8> {
 /// RFC 3339 UTC with microseconds, object keys sorted at every depth.
 fn canonical(e: &StoredEvent) -> String {
     let arr = Value::Array(vec![
-        Value::from(e.seq),
+        e.seq.map(Value::from).unwrap_or(Value::Null),
         Value::from(e.id.to_string()),
         Value::from(
             e.occurred_at
@@ -253,9 +325,9 @@ fn sorted(v: &Value) -> Value {
 /// The result of walking the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verification {
-    Intact {
-        events: u64,
-    },
+    /// Every chained event is present, unaltered and in order; `pending` events are
+    /// committed but not chained yet (the sequencer has not reached them).
+    Intact { events: u64, pending: u64 },
     Broken {
         seq: i64,
         id: Option<Uuid>,
@@ -266,7 +338,13 @@ pub enum Verification {
 impl std::fmt::Display for Verification {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Verification::Intact { events } => write!(f, "audit chain OK: {events} events"),
+            Verification::Intact { events, pending: 0 } => {
+                write!(f, "audit chain OK: {events} events")
+            }
+            Verification::Intact { events, pending } => write!(
+                f,
+                "audit chain OK: {events} events ({pending} events not chained yet)"
+            ),
             Verification::Broken { seq, id, reason } => match id {
                 Some(id) => write!(f, "audit chain BROKEN at event {seq} (id {id}): {reason}"),
                 None => write!(f, "audit chain BROKEN at event {seq}: {reason}"),
@@ -275,46 +353,67 @@ impl std::fmt::Display for Verification {
     }
 }
 
-/// Walks the whole chain in order, in bounded batches, and reports the first broken link.
+/// Walks the whole chain in order, in bounded batches, and reports the first broken link:
+/// a chain row whose event is missing, altered or out of place, a gap in `seq`, or an event
+/// that lies behind the chain's head without being in it (inserted around the sequencer).
 pub async fn verify(pool: &PgPool) -> AppResult<Verification> {
     const BATCH: i64 = 5_000;
     let mut expected_seq = 1i64;
     let mut prev = GENESIS.to_vec();
     loop {
         let mut conn = pool.acquire().await?;
-        let batch = repo::batch_from(&mut conn, expected_seq, BATCH).await?;
+        let batch = repo::chain_from(&mut conn, expected_seq, BATCH).await?;
         drop(conn);
         if batch.is_empty() {
-            return Ok(Verification::Intact {
-                events: (expected_seq - 1) as u64,
-            });
+            break;
         }
-        for e in &batch {
-            if e.seq != expected_seq {
+        for (link, e) in &batch {
+            if link.seq != expected_seq {
                 return Ok(Verification::Broken {
                     seq: expected_seq,
                     id: None,
-                    reason: format!("event missing (next stored event is {})", e.seq),
+                    reason: format!("event missing (next chained event is {})", link.seq),
                 });
             }
-            if e.prev_hash != prev {
+            let Some(e) = e else {
                 return Ok(Verification::Broken {
-                    seq: e.seq,
+                    seq: link.seq,
+                    id: Some(link.event_id),
+                    reason: "event missing (its chain entry remains)".into(),
+                });
+            };
+            if link.prev_hash != prev {
+                return Ok(Verification::Broken {
+                    seq: link.seq,
                     id: Some(e.id),
                     reason: "prev_hash does not match the previous event".into(),
                 });
             }
-            if chain_hash(&prev, e) != e.hash {
+            if chain_hash(&prev, e) != link.hash {
                 return Ok(Verification::Broken {
-                    seq: e.seq,
+                    seq: link.seq,
                     id: Some(e.id),
-                    reason: "content does not match its hash (event altered)".into(),
+                    reason: "content does not match its hash (event altered or moved)".into(),
                 });
             }
-            prev = e.hash.clone();
+            prev = link.hash.clone();
             expected_seq += 1;
         }
     }
+    let mut conn = pool.acquire().await?;
+    let head = repo::head(&mut conn).await?;
+    if let Some(stray) = repo::behind_head_unchained(&mut conn, head.as_ref()).await? {
+        return Ok(Verification::Broken {
+            seq: expected_seq,
+            id: Some(stray),
+            reason: "event lies behind the chain's head but is not in the chain".into(),
+        });
+    }
+    let pending = repo::pending(&mut conn).await?;
+    Ok(Verification::Intact {
+        events: (expected_seq - 1) as u64,
+        pending,
+    })
 }
 
 /// Filters for the audit listing.
@@ -326,12 +425,31 @@ pub struct Query {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub limit: i64,
-    pub before_seq: Option<i64>,
+    /// Paging: only events inserted before this position.
+    pub before_pos: Option<i64>,
 }
 
-pub async fn list(pool: &PgPool, q: &Query) -> AppResult<Vec<StoredEvent>> {
-    let mut conn = pool.acquire().await?;
-    Ok(repo::list(&mut conn, q).await?)
+/// Reads the audit trail (`audit.read`); the read itself is audited (who looked, with which
+/// filter), and so is a refusal.
+#[tracing::instrument(skip_all)]
+pub async fn read(
+    app: &crate::App,
+    who: &crate::auth::Principal,
+    q: Query,
+) -> AppResult<Vec<StoredEvent>> {
+    crate::unit!(app.db, |tx| {
+        tx.authorize::<crate::policy::ReadAudit>(&app.policies, who, None, None)?;
+        let events = repo::list(&mut tx, &q).await?;
+        tx.audit(
+            &who.actor(),
+            Event::new("audit.read", Outcome::Success).detail(serde_json::json!({
+                "actor": q.actor, "object": q.object, "action": q.action,
+                "from": q.from, "to": q.to, "returned": events.len(),
+            })),
+        )
+        .await?;
+        Ok(events)
+    })
 }
 
 #[cfg(test)]
@@ -340,7 +458,8 @@ mod tests {
 
     fn event() -> StoredEvent {
         StoredEvent {
-            seq: 1,
+            pos: 1,
+            seq: Some(1),
             id: Uuid::nil(),
             occurred_at: DateTime::from_timestamp(1_700_000_000, 123_456_000).unwrap(),
             actor_id: None,
@@ -352,8 +471,8 @@ mod tests {
             client_addr: None,
             request_id: None,
             detail: serde_json::json!({"b": 1, "a": {"d": true, "c": "x"}}),
-            prev_hash: GENESIS.to_vec(),
-            hash: vec![],
+            prev_hash: None,
+            hash: None,
         }
     }
 

@@ -95,7 +95,7 @@ impl<'r> FromRequest<'r> for Authenticated {
                     return None;
                 }
                 let token = SecretString::from(token);
-                match session::lookup(&app.db, &token, app.config.session_idle()).await {
+                match session::lookup(app.db.pool(), &token, app.config.session_idle()).await {
                     Ok(Some(s)) => Some(Authenticated {
                         user: s.user,
                         session_id: s.id,

@@ -33,12 +33,13 @@ pub struct SignedIn {
 }
 
 pub async fn login(
-    pool: &sqlx::PgPool,
+    db: &crate::tx::Db,
     config: &Config,
     meta: &RequestMeta,
     username: &str,
     password: SecretString,
 ) -> AppResult<SignedIn> {
+    let pool = db.pool();
     let username = username.trim();
     let mut keys = vec![throttle::account_key(username)];
     if let Some(addr) = &meta.client_addr {
@@ -143,15 +144,13 @@ pub async fn login(
     Err(AppError::InvalidCredentials)
 }
 
-pub async fn logout(pool: &sqlx::PgPool, who: &Authenticated) -> AppResult<()> {
-    let mut tx = pool.begin().await?;
-    session::end(&mut tx, who.session_id()).await?;
-    audit::record(
-        &mut tx,
-        &who.actor(),
-        Event::new("auth.logout", Outcome::Success).object("session", who.session_id()),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+pub async fn logout(db: &crate::tx::Db, who: &Authenticated) -> AppResult<()> {
+    crate::unit!(db, |tx| {
+        session::end(&mut tx, who.session_id()).await?;
+        tx.audit(
+            &who.actor(),
+            Event::new("auth.logout", Outcome::Success).object("session", who.session_id()),
+        )
+        .await
+    })
 }

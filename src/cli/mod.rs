@@ -216,6 +216,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::VerifyAudit => {
             with_db(&config, |pool| async move {
+                // Chain what is committed first (as a serving node would within a second),
+                // so the verdict covers every finished action.
+                audit::sequence_all(&pool)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
                 let v = audit::verify(&pool)
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -259,7 +264,7 @@ async fn user_command(pool: sqlx::PgPool, cmd: UserCommand) -> anyhow::Result<i3
             must_change_password,
         } => {
             let password = read_password_stdin()?;
-            let u = users::create(
+            let u = users::create_by_operator(
                 &pool,
                 &actor,
                 NewUser {
@@ -280,7 +285,9 @@ async fn user_command(pool: sqlx::PgPool, cmd: UserCommand) -> anyhow::Result<i3
                 .await
                 .map_err(err)?
                 .with_context(|| format!("no account named {username}"))?;
-            users::disable(&pool, &actor, u.id).await.map_err(err)?;
+            users::disable_by_operator(&pool, &actor, u.id)
+                .await
+                .map_err(err)?;
             println!("disabled account {} and ended its sessions", u.username);
         }
         UserCommand::ResetPassword {
@@ -369,52 +376,15 @@ async fn serve_on(config: &Config, db: &Database, vault: crate::Vault) -> anyhow
         println!("  Sign in at {url}/login; you will be asked to choose a new password.");
         println!();
     }
-    let purge = tokio::spawn(purge_sessions(db.pool.clone(), config.session_idle()));
-    let gc = tokio::spawn(collect_orphans(
-        db.pool.clone(),
-        vault.store.clone(),
-        std::time::Duration::from_secs(u64::from(config.gc_grace_minutes) * 60),
-    ));
-    let expiry = tokio::spawn(expire_requests(db.pool.clone()));
+    let jobs = crate::jobs::start(&db.pool, &vault.store, config);
     let rocket = crate::build(config.clone(), db.pool.clone(), vault);
     println!("Strongroom listening on {url}");
     if !std::io::stdout().is_terminal() {
         tracing::info!(%url, "listening");
     }
     let result = rocket.launch().await;
-    purge.abort();
-    expiry.abort();
-    gc.abort();
+    jobs.stop().await;
     result.map(|_| ()).context("server failed")
-}
-
-/// Removes dead sessions now and then; harmless to run on several nodes.
-async fn purge_sessions(pool: sqlx::PgPool, idle: chrono::Duration) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
-    loop {
-        every.tick().await;
-        match crate::auth::session::purge_expired(&pool, idle).await {
-            Ok(n) if n > 0 => tracing::info!(removed = n, "expired sessions removed"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "removing expired sessions failed"),
-        }
-    }
-}
-
-/// Removes objects that no file row references once they are older than the grace period
-/// (uploads whose row never landed). Across several nodes only one runs at a time.
-async fn collect_orphans(
-    pool: sqlx::PgPool,
-    store: crate::storage::Store,
-    grace: std::time::Duration,
-) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(900));
-    loop {
-        every.tick().await;
-        if let Err(e) = crate::storage::gc::run_once(&pool, &store, grace).await {
-            tracing::warn!(error = %e, "object garbage collection failed");
-        }
-    }
 }
 
 struct Bar(indicatif::ProgressBar);
@@ -452,7 +422,7 @@ async fn import(
     let who = crate::auth::Principal::for_command_line(user)
         .map_err(|_| anyhow::anyhow!("the account {as_user} is disabled"))?;
     let app = crate::App {
-        db: pool,
+        db: crate::tx::Db::new(pool),
         store: vault.store,
         keys: vault.keys,
         workflows: vault.workflows,
@@ -492,16 +462,3 @@ async fn import(
     Ok(if report.rejected.is_empty() { 0 } else { 1 })
 }
 
-/// Expires pending requests and grants whose time has come (bookkeeping only: a grant
-/// stops working at `valid_until` whether or not this has run).
-async fn expire_requests(pool: sqlx::PgPool) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
-    loop {
-        every.tick().await;
-        match crate::requests::expire_due(&pool).await {
-            Ok((r, g)) if r + g > 0 => tracing::info!(requests = r, grants = g, "expired"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "expiring requests and grants failed"),
-        }
-    }
-}

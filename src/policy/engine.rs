@@ -71,6 +71,8 @@ struct Names {
     vault: EntityUid,
     category: EntityUid,
     record: EntityUid,
+    request: EntityUid,
+    grant: EntityUid,
     action: EntityTypeName,
 }
 
@@ -85,6 +87,8 @@ impl Names {
             vault: uid("Vault", "vault")?,
             category: uid("Category", "object")?,
             record: uid("Record", "object")?,
+            request: uid("Request", "object")?,
+            grant: uid("Grant", "object")?,
             action: ty("Action")?,
         })
     }
@@ -201,7 +205,9 @@ impl Policies {
     /// being denied, long after the start.
     fn self_check(&self, schema_file: &str) -> Result<(), PolicyError> {
         let declared: HashSet<&str> = self.schema.actions().map(|a| a.id().unescaped()).collect();
-        let sample = Resource::new(Sensitivity::Secret, "sample").with_grant(GrantState::Active);
+        let sample = Resource::new(Sensitivity::Secret, "sample")
+            .with_grant(GrantState::Active)
+            .routed(Role::Supervisor, true);
         for action in ACTIONS {
             if !declared.contains(action.name) {
                 return Err(PolicyError::file(
@@ -212,11 +218,18 @@ impl Policies {
                     ),
                 ));
             }
-            for r in [None, Some(&sample)] {
+            let questions: Vec<Option<&Resource<'_>>> = match (action.object, action.on_vault) {
+                (Object::Vault, _) => vec![None],
+                (_, true) => vec![None, Some(&sample)],
+                (_, false) => vec![Some(&sample)],
+            };
+            for r in questions {
                 let object = match (r, action.object) {
-                    (None, _) => "Vault",
+                    (None, _) | (_, Object::Vault) => "Vault",
                     (Some(_), Object::Category) => "Category",
                     (Some(_), Object::Record) => "Record",
+                    (Some(_), Object::Request) => "Request",
+                    (Some(_), Object::Grant) => "Grant",
                 };
                 match self.evaluate(*action, &Role::ALL, "sample", r) {
                     Ok(_) => {}
@@ -320,30 +333,49 @@ impl Policies {
                 let uid = match action.object {
                     Object::Category => n.category.clone(),
                     Object::Record => n.record.clone(),
+                    Object::Request => n.request.clone(),
+                    Object::Grant => n.grant.clone(),
+                    Object::Vault => {
+                        return Err(format!("\"{}\" names no object", action.name))
+                    }
                 };
-                let entity = Entity::new(
-                    uid.clone(),
-                    HashMap::from([
-                        (
-                            "sensitivity".to_string(),
-                            RestrictedExpression::new_long(r.sensitivity.level()),
-                        ),
-                        (
-                            "department".to_string(),
-                            RestrictedExpression::new_string(r.department.to_string()),
-                        ),
-                    ]),
-                    HashSet::new(),
-                )
-                .map_err(|e| e.to_string())?;
+                let mut attrs = HashMap::from([
+                    (
+                        "sensitivity".to_string(),
+                        RestrictedExpression::new_long(r.sensitivity.level()),
+                    ),
+                    (
+                        "department".to_string(),
+                        RestrictedExpression::new_string(r.department.to_string()),
+                    ),
+                ]);
+                if action.object == Object::Request {
+                    let route = r
+                        .route
+                        .ok_or_else(|| "a request without its route".to_string())?;
+                    attrs.insert(
+                        "approver_role".to_string(),
+                        RestrictedExpression::new_string(route.approver_role.as_str().to_string()),
+                    );
+                    attrs.insert(
+                        "same_department".to_string(),
+                        RestrictedExpression::new_bool(route.same_department),
+                    );
+                }
+                let entity =
+                    Entity::new(uid.clone(), attrs, HashSet::new()).map_err(|e| e.to_string())?;
                 (uid, entity)
             }
         };
         let grant = r.map_or(GrantState::None, |r| r.grant);
-        let context = Context::from_pairs([(
-            "grant".to_string(),
-            RestrictedExpression::new_string(grant.as_str().to_string()),
-        )])
+        let own = r.is_some_and(|r| r.own);
+        let context = Context::from_pairs([
+            (
+                "grant".to_string(),
+                RestrictedExpression::new_string(grant.as_str().to_string()),
+            ),
+            ("own".to_string(), RestrictedExpression::new_bool(own)),
+        ])
         .map_err(|e| e.to_string())?;
         let action_uid =
             EntityUid::from_type_name_and_id(n.action.clone(), EntityId::new(action.name));

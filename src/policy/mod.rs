@@ -27,6 +27,7 @@ mod error;
 use std::marker::PhantomData;
 
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::error::AppError;
@@ -125,29 +126,70 @@ impl GrantState {
     }
 }
 
+/// A request's route, as the policy sees it: who approves, and whether approvers must be of
+/// the record's department.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteAttrs {
+    pub approver_role: Role,
+    pub same_department: bool,
+}
+
 /// What the policy needs to know about the object acted on.
 #[derive(Debug, Clone)]
 pub struct Resource<'a> {
+    /// The object's id: the permit is bound to it.
+    pub id: Option<Uuid>,
     pub sensitivity: Sensitivity,
     pub department: &'a str,
     /// The caller's best grant state for the relevant kind on this object; callers that
     /// do not act under a grant leave it at `GrantState::None`.
     pub grant: GrantState,
+    /// The object is the caller's own (their request, their grant).
+    pub own: bool,
+    /// For requests: their route.
+    pub route: Option<RouteAttrs>,
 }
 
 impl<'a> Resource<'a> {
     /// An object with no grant in play.
     pub fn new(sensitivity: Sensitivity, department: &'a str) -> Self {
         Resource {
+            id: None,
             sensitivity,
             department,
             grant: GrantState::None,
+            own: false,
+            route: None,
+        }
+    }
+
+    /// The same object, naming its id (the permit will be bound to it).
+    pub fn of(self, id: impl Into<Uuid>) -> Self {
+        Resource {
+            id: Some(id.into()),
+            ..self
         }
     }
 
     /// The same object, for a caller whose best grant is in state `grant`.
     pub fn with_grant(self, grant: GrantState) -> Self {
         Resource { grant, ..self }
+    }
+
+    /// The same object, saying whether it is the caller's own.
+    pub fn owned(self, own: bool) -> Self {
+        Resource { own, ..self }
+    }
+
+    /// The same object (a request), with its route.
+    pub fn routed(self, approver_role: Role, same_department: bool) -> Self {
+        Resource {
+            route: Some(RouteAttrs {
+                approver_role,
+                same_department,
+            }),
+            ..self
+        }
     }
 }
 
@@ -156,6 +198,10 @@ impl<'a> Resource<'a> {
 enum Object {
     Category,
     Record,
+    Request,
+    Grant,
+    /// Actions on the vault as a whole only (no object).
+    Vault,
 }
 
 /// An action. `HIDDEN` actions answer `NotFound` when refused on an object the caller may
@@ -170,10 +216,12 @@ pub trait Action: Send + Sync + 'static {
 struct ActionSpec {
     name: &'static str,
     object: Object,
+    /// Whether the action may also be asked on the vault as a whole (`None`).
+    on_vault: bool,
 }
 
 macro_rules! actions {
-    ($($(#[$doc:meta])* $name:ident => ($label:expr, $hidden:expr, $object:ident)),* $(,)?) => {
+    ($($(#[$doc:meta])* $name:ident => ($label:expr, $hidden:expr, $object:ident, $vault:expr)),* $(,)?) => {
         $(
             $(#[$doc])*
             pub struct $name;
@@ -185,82 +233,107 @@ macro_rules! actions {
 
         /// Every action the server asks the policies about; each must be declared in the
         /// schema (checked at load).
-        const ACTIONS: &[ActionSpec] = &[$(ActionSpec { name: $label, object: Object::$object }),*];
+        const ACTIONS: &[ActionSpec] = &[$(ActionSpec { name: $label, object: Object::$object, on_vault: $vault }),*];
     };
 }
 
 actions! {
     /// Read the classification tree.
-    ReadCategory => ("category.read", true, Category),
+    ReadCategory => ("category.read", true, Category, true),
     /// Create and edit categories.
-    ManageCategory => ("category.manage", false, Category),
+    ManageCategory => ("category.manage", false, Category, true),
     /// File a new record.
-    FileRecord => ("record.create", false, Record),
+    FileRecord => ("record.create", false, Record, true),
     /// See a record's (masked) metadata.
-    ReadRecord => ("record.read", true, Record),
+    ReadRecord => ("record.read", true, Record, true),
     /// Correct a record (a new revision).
-    EditRecord => ("record.update", true, Record),
+    EditRecord => ("record.update", true, Record, true),
     /// Upload a file to a record.
-    UploadFile => ("file.upload", true, Record),
+    UploadFile => ("file.upload", true, Record, true),
     /// Read a file's raw content on one's own behalf (refused to everyone: content leaves
     /// the vault only as viewer pages or as an export the vault builds).
-    ReadFileContent => ("file.read_content", true, Record),
+    ReadFileContent => ("file.read_content", true, Record, true),
     /// Keep the location register.
-    ManageRegister => ("register.manage", false, Record),
+    ManageRegister => ("register.manage", false, Record, true),
     /// Ask for a lookup, view, loan or export of a record one may see.
-    RequestAccess => ("request.create", true, Record),
-    /// Approve or reject requests (the route in `workflows.toml` says whose).
-    ApproveRequest => ("request.approve", false, Record),
-    /// End a grant early.
-    RevokeGrant => ("grant.revoke", false, Record),
+    RequestAccess => ("request.create", true, Record, true),
+    /// See a request (its requester, its approvers, auditors).
+    ReadRequest => ("request.read", true, Request, false),
+    /// Approve or reject a request (the route in `workflows.toml` says whose).
+    ApproveRequest => ("request.approve", true, Request, false),
+    /// Withdraw one's own pending request.
+    CancelRequest => ("request.cancel", true, Request, false),
+    /// End a grant early (on a grant); review the grants in force (on the vault).
+    RevokeGrant => ("grant.revoke", true, Grant, true),
     /// Read the audit trail and reports.
-    ReadAudit => ("audit.read", false, Record),
+    ReadAudit => ("audit.read", false, Vault, true),
     /// Hand out and take back physical files.
-    ManageLoans => ("loan.manage", false, Record),
+    ManageLoans => ("loan.manage", false, Record, true),
     /// Open a record's files in the viewer under an active view grant.
-    ViewWithGrant => ("file.view", true, Record),
+    ViewWithGrant => ("file.view", true, Record, true),
     /// See a record's sensitive fields unmasked under an active lookup or view grant.
-    UnmaskWithGrant => ("record.unmask", true, Record),
+    UnmaskWithGrant => ("record.unmask", true, Record, true),
     /// Take copies out as a bundle under an active export grant.
-    ExportWithGrant => ("record.export", true, Record),
+    ExportWithGrant => ("record.export", true, Record, true),
+    /// Manage accounts: create, list, disable, reset passwords.
+    ManageUsers => ("user.manage", false, Vault, true),
 }
 
 fn spec(name: &str) -> Option<ActionSpec> {
     ACTIONS.iter().copied().find(|a| a.name == name)
 }
 
-/// Proof that the policies allowed action A. Only this module constructs one.
+/// Proof that the policies allowed action A on one object (or on the vault as a whole).
+/// Only this module constructs one, and it names the object it was issued for: services
+/// scope their queries by [`Permit::object`], so a permit for one record cannot open
+/// another's file.
 #[derive(Debug)]
 pub struct Permit<A: Action> {
+    object: Option<Uuid>,
     _action: PhantomData<A>,
 }
 
 impl<A: Action> Permit<A> {
-    fn new() -> Self {
+    fn new(object: Option<Uuid>) -> Self {
         Permit {
+            object,
             _action: PhantomData,
         }
     }
 
-    /// A permit for work the vault does on its own behalf (tests of the content API, and
-    /// later the export and viewer jobs that run under an already-checked grant).
-    #[doc(hidden)]
-    pub fn system() -> Self {
-        Self::new()
+    /// The object the permit was issued for (`None`: the vault as a whole).
+    pub fn object(&self) -> Option<Uuid> {
+        self.object
     }
 }
 
 /// Permits under which the vault itself reads a file's decrypted content: the viewer
 /// renders pages under a view grant, an export is built under an export grant. Nothing
 /// else opens content (`file.read_content` is forbidden to everyone in the policy).
-pub trait ReadsContent {}
-impl ReadsContent for Permit<ViewWithGrant> {}
-impl ReadsContent for Permit<ExportWithGrant> {}
-impl ReadsContent for Permit<ReadFileContent> {}
+pub trait ReadsContent {
+    /// The record whose files the permit opens.
+    fn record(&self) -> Option<Uuid>;
+}
+impl ReadsContent for Permit<ViewWithGrant> {
+    fn record(&self) -> Option<Uuid> {
+        self.object
+    }
+}
+impl ReadsContent for Permit<ExportWithGrant> {
+    fn record(&self) -> Option<Uuid> {
+        self.object
+    }
+}
+impl ReadsContent for Permit<ReadFileContent> {
+    fn record(&self) -> Option<Uuid> {
+        self.object
+    }
+}
 
 impl Policies {
     /// Decides whether `who` may perform A on the object described by `r` (None for
-    /// actions on a collection, such as filing a new record).
+    /// actions on a collection, such as filing a new record). The permit is bound to
+    /// `r.id`. A refusal is logged here; the caller audits it (see `db::Tx::refuse`).
     pub fn authorize<A: Action>(
         &self,
         who: &Principal,
@@ -268,7 +341,7 @@ impl Policies {
     ) -> Result<Permit<A>, AppError> {
         let user = who.user();
         match self.decide_for::<A>(&user.roles, &user.department, r) {
-            Ok(()) => Ok(Permit::new()),
+            Ok(()) => Ok(Permit::new(r.and_then(|r| r.id))),
             Err(e) => {
                 tracing::info!(
                     target: "security",
@@ -282,18 +355,36 @@ impl Policies {
         }
     }
 
+    /// Whether `who` may do A on objects like `r`, without a permit: for filtering lists
+    /// (search results, queues) through the same rules. Nothing is opened with it.
+    pub fn allows<A: Action>(&self, who: &Principal, r: &Resource<'_>) -> bool {
+        let user = who.user();
+        self.decide(A::NAME, &user.roles, &user.department, Some(r))
+    }
+
     /// Whether `who` may read records of this kind (for filtering searches through the
     /// same rule).
     pub fn may_read(&self, who: &Principal, r: &Resource<'_>) -> bool {
-        let user = who.user();
-        self.decide(ReadRecord::NAME, &user.roles, &user.department, Some(r))
+        self.allows::<ReadRecord>(who, r)
     }
 
-    /// `authorize` without the `Principal` wrapper (which only the request guard makes):
-    /// `Ok` if allowed, else the refusal the caller must see (`NotFound` for a `HIDDEN`
-    /// action on an object the caller may not see, `Forbidden` otherwise).
-    #[doc(hidden)]
-    pub fn decide_for<A: Action>(
+    /// Whether people with these roles and department may do the action named
+    /// `action_name` on objects like `r`: a yes or no for the authorization matrix and the
+    /// start-up checks. It yields no permit, so nothing can be opened with it.
+    pub fn would_allow(
+        &self,
+        action_name: &str,
+        roles: &[Role],
+        department: &str,
+        r: Option<&Resource<'_>>,
+    ) -> bool {
+        self.decide(action_name, roles, department, r)
+    }
+
+    /// `Ok` if allowed, else the refusal the caller must see: `NotFound` for a `HIDDEN`
+    /// action on an object the caller may not even see (a record they may not read, a
+    /// request they may not read, any grant), `Forbidden` otherwise.
+    fn decide_for<A: Action>(
         &self,
         roles: &[Role],
         department: &str,
@@ -302,13 +393,21 @@ impl Policies {
         if self.decide(A::NAME, roles, department, r) {
             return Ok(());
         }
-        // Hidden objects: a caller who may not even see the record learns nothing.
+        // Hidden objects: a caller who may not even see the object learns nothing.
         if A::HIDDEN {
-            let may_see = match r {
-                None => false,
-                // Already decided: refused `record.read` means not visible.
-                Some(_) if A::NAME == ReadRecord::NAME => false,
-                Some(r) => self.decide(ReadRecord::NAME, roles, department, Some(r)),
+            let object = spec(A::NAME).map(|s| s.object);
+            let may_see = match (r, object) {
+                (None, _) => false,
+                (Some(_), _) if A::NAME == ReadRecord::NAME || A::NAME == ReadRequest::NAME => {
+                    false
+                }
+                (Some(r), Some(Object::Record)) => {
+                    self.decide(ReadRecord::NAME, roles, department, Some(r))
+                }
+                (Some(r), Some(Object::Request)) => {
+                    self.decide(ReadRequest::NAME, roles, department, Some(r))
+                }
+                _ => false,
             };
             if !may_see {
                 return Err(AppError::NotFound);
@@ -320,8 +419,7 @@ impl Policies {
     /// The decision for the action named `action_name` (one of the `Action::NAME`s) by a
     /// person with these roles and department. Unknown actions and anything the engine
     /// cannot evaluate are denied (and logged).
-    #[doc(hidden)]
-    pub fn decide(
+    fn decide(
         &self,
         action_name: &str,
         roles: &[Role],
@@ -357,7 +455,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), ACTIONS.len());
-        assert_eq!(ACTIONS.len(), 16);
+        assert_eq!(ACTIONS.len(), 19);
     }
 
     #[test]

@@ -10,17 +10,17 @@ use serde_json::json;
 use super::model::{Category, CategoryChanges, CategoryId, NewCategory};
 use super::repo;
 use super::schema::{check_schema, FieldDef};
-use crate::audit::{self, Event, Outcome};
+use sqlx::PgConnection;
+
+use crate::audit::{Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::policy::{ManageCategory, ReadCategory};
-use crate::App;
+use crate::{unit, App};
 
 /// All categories with their full paths. The tree is small (hundreds of nodes).
 pub async fn all(app: &App) -> AppResult<Vec<Category>> {
-    let mut conn = app.db.acquire().await?;
-    let rows = repo::all_categories(&mut conn).await?;
-    Ok(with_paths(rows))
+    unit!(app.db, |tx| Ok(with_paths(repo::all_categories(&mut tx).await?)))
 }
 
 fn with_paths(mut cats: Vec<Category>) -> Vec<Category> {
@@ -49,25 +49,44 @@ fn with_paths(mut cats: Vec<Category>) -> Vec<Category> {
     cats
 }
 
+/// [`all`] inside the caller's unit of work.
+pub(crate) async fn all_in(conn: &mut PgConnection) -> AppResult<Vec<Category>> {
+    Ok(with_paths(repo::all_categories(conn).await?))
+}
+
 /// The category tree, for a person: `category.read` through the policy.
+#[tracing::instrument(skip_all)]
 pub async fn list(app: &App, who: &Principal) -> AppResult<Vec<Category>> {
-    app.policies.authorize::<ReadCategory>(who, None)?;
-    all(app).await
+    unit!(app.db, |tx| {
+        tx.authorize::<ReadCategory>(&app.policies, who, None, None)?;
+        Ok(with_paths(repo::all_categories(&mut tx).await?))
+    })
 }
 
 /// One category, for a person.
+#[tracing::instrument(skip_all, fields(category = %id))]
 pub async fn get_for(app: &App, who: &Principal, id: CategoryId) -> AppResult<Category> {
-    let c = get(app, id).await?;
-    app.policies
-        .authorize::<ReadCategory>(who, Some(&c.resource()))?;
-    Ok(c)
+    unit!(app.db, |tx| {
+        let c = get_in(&mut tx, id).await?;
+        tx.authorize::<ReadCategory>(
+            &app.policies,
+            who,
+            Some(&c.resource().of(id.0)),
+            Some(("category", id.to_string())),
+        )?;
+        Ok(c)
+    })
 }
 
+/// One category (its path from a walk up its ancestors, not a read of the whole tree).
 pub async fn get(app: &App, id: CategoryId) -> AppResult<Category> {
-    all(app)
+    unit!(app.db, |tx| get_in(&mut tx, id).await)
+}
+
+/// [`get`] inside the caller's unit of work.
+pub(crate) async fn get_in(conn: &mut PgConnection, id: CategoryId) -> AppResult<Category> {
+    repo::one_category(conn, id)
         .await?
-        .into_iter()
-        .find(|c| c.id == id)
         .ok_or(AppError::NotFound)
 }
 
@@ -106,8 +125,12 @@ fn check_common(name: &str, department: &str, retention_years: i32) -> AppResult
     Ok(())
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn create(app: &App, who: &Principal, mut new: NewCategory) -> AppResult<Category> {
-    app.policies.authorize::<ManageCategory>(who, None)?;
+    unit!(app.db, |tx| {
+        tx.authorize::<ManageCategory>(&app.policies, who, None, None)?;
+        Ok(())
+    })?;
     new.code = new.code.trim().to_uppercase();
     let code_ok = (2..=12).contains(&new.code.len())
         && new.code.starts_with(|c: char| c.is_ascii_uppercase())
@@ -123,35 +146,34 @@ pub async fn create(app: &App, who: &Principal, mut new: NewCategory) -> AppResu
     }
     check_common(&new.name, &new.department, new.retention_years)?;
     check_schema(&mut new.fields)?;
-    let mut tx = app.db.begin().await?;
-    if let Some(parent) = new.parent_id {
-        if !repo::category_exists(&mut tx, parent).await? {
-            return Err(AppError::invalid("parent_id", "no such category"));
-        }
-    }
-    let id = CategoryId(uuid::Uuid::new_v4());
-    repo::insert_category(&mut tx, id, &new, who.user().id)
-        .await
-        .map_err(|e| match e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => {
-                AppError::Conflict(format!("a category with code {} already exists", new.code))
+    unit!(app.db, |tx| {
+        if let Some(parent) = new.parent_id {
+            if !repo::category_exists(&mut tx, parent).await? {
+                return Err(AppError::invalid("parent_id", "no such category"));
             }
-            e => e.into(),
-        })?;
-    audit::record(
-        &mut tx,
-        &who.actor(),
-        Event::new("category.create", Outcome::Success)
-            .object("category", id)
-            .detail(json!({
-                "code": new.code, "name": new.name, "sensitivity": new.sensitivity,
-                "department": new.department,
-                "fields": new.fields.iter().map(|f| &f.name).collect::<Vec<_>>(),
-            })),
-    )
-    .await?;
-    tx.commit().await?;
-    get(app, id).await
+        }
+        let id = CategoryId(uuid::Uuid::new_v4());
+        repo::insert_category(&mut tx, id, &new, who.user().id)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => AppError::Conflict(
+                    format!("a category with code {} already exists", new.code),
+                ),
+                e => e.into(),
+            })?;
+        tx.audit(
+            &who.actor(),
+            Event::new("category.create", Outcome::Success)
+                .object("category", id)
+                .detail(json!({
+                    "code": new.code, "name": new.name, "sensitivity": new.sensitivity,
+                    "department": new.department,
+                    "fields": new.fields.iter().map(|f| &f.name).collect::<Vec<_>>(),
+                })),
+        )
+        .await?;
+        get_in(&mut tx, id).await
+    })
 }
 
 pub async fn update(
@@ -160,8 +182,15 @@ pub async fn update(
     id: CategoryId,
     changes: CategoryChanges,
 ) -> AppResult<Category> {
-    app.policies.authorize::<ManageCategory>(who, None)?;
-    let current = get(app, id).await?;
+    let current = unit!(app.db, |tx| {
+        tx.authorize::<ManageCategory>(
+            &app.policies,
+            who,
+            None,
+            Some(("category", id.to_string())),
+        )?;
+        get_in(&mut tx, id).await
+    })?;
     let name = changes.name.clone().unwrap_or_else(|| current.name.clone());
     let department = changes
         .department
@@ -204,29 +233,28 @@ pub async fn update(
             Some(fields)
         }
     };
-    let mut tx = app.db.begin().await?;
-    repo::update_category(
-        &mut tx,
-        id,
-        &name,
-        sensitivity,
-        &department,
-        retention,
-        new_fields.as_deref(),
-        who.user().id,
-    )
-    .await?;
     detail["name"] = json!(name);
     detail["sensitivity"] = json!(sensitivity);
     detail["department"] = json!(department);
-    audit::record(
-        &mut tx,
-        &who.actor(),
-        Event::new("category.update", Outcome::Success)
-            .object("category", id)
-            .detail(detail),
-    )
-    .await?;
-    tx.commit().await?;
-    get(app, id).await
+    unit!(app.db, |tx| {
+        repo::update_category(
+            &mut tx,
+            id,
+            &name,
+            sensitivity,
+            &department,
+            retention,
+            new_fields.as_deref(),
+            who.user().id,
+        )
+        .await?;
+        tx.audit(
+            &who.actor(),
+            Event::new("category.update", Outcome::Success)
+                .object("category", id)
+                .detail(detail),
+        )
+        .await?;
+        get_in(&mut tx, id).await
+    })
 }

@@ -7,16 +7,18 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use serde_json::json;
+use sqlx::PgConnection;
 use tokio::io::AsyncRead;
 use uuid::Uuid;
 
 use super::model::{FileId, FileInfo, RecordId};
-use crate::audit::{self, Actor, Event, Outcome};
+use crate::audit::{Actor, Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::policy::{ReadRecord, ReadsContent, UploadFile};
+use crate::policy::{Action, GrantState, Permit, ReadRecord, ReadsContent, UploadFile};
 use crate::storage::{FileRef, StorageError};
-use crate::App;
+use crate::tx::Tx;
+use crate::{unit, App};
 
 const FILE_COLUMNS: &str =
     "id, record_id, version, original_name, media_type, size, sha256, uploaded_at";
@@ -89,8 +91,7 @@ pub async fn upload<R: AsyncRead + Unpin + Send>(
                 ),
                 other => ("storage_error", AppError::internal(other)),
             };
-            audit::record_alone(
-                &app.db,
+            app.db.record(
                 &who.actor(),
                 Event::new("file.upload", Outcome::Failure)
                     .object("record", record)
@@ -100,9 +101,8 @@ pub async fn upload<R: AsyncRead + Unpin + Send>(
             return Err(err);
         }
     };
-    let result: AppResult<FileInfo> = async {
-        let mut tx = app.db.begin().await?;
-        let info = insert_row(
+    let result: AppResult<FileInfo> = unit!(app.db, |tx| {
+        insert_row(
             &mut tx,
             who,
             record,
@@ -112,11 +112,8 @@ pub async fn upload<R: AsyncRead + Unpin + Send>(
             &name,
             &media_type,
         )
-        .await?;
-        tx.commit().await?;
-        Ok(info)
-    }
-    .await;
+        .await
+    });
     if result.is_err() {
         // The row did not land: remove the object now rather than wait for the GC.
         if let Err(e) = app.store.delete(&stored.object_key).await {
@@ -130,7 +127,7 @@ pub async fn upload<R: AsyncRead + Unpin + Send>(
 /// in the caller's transaction.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn insert_row(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut Tx,
     who: &Principal,
     record: RecordId,
     reference: &str,
@@ -141,7 +138,7 @@ pub(crate) async fn insert_row(
 ) -> AppResult<FileInfo> {
     sqlx::query("SELECT 1 FROM records WHERE id = $1 FOR UPDATE")
         .bind(record)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     let info: FileInfo = sqlx::query_as(&format!(
         "INSERT INTO files (id, record_id, version, object_key, kek_id, wrapped_key, size, media_type, \
@@ -159,10 +156,9 @@ pub(crate) async fn insert_row(
     .bind(name)
     .bind(stored.sha256.as_slice())
     .bind(who.user().id)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await?;
-    audit::record(
-        tx,
+    tx.audit(
         &who.actor(),
         Event::new("file.upload", Outcome::Success)
             .object("file", file_id)
@@ -188,40 +184,64 @@ pub fn media_type_for(name: &str) -> &'static str {
     }
 }
 
+#[tracing::instrument(skip_all, fields(record = %record))]
 pub async fn list(app: &App, who: &Principal, record: RecordId) -> AppResult<Vec<FileInfo>> {
-    let _ = super::load_for::<ReadRecord>(app, who, record).await?;
-    list_unchecked(app, record).await
+    unit!(app.db, |tx| {
+        let (permit, _, _) =
+            super::load_in::<ReadRecord>(&mut tx, app, who, record, GrantState::None).await?;
+        list_in(&mut tx, &permit).await
+    })
 }
 
-/// The files of `record`, for a caller that has already checked its action on it.
-pub(crate) async fn list_unchecked(app: &App, record: RecordId) -> AppResult<Vec<FileInfo>> {
+/// The files of the record a permit was issued for.
+pub(crate) async fn list_in<A: Action>(
+    conn: &mut PgConnection,
+    permit: &Permit<A>,
+) -> AppResult<Vec<FileInfo>> {
+    let record = permit.object().ok_or(AppError::NotFound)?;
     Ok(sqlx::query_as(&format!(
         "SELECT {FILE_COLUMNS} FROM files WHERE record_id = $1 ORDER BY version"
     ))
     .bind(record)
-    .fetch_all(&app.db)
+    .fetch_all(conn)
     .await?)
 }
 
-/// File `file` of record `record` (NotFound when it belongs to another record). No
-/// authorization here: the caller has already checked its action on `record`.
-pub(crate) async fn find(app: &App, record: RecordId, file: FileId) -> AppResult<FileInfo> {
-    sqlx::query_as(&format!(
-        "SELECT {FILE_COLUMNS} FROM files WHERE id = $1 AND record_id = $2"
-    ))
-    .bind(file)
-    .bind(record)
-    .fetch_optional(&app.db)
-    .await?
-    .ok_or(AppError::NotFound)
+/// The files of the record a permit was issued for.
+pub(crate) async fn list_unchecked<A: Action>(
+    app: &App,
+    permit: &Permit<A>,
+) -> AppResult<Vec<FileInfo>> {
+    unit!(app.db, |tx| list_in(&mut tx, permit).await)
+}
+
+/// File `file` of the record a permit was issued for (NotFound when it belongs to another
+/// record).
+pub(crate) async fn find<A: Action>(
+    app: &App,
+    permit: &Permit<A>,
+    file: FileId,
+) -> AppResult<FileInfo> {
+    let record = permit.object().ok_or(AppError::NotFound)?;
+    unit!(app.db, |tx| {
+        sqlx::query_as(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE id = $1 AND record_id = $2"
+        ))
+        .bind(file)
+        .bind(record)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(AppError::NotFound)
+    })
 }
 
 /// Streams a file's decrypted content with bounded memory. Any integrity failure ends the
 /// stream with an error (no unauthenticated byte is ever yielded) and is audited as
-/// `file.integrity_failure`. Used by the viewer and exports, under a checked grant.
+/// `file.integrity_failure`. Used by the viewer and exports, under a checked grant: the
+/// file must belong to the record the permit was issued for (else NotFound).
 pub async fn open_content(
     app: &App,
-    _permit: &impl ReadsContent,
+    permit: &impl ReadsContent,
     actor: &Actor,
     file: FileId,
 ) -> AppResult<BoxStream<'static, AppResult<Bytes>>> {
@@ -233,13 +253,18 @@ pub async fn open_content(
         size: i64,
         sha256: Vec<u8>,
     }
-    let row: Row = sqlx::query_as(
-        "SELECT object_key, kek_id, wrapped_key, size, sha256 FROM files WHERE id = $1",
-    )
-    .bind(file)
-    .fetch_optional(&app.db)
-    .await?
-    .ok_or(AppError::NotFound)?;
+    let record = permit.record().ok_or(AppError::NotFound)?;
+    let row: Row = unit!(app.db, |tx| {
+        sqlx::query_as(
+            "SELECT object_key, kek_id, wrapped_key, size, sha256 FROM files \
+             WHERE id = $1 AND record_id = $2",
+        )
+        .bind(file)
+        .bind(record)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(AppError::NotFound)
+    })?;
     let mut sha = [0u8; 32];
     if row.sha256.len() == 32 {
         sha.copy_from_slice(&row.sha256);
@@ -286,7 +311,7 @@ fn storage_error(e: StorageError) -> AppError {
 }
 
 async fn integrity_event(
-    db: &sqlx::PgPool,
+    db: &crate::tx::Db,
     actor: &Actor,
     file: FileId,
     e: &StorageError,
@@ -295,8 +320,7 @@ async fn integrity_event(
         return Ok(());
     }
     tracing::error!(target: "security", file_id = %file, "file integrity failure");
-    audit::record_alone(
-        db,
+    db.record(
         actor,
         Event::new("file.integrity_failure", Outcome::Failure)
             .object("file", file)

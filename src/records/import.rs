@@ -18,12 +18,12 @@ use serde_json::{json, Value};
 use super::model::{Category, FileId, Location, NewRecord};
 use super::schema::{check_all, Checked};
 use super::{categories, files, register};
-use crate::audit::{self, Event, Outcome};
+use crate::audit::{Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::policy::FileRecord;
 use crate::storage::StoredObject;
-use crate::App;
+use crate::{unit, App};
 
 pub struct Options {
     pub csv: PathBuf,
@@ -155,7 +155,9 @@ pub async fn run(
     opts: &Options,
     progress: &dyn Progress,
 ) -> AppResult<Report> {
-    app.policies.authorize::<FileRecord>(who, None)?;
+    app.db
+        .authorize::<FileRecord>(&app.policies, who, None, None)
+        .await?;
     let category = categories::all(app)
         .await?
         .into_iter()
@@ -228,11 +230,12 @@ pub async fn run(
             } else if let Some(loc) = &row.location {
                 let key = format!("{}/{}/{}", loc.storeroom, loc.shelf, loc.box_code);
                 if !boxes_ok.contains_key(&key) {
-                    let mut conn = app.db.acquire().await?;
-                    let found = register::find_box(&mut conn, loc)
-                        .await
-                        .err()
-                        .map(|e| e.public_message());
+                    let found: Option<String> = unit!(app.db, |tx| Ok(register::find_box(
+                        &mut tx, loc
+                    )
+                    .await
+                    .err()
+                    .map(|e| e.public_message())))?;
                     boxes_ok.insert(key.clone(), found);
                 }
                 if let Some(Some(err)) = boxes_ok.get(&key) {
@@ -291,8 +294,7 @@ pub async fn run(
     if !batch.is_empty() {
         file_batch(app, who, &category, batch, &mut report, progress).await?;
     }
-    audit::record_alone(
-        &app.db,
+    app.db.record(
         &who.actor(),
         Event::new("import.run", Outcome::Success)
             .object("category", category.id)
@@ -315,13 +317,16 @@ async fn file_batch(
     progress: &dyn Progress,
 ) -> AppResult<()> {
     let ids: Vec<String> = batch.iter().map(|r| r.external_id.clone()).collect();
-    let existing: HashSet<String> = sqlx::query_scalar(
-        "SELECT external_id FROM records WHERE category_id = $1 AND external_id = ANY($2)",
-    )
-    .bind(category.id)
-    .bind(&ids)
-    .fetch_all(&app.db)
-    .await?
+    let existing: HashSet<String> = unit!(app.db, |tx| {
+        let found: Vec<String> = sqlx::query_scalar(
+            "SELECT external_id FROM records WHERE category_id = $1 AND external_id = ANY($2)",
+        )
+        .bind(category.id)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        Ok(found)
+    })?
     .into_iter()
     .collect();
     // Objects first (outside the transaction), rows second.
@@ -353,8 +358,7 @@ async fn file_batch(
         }
         stored.push(mine);
     }
-    let result: AppResult<(u64, u64)> = async {
-        let mut tx = app.db.begin().await?;
+    let result: AppResult<(u64, u64)> = unit!(app.db, |tx| {
         let (mut filed, mut nfiles) = (0, 0);
         for (row, objs) in batch.iter().zip(&stored) {
             if existing.contains(&row.external_id) {
@@ -390,10 +394,8 @@ async fn file_batch(
             }
             filed += 1;
         }
-        tx.commit().await?;
         Ok((filed, nfiles))
-    }
-    .await;
+    });
     match result {
         Ok((filed, nfiles)) => {
             report.imported += filed;

@@ -24,11 +24,13 @@ use sqlx::PgConnection;
 
 use self::model::{Category, NewRecord, Record, RecordChanges, RecordId, RecordView, Revision};
 use self::schema::{check_all, check_value, Checked, FieldDef, FieldType};
-use crate::audit::{self, Event, Outcome};
+use crate::audit::{Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
+use crate::grants::{self, HeldGrant, Kind};
 use crate::policy::{Action, EditRecord, FileRecord, GrantState, Permit, ReadRecord};
-use crate::App;
+use crate::tx::Tx;
+use crate::{unit, App};
 
 /// Whether values of this field are sealed (encrypted, blind-indexed). Phone and ID numbers
 /// are always sealed, whatever the mask says, because they identify people.
@@ -66,7 +68,7 @@ fn check_title(title: &str) -> AppResult<String> {
 }
 
 /// Loads a record and its category and checks `A` on it. A refused or missing record is
-/// audited (without values) before the error is returned.
+/// audited (without values); the permit is bound to the record.
 pub(crate) async fn load_for<A: Action>(
     app: &App,
     who: &Principal,
@@ -83,41 +85,73 @@ pub(crate) async fn load_with<A: Action>(
     id: RecordId,
     grant: GrantState,
 ) -> AppResult<(Permit<A>, Record, Category)> {
-    let record = {
-        let mut conn = app.db.acquire().await?;
-        repo::find_record(&mut conn, id).await?
-    };
-    let Some(record) = record else {
-        audit_refusal::<A>(app, who, id, "not_found").await?;
-        return Err(AppError::NotFound);
-    };
-    let category = categories::get(app, record.category_id).await?;
-    match app
-        .policies
-        .authorize::<A>(who, Some(&category.resource().with_grant(grant)))
-    {
-        Ok(p) => Ok((p, record, category)),
-        Err(e) => {
-            audit_refusal::<A>(app, who, id, "denied").await?;
-            Err(e)
-        }
-    }
+    unit!(app.db, |tx| load_in::<A>(&mut tx, app, who, id, grant).await)
 }
 
-async fn audit_refusal<A: Action>(
+/// [`load_with`] inside the caller's unit of work.
+pub(crate) async fn load_in<A: Action>(
+    tx: &mut Tx,
     app: &App,
     who: &Principal,
     id: RecordId,
-    why: &str,
-) -> AppResult<()> {
-    audit::record_alone(
-        &app.db,
-        &who.actor(),
-        Event::new(A::NAME, Outcome::Denied)
-            .object("record", id)
-            .detail(json!({ "reason": why })),
-    )
-    .await
+    grant: GrantState,
+) -> AppResult<(Permit<A>, Record, Category)> {
+    let Some(record) = repo::find_record(tx, id).await? else {
+        tx.refuse(
+            &who.actor(),
+            Event::new(A::NAME, Outcome::Denied)
+                .object("record", id)
+                .detail(json!({ "reason": "not_found" })),
+        );
+        return Err(AppError::NotFound);
+    };
+    let category = categories::get_in(tx, record.category_id).await?;
+    let permit = tx.authorize::<A>(
+        &app.policies,
+        who,
+        Some(&category.resource().of(id.0).with_grant(grant)),
+        Some(("record", id.to_string())),
+    )?;
+    Ok((permit, record, category))
+}
+
+/// The category of record `record` (for actions decided on a record found through another
+/// object, such as a loan's request).
+pub(crate) async fn category_of_record(
+    conn: &mut PgConnection,
+    record: uuid::Uuid,
+) -> AppResult<Category> {
+    let r = repo::find_record(&mut *conn, RecordId(record))
+        .await?
+        .ok_or(AppError::NotFound)?;
+    categories::get_in(conn, r.category_id).await
+}
+
+/// Uses grant `grant_id` of kind `kind` held by `who` for action A on the grant's record:
+/// the access policy decides A with the grant's state as of now, so A is refused the
+/// moment the grant expires or is revoked. Someone else's grant, or a grant of another
+/// kind, is `NotFound` (and audited as a refusal).
+#[tracing::instrument(skip_all, fields(grant = %grant_id))]
+pub(crate) async fn under_grant<A: Action>(
+    app: &App,
+    who: &Principal,
+    grant_id: uuid::Uuid,
+    kind: Kind,
+) -> AppResult<(Permit<A>, HeldGrant, Record, Category)> {
+    unit!(app.db, |tx| {
+        let Some(held) = grants::find_held(&mut tx, who, grant_id, kind).await? else {
+            tx.refuse(
+                &who.actor(),
+                Event::new(A::NAME, Outcome::Denied)
+                    .object("grant", grant_id)
+                    .detail(json!({"reason": "not the caller's grant of this kind"})),
+            );
+            return Err(AppError::NotFound);
+        };
+        let (permit, record, category) =
+            load_in::<A>(&mut tx, app, who, held.record_id, held.grant_state()).await?;
+        Ok((permit, held, record, category))
+    })
 }
 
 /// Writes the sealed values of `checked` (the fields that are sealed) for a record.
@@ -153,22 +187,27 @@ fn plain_values(category: &Category, checked: &BTreeMap<String, Checked>) -> Map
         .collect()
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn create(app: &App, who: &Principal, new: NewRecord) -> AppResult<RecordView> {
-    app.policies.authorize::<FileRecord>(who, None)?;
-    let category = categories::get(app, new.category_id)
-        .await
-        .map_err(|_| AppError::invalid("category_id", "no such category"))?;
     let title = check_title(&new.title)?;
-    let checked = check_all(&category.fields, &new.fields)?;
-    let mut tx = app.db.begin().await?;
-    let id = create_in(&mut tx, app, who, &category, &title, &checked, &new).await?;
-    tx.commit().await?;
+    let id = unit!(app.db, |tx| {
+        tx.authorize::<FileRecord>(&app.policies, who, None, None)?;
+        let category = match categories::get_in(&mut tx, new.category_id).await {
+            Ok(c) => c,
+            Err(AppError::NotFound) => {
+                return Err(AppError::invalid("category_id", "no such category"))
+            }
+            Err(e) => return Err(e),
+        };
+        let checked = check_all(&category.fields, &new.fields)?;
+        create_in(&mut tx, app, who, &category, &title, &checked, &new).await
+    })?;
     get(app, who, id).await
 }
 
 /// Files one record inside the caller's transaction (also used by the bulk import).
 pub(crate) async fn create_in(
-    tx: &mut PgConnection,
+    tx: &mut Tx,
     app: &App,
     who: &Principal,
     category: &Category,
@@ -204,8 +243,7 @@ pub(crate) async fn create_in(
     if let Some(b) = box_id {
         register::place(tx, who, id, b).await?;
     }
-    audit::record(
-        tx,
+    tx.audit(
         &who.actor(),
         Event::new("record.create", Outcome::Success)
             .object("record", id)
@@ -223,29 +261,42 @@ pub(crate) async fn create_in(
 
 /// A record: masked, or unmasked while the caller holds an active lookup or view grant on
 /// it. An unmasked read is audited (which record, which fields, under which grant; never
-/// the values) before it is returned: if that fails, nothing is shown.
+/// the values) in the same unit of work: if that fails, nothing is shown.
+#[tracing::instrument(skip_all, fields(record = %id))]
 pub async fn get(app: &App, who: &Principal, id: RecordId) -> AppResult<RecordView> {
-    let (permit, record, category) = load_for::<ReadRecord>(app, who, id).await?;
-    let grant = {
-        let mut conn = app.db.acquire().await?;
-        crate::requests::active_grant(
-            &mut conn,
-            who,
-            id,
-            &[crate::requests::Kind::Lookup, crate::requests::Kind::View],
-        )
-        .await?
-    };
+    unit!(app.db, |tx| get_in(&mut tx, app, who, id).await)
+}
+
+/// [`get`] inside the caller's unit of work.
+pub(crate) async fn get_in(
+    tx: &mut Tx,
+    app: &App,
+    who: &Principal,
+    id: RecordId,
+) -> AppResult<RecordView> {
+    let (permit, record, category) =
+        load_in::<ReadRecord>(tx, app, who, id, GrantState::None).await?;
+    shown(tx, app, who, &permit, &record, &category).await
+}
+
+/// The record a permit was issued for, as `who` may see it (audited if unmasked).
+pub(crate) async fn shown(
+    tx: &mut Tx,
+    app: &App,
+    who: &Principal,
+    permit: &Permit<ReadRecord>,
+    record: &Record,
+    category: &Category,
+) -> AppResult<RecordView> {
+    let id = record.id;
+    let grant = grants::active_grant(tx, who, id, &[Kind::Lookup, Kind::View]).await?;
     // The grant is found by the workflow; whether it unmasks is the policy's decision.
     let grant = grant.filter(|_| {
-        let r = category
-            .resource()
-            .with_grant(crate::policy::GrantState::Active);
+        let r = category.resource().of(id.0).with_grant(GrantState::Active);
         app.policies
-            .authorize::<crate::policy::UnmaskWithGrant>(who, Some(&r))
-            .is_ok()
+            .allows::<crate::policy::UnmaskWithGrant>(who, &r)
     });
-    let view = view_of(app, who, &permit, &record, &category, grant.is_some()).await?;
+    let view = view_in(tx, app, who, permit, record, category, grant.is_some()).await?;
     let fields = view.unmasked();
     if !fields.is_empty() {
         // Shown unmasked under a grant, or by a `none` rule of the masking policy.
@@ -253,8 +304,7 @@ pub async fn get(app: &App, who: &Principal, id: RecordId) -> AppResult<RecordVi
             Some(g) => (Some(g.id), g.kind.as_str()),
             None => (None, "masking policy"),
         };
-        audit::record_alone(
-            &app.db,
+        tx.audit(
             &who.actor(),
             Event::new("record.unmask", Outcome::Success)
                 .object("record", id)
@@ -265,17 +315,20 @@ pub async fn get(app: &App, who: &Principal, id: RecordId) -> AppResult<RecordVi
     Ok(view)
 }
 
-async fn view_of(
+async fn view_in(
+    conn: &mut PgConnection,
     app: &App,
     who: &Principal,
-    _permit: &Permit<ReadRecord>,
+    permit: &Permit<ReadRecord>,
     record: &Record,
     category: &Category,
     unmask: bool,
 ) -> AppResult<RecordView> {
-    let mut conn = app.db.acquire().await?;
-    let sealed = repo::sealed_values(&mut conn, record.id).await?;
-    let physical = repo::physical(&mut conn, record.id).await?;
+    if permit.object() != Some(record.id.0) {
+        return Err(AppError::internal("a permit for another record"));
+    }
+    let sealed = repo::sealed_values(&mut *conn, record.id).await?;
+    let physical = repo::physical(&mut *conn, record.id).await?;
     let how = masking::Unmask {
         policy: &app.masking,
         roles: &who.user().roles,
@@ -299,8 +352,9 @@ pub async fn update(
             "must say why, in 5 to 1000 characters",
         ));
     }
-    let (_permit, _, category) = load_for::<EditRecord>(app, who, id).await?;
-    let mut tx = app.db.begin().await?;
+    unit!(app.db, |tx| {
+    let (_permit, _, category) =
+        load_in::<EditRecord>(&mut tx, app, who, id, GrantState::None).await?;
     let record = repo::lock_record(&mut tx, id).await?;
     let old_sealed = repo::sealed_values(&mut tx, id).await?;
     let title = match &changes.title {
@@ -414,8 +468,7 @@ pub async fn update(
         who.user().id,
     )
     .await?;
-    audit::record(
-        &mut tx,
+    tx.audit(
         &who.actor(),
         Event::new("record.update", Outcome::Success)
             .object("record", id)
@@ -427,17 +480,40 @@ pub async fn update(
             })),
     )
     .await?;
-    tx.commit().await?;
+    Ok(())
+    })?;
     get(app, who, id).await
 }
 
 /// The revisions of a record: who changed what, when and why. Values of sensitive fields
 /// never appear; non-sensitive ones show as they were and became.
 pub async fn revisions(app: &App, who: &Principal, id: RecordId) -> AppResult<Vec<Revision>> {
-    let (_permit, record, _) = load_for::<ReadRecord>(app, who, id).await?;
-    let mut conn = app.db.acquire().await?;
-    let mut list = repo::revisions(&mut conn, id).await?;
-    let created = repo::creation(&mut conn, id).await?;
+    unit!(app.db, |tx| revisions_in(&mut tx, app, who, id).await)
+}
+
+/// [`revisions`] inside the caller's unit of work.
+pub(crate) async fn revisions_in(
+    tx: &mut Tx,
+    app: &App,
+    who: &Principal,
+    id: RecordId,
+) -> AppResult<Vec<Revision>> {
+    let (permit, record, _) = load_in::<ReadRecord>(tx, app, who, id, GrantState::None).await?;
+    revisions_of(tx, &permit, &record).await
+}
+
+/// The revisions of the record a permit was issued for.
+pub(crate) async fn revisions_of(
+    tx: &mut Tx,
+    permit: &Permit<ReadRecord>,
+    record: &Record,
+) -> AppResult<Vec<Revision>> {
+    if permit.object() != Some(record.id.0) {
+        return Err(AppError::internal("a permit for another record"));
+    }
+    let id = record.id;
+    let mut list = repo::revisions(tx, id).await?;
+    let created = repo::creation(tx, id).await?;
     list.insert(
         0,
         Revision {

@@ -53,11 +53,7 @@ pub struct Category {
 
 impl Category {
     pub fn resource(&self) -> crate::policy::Resource<'_> {
-        crate::policy::Resource {
-            sensitivity: self.sensitivity,
-            department: &self.department,
-            grant: crate::policy::GrantState::None,
-        }
+        crate::policy::Resource::new(self.sensitivity, &self.department)
     }
     pub fn field(&self, name: &str) -> Option<&FieldDef> {
         self.fields.iter().find(|f| f.name == name)

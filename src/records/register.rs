@@ -7,11 +7,12 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::model::{Location, PhysicalStatus, RecordId};
-use crate::audit::{self, Event, Outcome};
+use crate::audit::{Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::policy::{EditRecord, ManageRegister, ReadRecord};
-use crate::App;
+use crate::policy::{EditRecord, GrantState, ManageRegister, Permit, ReadRecord};
+use crate::tx::Tx;
+use crate::{unit, App};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,9 +79,11 @@ fn code(field: &str, v: &str) -> AppResult<String> {
 /// Creates a storeroom, a shelf in it, or a box on a shelf (whichever the deepest code given
 /// names); the levels above must exist, except that a storeroom is created with its name.
 pub async fn create_place(app: &App, who: &Principal, p: NewPlace) -> AppResult<Vec<BoxEntry>> {
-    app.policies.authorize::<ManageRegister>(who, None)?;
+    app.db
+        .authorize::<ManageRegister>(&app.policies, who, None, None)
+        .await?;
     let room = code("storeroom", &p.storeroom)?;
-    let mut tx = app.db.begin().await?;
+    unit!(app.db, |tx| {
     let room_id: Option<Uuid> = sqlx::query_scalar("SELECT id FROM storerooms WHERE code = $1")
         .bind(&room)
         .fetch_optional(&mut *tx)
@@ -133,28 +136,30 @@ pub async fn create_place(app: &App, who: &Principal, p: NewPlace) -> AppResult<
             "a box needs the shelf it stands on",
         ));
     }
-    audit::record(
-        &mut tx,
+    tx.audit(
         &who.actor(),
         Event::new("register.create", Outcome::Success).detail(json!({
             "storeroom": room, "shelf": p.shelf, "box": p.box_code,
         })),
     )
     .await?;
-    tx.commit().await?;
+    Ok(())
+    })?;
     list(app, who).await
 }
 
 pub async fn list(app: &App, who: &Principal) -> AppResult<Vec<BoxEntry>> {
-    app.policies.authorize::<ManageRegister>(who, None)?;
-    Ok(sqlx::query_as(
+    app.db
+        .authorize::<ManageRegister>(&app.policies, who, None, None)
+        .await?;
+    unit!(app.db, |tx| Ok(sqlx::query_as(
         "SELECT r.code AS storeroom, r.name AS storeroom_name, s.code AS shelf, b.code AS box_code, \
                 (SELECT count(*) FROM record_physical p WHERE p.box_id = b.id) AS records \
          FROM storerooms r LEFT JOIN shelves s ON s.storeroom_id = r.id \
          LEFT JOIN boxes b ON b.shelf_id = s.id ORDER BY r.code, s.code, b.code",
     )
-    .fetch_all(&app.db)
-    .await?)
+    .fetch_all(&mut *tx)
+    .await?))
 }
 
 pub(crate) async fn find_box(conn: &mut PgConnection, loc: &Location) -> AppResult<Uuid> {
@@ -208,7 +213,6 @@ pub(crate) async fn place(
 
 /// Moves a record's paper file to another box and/or changes its status.
 pub async fn move_file(app: &App, who: &Principal, id: RecordId, m: Move) -> AppResult<()> {
-    let (_permit, record, _) = super::load_for::<EditRecord>(app, who, id).await?;
     let reason = m.reason.trim();
     if reason.chars().count() < 3 {
         return Err(AppError::invalid("reason", "must say why"));
@@ -219,7 +223,9 @@ pub async fn move_file(app: &App, who: &Principal, id: RecordId, m: Move) -> App
             "give a new location, a new status, or both",
         ));
     }
-    let mut tx = app.db.begin().await?;
+    unit!(app.db, |tx| {
+    let (_permit, record, _) =
+        super::load_in::<EditRecord>(&mut tx, app, who, id, GrantState::None).await?;
     let current: Option<(Option<Uuid>, String)> = sqlx::query_as(
         "SELECT box_id, status FROM record_physical WHERE record_id = $1 FOR UPDATE",
     )
@@ -270,8 +276,7 @@ pub async fn move_file(app: &App, who: &Principal, id: RecordId, m: Move) -> App
     .bind(who.user().id)
     .execute(&mut *tx)
     .await?;
-    audit::record(
-        &mut tx,
+    tx.audit(
         &who.actor(),
         Event::new("record.physical_move", Outcome::Success)
             .object("record", id)
@@ -280,13 +285,28 @@ pub async fn move_file(app: &App, who: &Principal, id: RecordId, m: Move) -> App
                 "to_status": to_status, "reason": reason,
             })),
     )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    .await
+    })
 }
 
 pub async fn moves(app: &App, who: &Principal, id: RecordId) -> AppResult<Vec<MoveEntry>> {
-    let _ = super::load_for::<ReadRecord>(app, who, id).await?;
+    unit!(app.db, |tx| moves_in(&mut tx, app, who, id).await)
+}
+
+/// [`moves`] inside the caller's unit of work.
+pub(crate) async fn moves_in(
+    tx: &mut Tx,
+    app: &App,
+    who: &Principal,
+    id: RecordId,
+) -> AppResult<Vec<MoveEntry>> {
+    let (permit, _, _) = super::load_in::<ReadRecord>(tx, app, who, id, GrantState::None).await?;
+    moves_of(tx, &permit).await
+}
+
+/// The moves of the record a permit was issued for.
+pub(crate) async fn moves_of(tx: &mut Tx, permit: &Permit<ReadRecord>) -> AppResult<Vec<MoveEntry>> {
+    let record = permit.object().ok_or(AppError::NotFound)?;
     Ok(sqlx::query_as(
         "SELECT m.moved_at, \
            (SELECT r.code || ' / ' || s.code || ' / ' || b.code FROM boxes b JOIN shelves s ON s.id = b.shelf_id JOIN storerooms r ON r.id = s.storeroom_id WHERE b.id = m.from_box_id) AS from_location, \
@@ -295,7 +315,7 @@ pub async fn moves(app: &App, who: &Principal, id: RecordId) -> AppResult<Vec<Mo
          FROM physical_moves m LEFT JOIN users u ON u.id = m.moved_by \
          WHERE m.record_id = $1 ORDER BY m.moved_at, m.id",
     )
-    .bind(id)
-    .fetch_all(&app.db)
+    .bind(record)
+    .fetch_all(&mut **tx)
     .await?)
 }

@@ -31,23 +31,55 @@ pub(super) async fn all_categories(conn: &mut PgConnection) -> sqlx::Result<Vec<
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Category {
-            id: CategoryId(r.id),
-            parent_id: r.parent_id.map(CategoryId),
-            code: r.code,
-            name: r.name,
-            path: String::new(),
-            sensitivity: Sensitivity::parse(&r.sensitivity).unwrap_or(Sensitivity::Secret),
-            department: r.department,
-            retention_years: r.retention_years,
-            fields: serde_json::from_value::<Vec<FieldDef>>(r.fields).unwrap_or_default(),
-            schema_version: r.schema_version,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        })
-        .collect())
+    Ok(rows.into_iter().map(category_of).collect())
+}
+
+/// One category with its path (a recursive walk up its ancestors, not the whole tree).
+pub(super) async fn one_category(
+    conn: &mut PgConnection,
+    id: CategoryId,
+) -> sqlx::Result<Option<Category>> {
+    let row: Option<CategoryRow> = sqlx::query_as(
+        "SELECT id, parent_id, code, name, sensitivity, department, retention_years, fields, \
+         schema_version, created_at, updated_at FROM categories WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let path: Option<String> = sqlx::query_scalar(
+        "WITH RECURSIVE up(id, parent_id, name, depth) AS ( \
+           SELECT id, parent_id, name, 0 FROM categories WHERE id = $1 \
+           UNION ALL \
+           SELECT c.id, c.parent_id, c.name, up.depth + 1 FROM categories c \
+           JOIN up ON c.id = up.parent_id WHERE up.depth < 64) \
+         SELECT string_agg(name, ' / ' ORDER BY depth DESC) FROM up",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await?;
+    let mut c = category_of(row);
+    c.path = path.unwrap_or_else(|| c.name.clone());
+    Ok(Some(c))
+}
+
+fn category_of(r: CategoryRow) -> Category {
+    Category {
+        id: CategoryId(r.id),
+        parent_id: r.parent_id.map(CategoryId),
+        code: r.code,
+        name: r.name,
+        path: String::new(),
+        sensitivity: Sensitivity::parse(&r.sensitivity).unwrap_or(Sensitivity::Secret),
+        department: r.department,
+        retention_years: r.retention_years,
+        fields: serde_json::from_value::<Vec<FieldDef>>(r.fields).unwrap_or_default(),
+        schema_version: r.schema_version,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    }
 }
 
 pub(super) async fn category_exists(conn: &mut PgConnection, id: CategoryId) -> sqlx::Result<bool> {

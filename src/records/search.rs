@@ -15,10 +15,11 @@ use uuid::Uuid;
 use super::model::{Category, CategoryId, Record, RecordView};
 use super::schema::{normalize_id_number, normalize_phone};
 use super::{categories, repo, view};
-use crate::audit::{self, Event, Outcome};
+use crate::audit::{Event, Outcome};
+use crate::tx::Tx;
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::App;
+use crate::{unit, App};
 
 pub const PER_PAGE: i64 = 25;
 
@@ -91,9 +92,21 @@ fn auditable_text(q: &str) -> String {
     }
 }
 
+/// Searches the records `who` may see, masked; the search (and any value a `none` masking
+/// rule shows) is audited in the same unit of work.
+#[tracing::instrument(skip_all)]
 pub async fn search(app: &App, who: &Principal, query: SearchQuery) -> AppResult<SearchPage> {
+    unit!(app.db, |tx| search_in(&mut tx, app, who, query).await)
+}
+
+async fn search_in(
+    tx: &mut Tx,
+    app: &App,
+    who: &Principal,
+    query: SearchQuery,
+) -> AppResult<SearchPage> {
     let page = query.page.unwrap_or(1).clamp(1, 10_000);
-    let all = categories::all(app).await?;
+    let all = categories::all_in(tx).await?;
     let visible: Vec<&Category> = all
         .iter()
         .filter(|c| app.policies.may_read(who, &c.resource()))
@@ -209,7 +222,7 @@ pub async fn search(app: &App, who: &Principal, query: SearchQuery) -> AppResult
         .push(" OFFSET ")
         .push_bind((page - 1) * PER_PAGE);
 
-    let mut conn = app.db.acquire().await?;
+    let conn: &mut sqlx::PgConnection = tx;
     let mut rows: Vec<Record> = if scope.is_empty() {
         Vec::new()
     } else {
@@ -219,14 +232,13 @@ pub async fn search(app: &App, who: &Principal, query: SearchQuery) -> AppResult
     rows.truncate(PER_PAGE as usize);
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id.0).collect();
     let mut sealed: HashMap<Uuid, Vec<_>> = HashMap::new();
-    for (id, v) in repo::sealed_values_of(&mut conn, &ids).await? {
+    for (id, v) in repo::sealed_values_of(&mut *conn, &ids).await? {
         sealed.entry(id).or_default().push(v);
     }
-    let mut physical: HashMap<Uuid, _> = repo::physical_of(&mut conn, &ids)
+    let mut physical: HashMap<Uuid, _> = repo::physical_of(&mut *conn, &ids)
         .await?
         .into_iter()
         .collect();
-    drop(conn);
     let by_id: HashMap<CategoryId, &Category> = all.iter().map(|c| (c.id, c)).collect();
     // Search never unmasks by grant; only a `none` rule of the masking policy shows a
     // value as stored, and those hits are audited below.
@@ -249,8 +261,7 @@ pub async fn search(app: &App, who: &Principal, query: SearchQuery) -> AppResult
             ))
         })
         .collect();
-    audit::record_alone(
-        &app.db,
+    tx.audit(
         &who.actor(),
         Event::new("record.search", Outcome::Success).detail(json!({
             "q": text.as_deref().map(auditable_text),
@@ -269,8 +280,7 @@ pub async fn search(app: &App, who: &Principal, query: SearchQuery) -> AppResult
         .map(|h| json!({"record": h.id, "reference": h.reference, "fields": h.unmasked()}))
         .collect();
     if !unmasked.is_empty() {
-        audit::record_alone(
-            &app.db,
+        tx.audit(
             &who.actor(),
             Event::new("record.unmask", Outcome::Success)
                 .detail(json!({"kind": "masking policy", "via": "search", "records": unmasked})),

@@ -19,13 +19,13 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::bundle::{self, Entry, FileDigest};
-use super::{fail, use_grant, Kind};
-use crate::audit::{self, Event, Outcome};
+use super::{use_grant, Kind};
+use crate::audit::{Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::policy::ExportWithGrant;
 use crate::records::files;
-use crate::App;
+use crate::{unit, App};
 
 /// How long a prepared download link stays usable (never beyond the grant).
 pub const LINK_MINUTES: i64 = 60;
@@ -57,37 +57,29 @@ pub struct Download {
     pub body: BoxStream<'static, Result<bytes::Bytes, std::io::Error>>,
 }
 
-/// The request's grant id, if the request is `who`'s approved export request; otherwise
-/// NotFound, audited as a refused `action`.
+/// The grant of export request `request_id` that `who` holds; otherwise NotFound, audited
+/// as a refused `action`. Whether the grant may be used is then the policy's decision
+/// (`record.export` with the grant's state, in [`use_grant`]).
 async fn export_grant(
     app: &App,
     who: &Principal,
     request_id: Uuid,
     action: &'static str,
 ) -> AppResult<Uuid> {
-    let row: Option<(Uuid, Uuid, String)> = sqlx::query_as(
-        "SELECT g.id, q.requester_id, q.kind FROM access_requests q JOIN grants g ON g.request_id = q.id \
-         WHERE q.id = $1",
-    )
-    .bind(request_id)
-    .fetch_optional(&app.db)
-    .await?;
-    match row {
-        Some((grant, requester, kind)) if requester == who.user().id.0 && kind == "export" => {
-            Ok(grant)
+    unit!(app.db, |tx| {
+        match crate::grants::held_for_request(&mut tx, who, request_id, Kind::Export).await? {
+            Some(grant) => Ok(grant),
+            None => {
+                tx.refuse(
+                    &who.actor(),
+                    Event::new(action, Outcome::Denied)
+                        .object("request", request_id)
+                        .detail(json!({"reason": "not the caller's approved export request"})),
+                );
+                Err(AppError::NotFound)
+            }
         }
-        _ => {
-            audit::record_alone(
-                &app.db,
-                &who.actor(),
-                Event::new(action, Outcome::Denied)
-                    .object("request", request_id)
-                    .detail(json!({"reason": "not the caller's approved export request"})),
-            )
-            .await?;
-            Err(AppError::NotFound)
-        }
-    }
+    })
 }
 
 fn url(request_id: Uuid) -> String {
@@ -103,14 +95,14 @@ pub async fn prepare(
     opts: Prepare,
 ) -> AppResult<Prepared> {
     let grant_id = export_grant(app, who, request_id, "export.create").await?;
-    let (_permit, grant, record, _) =
+    let (permit, grant, record, _) =
         use_grant::<ExportWithGrant>(app, who, grant_id, Kind::Export).await?;
-    let files = files::list_unchecked(app, record.id).await?;
+    let files = files::list_unchecked(app, &permit).await?;
     let password = opts.encrypt.then(bundle::new_password);
     let sealed = password
         .as_deref()
         .map(|p| app.keys.encrypt_field(request_id, PASSWORD_FIELD, p));
-    let mut tx = app.db.begin().await?;
+    let expires_at = unit!(app.db, |tx| {
     let row: Option<(DateTime<Utc>,)> = sqlx::query_as(
         "INSERT INTO exports (request_id, grant_id, created_by, expires_at, encrypted, password_kek_id, password_sealed) \
          VALUES ($1, $2, $3, LEAST(now() + $4 * interval '1 minute', $5), $6, $7, $8) \
@@ -131,13 +123,11 @@ pub async fn prepare(
     .fetch_optional(&mut *tx)
     .await?;
     let Some((expires_at,)) = row else {
-        let e = AppError::Conflict(
+        return Err(AppError::Conflict(
             "this export has already been downloaded; ask for a new export".into(),
-        );
-        return fail(tx, e).await;
+        ));
     };
-    audit::record(
-        &mut tx,
+    tx.audit(
         &who.actor(),
         Event::new("export.create", Outcome::Success)
             .object("request", request_id)
@@ -147,7 +137,8 @@ pub async fn prepare(
             })),
     )
     .await?;
-    tx.commit().await?;
+    Ok(expires_at)
+    })?;
     Ok(Prepared {
         request_id,
         download_url: url(request_id),
@@ -167,9 +158,9 @@ pub async fn download(app: &App, who: &Principal, request_id: Uuid) -> AppResult
         use_grant::<ExportWithGrant>(app, who, grant_id, Kind::Export).await?;
     // The manifest's metadata: as this person may see the record now (audited if unmasked).
     let view = crate::records::get(app, who, record.id).await?;
-    let files = files::list_unchecked(app, record.id).await?;
+    let files = files::list_unchecked(app, &permit).await?;
     let request = super::get(app, who, request_id).await?;
-    let mut tx = app.db.begin().await?;
+    let password = unit!(app.db, |tx| {
     sqlx::query(
         "INSERT INTO exports (request_id, grant_id, created_by, expires_at, encrypted) \
          VALUES ($1, $2, $3, LEAST(now() + $4 * interval '1 minute', $5), false) \
@@ -199,20 +190,17 @@ pub async fn download(app: &App, who: &Principal, request_id: Uuid) -> AppResult
         .bind(request_id)
         .fetch_optional(&mut *tx)
         .await?;
-        tx.rollback().await?;
         let reason = if downloaded == Some(true) {
             "already downloaded"
         } else {
             "link expired"
         };
-        audit::record_alone(
-            &app.db,
+        tx.refuse(
             &who.actor(),
             Event::new("export.download", Outcome::Denied)
                 .object("request", request_id)
                 .detail(json!({"grant": grant.id, "reason": reason})),
-        )
-        .await?;
+        );
         return Err(AppError::Conflict(if downloaded == Some(true) {
             "this export has already been downloaded; the link works once".into()
         } else {
@@ -232,8 +220,7 @@ pub async fn download(app: &App, who: &Principal, request_id: Uuid) -> AppResult
         .iter()
         .map(|f| json!({"file": f.id, "name": f.original_name, "size": f.size, "sha256": hex::encode(&f.sha256)}))
         .collect();
-    audit::record(
-        &mut tx,
+    tx.audit(
         &who.actor(),
         Event::new("export.download", Outcome::Success)
             .object("request", request_id)
@@ -243,7 +230,8 @@ pub async fn download(app: &App, who: &Principal, request_id: Uuid) -> AppResult
             })),
     )
     .await?;
-    tx.commit().await?;
+    Ok(password)
+    })?;
 
     let actor = who.actor();
     let mut entries = Vec::with_capacity(files.len());

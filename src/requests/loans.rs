@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::audit::{self, Event, Outcome};
+use crate::audit::{Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::policy::ManageLoans;
-use crate::App;
+use crate::policy::{ManageLoans, Permit};
+use crate::{unit, App};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,12 +52,11 @@ const LOAN_SELECT: &str = "SELECT l.id, l.request_id, l.record_id, r.reference, 
      JOIN users c ON c.id = l.checked_out_by";
 
 pub async fn checkout(app: &App, who: &Principal, request: Uuid, c: Checkout) -> AppResult<Loan> {
-    app.policies.authorize::<ManageLoans>(who, None)?;
+    desk(app, who).await?;
     if c.due_date < Utc::now().date_naive() {
         return Err(AppError::invalid("due_date", "must not be in the past"));
     }
-    let mut tx = app.db.begin().await?;
-    let result: AppResult<Uuid> = async {
+    unit!(app.db, |tx| {
         #[derive(sqlx::FromRow)]
         struct Row {
             record_id: Uuid,
@@ -82,6 +81,14 @@ pub async fn checkout(app: &App, who: &Principal, request: Uuid, c: Checkout) ->
             state,
             valid_until,
         } = row.ok_or(AppError::NotFound)?;
+        // The loan is decided on the record lent.
+        let category = crate::records::category_of_record(&mut tx, record).await?;
+        tx.authorize::<ManageLoans>(
+            &app.policies,
+            who,
+            Some(&category.resource().of(record)),
+            Some(("request", request.to_string())),
+        )?;
         if kind != "borrow" {
             return Err(AppError::Conflict("this is not a borrow request".into()));
         }
@@ -133,24 +140,22 @@ pub async fn checkout(app: &App, who: &Principal, request: Uuid, c: Checkout) ->
                 e => e.into(),
             })?;
         move_status(&mut tx, who, record, box_id, "in_store", "on_loan", "lent").await?;
-        audit::record(
-            &mut tx,
+        tx.audit(
             &who.actor(),
             Event::new("loan.checkout", Outcome::Success)
                 .object("loan", id)
                 .detail(json!({"request": request, "record": record, "borrower": borrower, "due_date": c.due_date})),
         )
         .await?;
-        Ok(id)
-    }
-    .await;
-    let id = match result {
-        Ok(id) => id,
-        Err(e) => return super::fail(tx, e).await,
-    };
-    let loan = get_in(&mut tx, id).await?;
-    tx.commit().await?;
-    Ok(loan)
+        get_in(&mut tx, id).await
+    })
+}
+
+/// The loans desk's permit (archivists); a refusal is audited.
+async fn desk(app: &App, who: &Principal) -> AppResult<Permit<ManageLoans>> {
+    app.db
+        .authorize::<ManageLoans>(&app.policies, who, None, None)
+        .await
 }
 
 async fn move_status(
@@ -191,7 +196,7 @@ async fn get_in(conn: &mut sqlx::PgConnection, id: Uuid) -> AppResult<Loan> {
 }
 
 pub async fn give_back(app: &App, who: &Principal, request: Uuid, r: Return) -> AppResult<Loan> {
-    app.policies.authorize::<ManageLoans>(who, None)?;
+    desk(app, who).await?;
     let condition = r.condition.trim();
     if condition.is_empty() || condition.chars().count() > 1000 {
         return Err(AppError::invalid(
@@ -199,8 +204,7 @@ pub async fn give_back(app: &App, who: &Principal, request: Uuid, r: Return) -> 
             "describe the file's condition (up to 1000 characters)",
         ));
     }
-    let mut tx = app.db.begin().await?;
-    let result: AppResult<Uuid> = async {
+    unit!(app.db, |tx| {
         let open: Option<(Uuid, Uuid)> = sqlx::query_as(
             "SELECT id, record_id FROM loans WHERE request_id = $1 AND returned_at IS NULL FOR UPDATE",
         )
@@ -230,24 +234,15 @@ pub async fn give_back(app: &App, who: &Principal, request: Uuid, r: Return) -> 
             .bind(request)
             .execute(&mut *tx)
             .await?;
-        audit::record(
-            &mut tx,
+        tx.audit(
             &who.actor(),
             Event::new("loan.return", Outcome::Success)
                 .object("loan", id)
                 .detail(json!({"request": request, "record": record, "condition": condition})),
         )
         .await?;
-        Ok(id)
-    }
-    .await;
-    let id = match result {
-        Ok(id) => id,
-        Err(e) => return super::fail(tx, e).await,
-    };
-    let loan = get_in(&mut tx, id).await?;
-    tx.commit().await?;
-    Ok(loan)
+        get_in(&mut tx, id).await
+    })
 }
 
 /// An approved borrow request whose file may be handed out now.
@@ -267,8 +262,8 @@ pub struct Ready {
 /// Approved borrow requests with their grant in force and no loan yet: what the loans
 /// desk can hand out.
 pub async fn ready(app: &App, who: &Principal) -> AppResult<Vec<Ready>> {
-    app.policies.authorize::<ManageLoans>(who, None)?;
-    Ok(sqlx::query_as(
+    desk(app, who).await?;
+    unit!(app.db, |tx| Ok(sqlx::query_as(
         "SELECT q.id AS request_id, q.record_id, r.reference, r.title, b.username AS borrower, \
          COALESCE((SELECT string_agg(u.username, ', ' ORDER BY d.decided_at) FROM request_decisions d \
                    JOIN users u ON u.id = d.approver_id WHERE d.request_id = q.id AND d.decision = 'approve'), 'workflow') AS approved_by, \
@@ -279,22 +274,22 @@ pub async fn ready(app: &App, who: &Principal) -> AppResult<Vec<Ready>> {
            AND NOT EXISTS (SELECT 1 FROM loans l WHERE l.request_id = q.id) \
          ORDER BY g.valid_from LIMIT 500",
     )
-    .fetch_all(&app.db)
-    .await?)
+    .fetch_all(&mut *tx)
+    .await?))
 }
 
 pub async fn list(app: &App, who: &Principal, overdue_only: bool) -> AppResult<Vec<Loan>> {
-    app.policies.authorize::<ManageLoans>(who, None)?;
+    desk(app, who).await?;
     let filter = if overdue_only {
         " WHERE l.returned_at IS NULL AND l.due_date < current_date"
     } else {
         ""
     };
-    Ok(sqlx::query_as(&format!(
+    unit!(app.db, |tx| Ok(sqlx::query_as(&format!(
         "{LOAN_SELECT}{filter} ORDER BY l.out_at DESC LIMIT 5000"
     ))
-    .fetch_all(&app.db)
-    .await?)
+    .fetch_all(&mut *tx)
+    .await?))
 }
 
 /// A cell a spreadsheet will not run as a formula.
@@ -331,12 +326,14 @@ pub async fn register_csv(app: &App, who: &Principal) -> AppResult<String> {
         out.push_str(&row.join(","));
         out.push('\n');
     }
-    audit::record_alone(
-        &app.db,
-        &who.actor(),
-        Event::new("loan.register_export", Outcome::Success).detail(json!({"rows": loans.len()})),
-    )
-    .await?;
+    unit!(app.db, |tx| {
+        tx.audit(
+            &who.actor(),
+            Event::new("loan.register_export", Outcome::Success)
+                .detail(json!({"rows": loans.len()})),
+        )
+        .await
+    })?;
     Ok(out)
 }
 

@@ -1,17 +1,21 @@
-//! Requests for access and the grants approval creates.
+//! Requests for access and their approval.
 //!
 //! Guarantees: a request names a record the requester may see, a purpose of meaningful
 //! length and a duration within its route's maximum; it is routed by `workflows.toml`;
-//! approval needs N distinct eligible approvers, never the requester, never the same
-//! person twice, and only while the request is pending and not past its expiry; approval
-//! creates a grant valid until a fixed time; a grant counts as active only while
-//! `now() < valid_until` and it is not revoked, so expiry and revocation take effect on the
-//! very next request. Every transition is audited with the purpose.
+//! approval needs N distinct approvers whom the access policy lets decide it
+//! (`request.approve` on the request, which carries its route), never the requester, never
+//! the same person twice, and only while the request is pending and not past its expiry;
+//! approval creates a grant (`crate::grants`). Who may see, decide or cancel a request is
+//! the policy's decision, taken before the request's state is looked at: a request the
+//! caller may not see answers exactly like an unknown id, and every refusal is audited.
+//! Every transition is audited with the purpose, in the unit of work that makes it.
 
 pub mod bundle;
 pub mod exports;
 pub mod loans;
 pub mod workflow;
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -21,16 +25,20 @@ use uuid::Uuid;
 
 pub use workflow::{Kind, Route, Workflows};
 
-use crate::audit::{self, Event, Outcome};
+pub use crate::grants::{active_grant, active_grants, revoke, ActiveGrant, GrantView, HeldGrant};
+/// Using a grant is decided on its record: see [`crate::records::under_grant`].
+pub(crate) use crate::records::under_grant as use_grant;
+
+use crate::audit::{Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::policy::{
-    Action, ApproveRequest, GrantState, Permit, RequestAccess, Resource, RevokeGrant, Sensitivity,
+    ApproveRequest, CancelRequest, ReadRequest, RequestAccess, Resource, RevokeGrant, Sensitivity,
 };
 use crate::records::model::RecordId;
-use crate::records::model::{Category, Record};
+use crate::tx::Tx;
 use crate::users::Role;
-use crate::App;
+use crate::{unit, App};
 
 pub const MIN_PURPOSE: usize = 15;
 
@@ -49,16 +57,6 @@ pub struct Decision {
     pub decision: String,
     pub comment: String,
     pub decided_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct GrantView {
-    pub id: Uuid,
-    pub kind: String,
-    pub valid_from: DateTime<Utc>,
-    pub valid_until: DateTime<Utc>,
-    /// `active` only while valid and not revoked, whatever the stored state says.
-    pub state: String,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -84,6 +82,18 @@ pub struct RequestView {
     pub decisions: Vec<Decision>,
     #[sqlx(skip)]
     pub grant: Option<GrantView>,
+    /// What the caller may do with it now (the policy's answer, for the interface; each
+    /// action decides again when it is taken).
+    #[sqlx(skip)]
+    pub may: Abilities,
+}
+
+/// What the caller may do with a request now.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Abilities {
+    pub decide: bool,
+    pub cancel: bool,
+    pub revoke: bool,
 }
 
 const REQUEST_SELECT: &str = "SELECT q.id, q.record_id, r.reference, r.title, q.kind, q.purpose, q.duration_hours, \
@@ -92,63 +102,128 @@ const REQUEST_SELECT: &str = "SELECT q.id, q.record_id, r.reference, r.title, q.
      q.requester_id, q.created_at, q.expires_at \
      FROM access_requests q JOIN records r ON r.id = q.record_id JOIN users u ON u.id = q.requester_id";
 
-const GRANT_STATE: &str = "CASE WHEN g.revoked_at IS NOT NULL THEN 'revoked' \
-     WHEN g.state = 'returned' THEN 'returned' \
-     WHEN g.valid_until <= now() THEN 'expired' ELSE 'active' END";
+/// The request's state as of now (a pending request past its expiry is `expired`).
+const STATE: &str = "CASE WHEN q.state = 'pending' AND q.expires_at <= now() THEN 'expired' ELSE q.state END";
 
-async fn fill(conn: &mut PgConnection, mut v: RequestView) -> AppResult<RequestView> {
-    v.decisions = sqlx::query_as(
-        "SELECT u.username AS approver, d.decision, d.comment, d.decided_at FROM request_decisions d \
-         JOIN users u ON u.id = d.approver_id WHERE d.request_id = $1 ORDER BY d.decided_at",
+/// Fills decisions and grants of a list of requests: two queries, whatever its length.
+async fn fill_all(
+    conn: &mut PgConnection,
+    app: &App,
+    who: &Principal,
+    mut list: Vec<RequestView>,
+) -> AppResult<Vec<RequestView>> {
+    let ids: Vec<Uuid> = list.iter().map(|v| v.id).collect();
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        request_id: Uuid,
+        #[sqlx(flatten)]
+        decision: Decision,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT d.request_id, u.username AS approver, d.decision, d.comment, d.decided_at \
+         FROM request_decisions d JOIN users u ON u.id = d.approver_id \
+         WHERE d.request_id = ANY($1) ORDER BY d.decided_at",
     )
-    .bind(v.id)
+    .bind(&ids)
     .fetch_all(&mut *conn)
     .await?;
-    v.grant = sqlx::query_as(&format!(
-        "SELECT g.id, g.kind, g.valid_from, g.valid_until, {GRANT_STATE} AS state FROM grants g WHERE g.request_id = $1"
-    ))
-    .bind(v.id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let mut decisions: HashMap<Uuid, Vec<Decision>> = HashMap::new();
+    for r in rows {
+        decisions.entry(r.request_id).or_default().push(r.decision);
+    }
+    let mut grants: HashMap<Uuid, GrantView> = crate::grants::of_requests(conn, &ids)
+        .await?
+        .into_iter()
+        .collect();
+    for v in &mut list {
+        v.decisions = decisions.remove(&v.id).unwrap_or_default();
+        v.grant = grants.remove(&v.id);
+        v.may = abilities(app, who, v);
+    }
+    Ok(list)
+}
+
+async fn fill(
+    conn: &mut PgConnection,
+    app: &App,
+    who: &Principal,
+    v: RequestView,
+) -> AppResult<RequestView> {
+    let mut list = fill_all(conn, app, who, vec![v]).await?;
+    list.pop().ok_or(AppError::NotFound)
+}
+
+/// The request `id`, locked for the rest of the unit of work when `lock` is set.
+async fn find(conn: &mut PgConnection, id: Uuid, lock: bool) -> AppResult<Option<RequestView>> {
+    let lock = if lock { " FOR UPDATE OF q" } else { "" };
+    Ok(
+        sqlx::query_as(&format!("{REQUEST_SELECT} WHERE q.id = $1{lock}"))
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// The request as the access policy sees it: its record's sensitivity and department, its
+/// route, and whether it is the caller's own.
+fn object<'a>(who: &Principal, v: &'a RequestView) -> AppResult<Resource<'a>> {
+    let s = Sensitivity::parse(&v.sensitivity).unwrap_or(Sensitivity::Secret);
+    let role: Role = v
+        .approver_role
+        .parse()
+        .map_err(|_| AppError::internal("a request routed to an unknown role"))?;
+    Ok(Resource::new(s, &v.department)
+        .of(v.id)
+        .owned(who.user().id.0 == v.requester_id)
+        .routed(role, v.same_department))
+}
+
+fn abilities(app: &App, who: &Principal, v: &RequestView) -> Abilities {
+    let Ok(r) = object(who, v) else {
+        return Abilities::default();
+    };
+    let pending = v.state == "pending";
+    let decided = v.decisions.iter().any(|d| d.approver == who.user().username);
+    let revocable = v.grant.as_ref().is_some_and(|g| g.state == "active") && {
+        let s = Sensitivity::parse(&v.sensitivity).unwrap_or(Sensitivity::Secret);
+        app.policies
+            .allows::<RevokeGrant>(who, &Resource::new(s, &v.department))
+    };
+    Abilities {
+        decide: pending && !decided && app.policies.allows::<ApproveRequest>(who, &r),
+        cancel: pending && app.policies.allows::<CancelRequest>(who, &r),
+        revoke: revocable,
+    }
+}
+
+/// Loads request `id` and checks action `A` on it. A missing request or a refusal is
+/// noted for the audit trail (written even though the unit rolls back) and answered as
+/// the policy says: 404 when the caller may not see the request, else 403.
+async fn load_for<A: crate::policy::Action>(
+    tx: &mut Tx,
+    app: &App,
+    who: &Principal,
+    id: Uuid,
+    lock: bool,
+    audit_action: &'static str,
+) -> AppResult<RequestView> {
+    let refusal = |why: &str| {
+        Event::new(audit_action, Outcome::Denied)
+            .object("request", id)
+            .detail(json!({ "reason": why }))
+    };
+    let Some(v) = find(tx, id, lock).await? else {
+        tx.refuse(&who.actor(), refusal("not_found"));
+        return Err(AppError::NotFound);
+    };
+    if let Err(e) = app.policies.authorize::<A>(who, Some(&object(who, &v)?)) {
+        tx.refuse(&who.actor(), refusal("denied"));
+        return Err(e);
+    }
     Ok(v)
 }
 
-async fn load(conn: &mut PgConnection, id: Uuid) -> AppResult<RequestView> {
-    let v: RequestView = sqlx::query_as(&format!("{REQUEST_SELECT} WHERE q.id = $1"))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    fill(conn, v).await
-}
-
-/// The record a request is about, as the access policy sees it.
-fn object(v: &RequestView) -> Resource<'_> {
-    let s = Sensitivity::parse(&v.sensitivity).unwrap_or(Sensitivity::Secret);
-    Resource::new(s, &v.department)
-}
-
-/// Whether `who` could decide this request, ignoring its state: the route's approver role
-/// and department rule (`workflows.toml`), never the requester, and `request.approve` on
-/// the record allowed by the access policy.
-fn eligible(app: &App, who: &Principal, v: &RequestView) -> bool {
-    let role: Option<Role> = v.approver_role.parse().ok();
-    let user = who.user();
-    role.is_some_and(|r| who.has_role(r))
-        && (!v.same_department || user.department == v.department)
-        && user.id.0 != v.requester_id
-        && app.policies.decide(
-            ApproveRequest::NAME,
-            &user.roles,
-            &user.department,
-            Some(&object(v)),
-        )
-}
-
-fn may_see(app: &App, who: &Principal, v: &RequestView) -> bool {
-    who.user().id.0 == v.requester_id || eligible(app, who, v) || who.has_role(Role::Auditor)
-}
-
+#[tracing::instrument(skip_all, fields(record = %new.record_id))]
 pub async fn create(app: &App, who: &Principal, new: NewRequest) -> AppResult<RequestView> {
     let (_permit, record, category) =
         crate::records::load_for::<RequestAccess>(app, who, new.record_id).await?;
@@ -182,89 +257,52 @@ pub async fn create(app: &App, who: &Principal, new: NewRequest) -> AppResult<Re
         ));
     }
     let id = Uuid::new_v4();
-    let mut tx = app.db.begin().await?;
-    sqlx::query(
-        "INSERT INTO access_requests (id, record_id, requester_id, kind, purpose, duration_hours, \
-         required_approvals, approver_role, same_department, department, sensitivity, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() + $12 * interval '1 hour')",
-    )
-    .bind(id)
-    .bind(record.id)
-    .bind(who.user().id)
-    .bind(new.kind.as_str())
-    .bind(&purpose)
-    .bind(new.duration_hours as i32)
-    .bind(route.approvals as i32)
-    .bind(route.approver_role.as_str())
-    .bind(route.same_department)
-    .bind(&category.department)
-    .bind(category.sensitivity.as_str())
-    .bind(f64::from(route.pending_expiry_hours))
-    .execute(&mut *tx)
-    .await?;
-    audit::record(
-        &mut tx,
-        &who.actor(),
-        Event::new("request.create", Outcome::Success)
-            .object("request", id)
-            .detail(json!({
-                "record": record.id, "reference": record.reference, "kind": new.kind.as_str(),
-                "purpose": purpose, "duration_hours": new.duration_hours,
-                "required_approvals": route.approvals,
-            })),
-    )
-    .await?;
-    if route.approvals == 0 {
-        grant(&mut tx, id, &who.actor(), "auto-approved by workflow").await?;
-    }
-    let v = load(&mut tx, id).await?;
-    tx.commit().await?;
-    Ok(v)
-}
-
-/// Marks a request approved and creates its grant, in the caller's transaction.
-async fn grant(tx: &mut PgConnection, id: Uuid, actor: &audit::Actor, why: &str) -> AppResult<()> {
-    let (record, grantee, kind, hours, purpose): (Uuid, Uuid, String, i32, String) =
-        sqlx::query_as(
-            "UPDATE access_requests SET state = 'approved', decided_at = now() WHERE id = $1 \
-         RETURNING record_id, requester_id, kind, duration_hours, purpose",
+    unit!(app.db, |tx| {
+        sqlx::query(
+            "INSERT INTO access_requests (id, record_id, requester_id, kind, purpose, duration_hours, \
+             required_approvals, approver_role, same_department, department, sensitivity, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() + $12 * interval '1 hour')",
         )
         .bind(id)
-        .fetch_one(&mut *tx)
+        .bind(record.id)
+        .bind(who.user().id)
+        .bind(new.kind.as_str())
+        .bind(&purpose)
+        .bind(new.duration_hours as i32)
+        .bind(route.approvals as i32)
+        .bind(route.approver_role.as_str())
+        .bind(route.same_department)
+        .bind(&category.department)
+        .bind(category.sensitivity.as_str())
+        .bind(f64::from(route.pending_expiry_hours))
+        .execute(&mut *tx)
         .await?;
-    let grant_id = Uuid::new_v4();
-    let until: DateTime<Utc> = sqlx::query_scalar(
-        "INSERT INTO grants (id, request_id, record_id, grantee_id, kind, valid_until) \
-         VALUES ($1, $2, $3, $4, $5, now() + $6 * interval '1 hour') RETURNING valid_until",
-    )
-    .bind(grant_id)
-    .bind(id)
-    .bind(record)
-    .bind(grantee)
-    .bind(&kind)
-    .bind(f64::from(hours))
-    .fetch_one(&mut *tx)
-    .await?;
-    audit::record(
-        tx,
-        actor,
-        Event::new("grant.create", Outcome::Success)
-            .object("grant", grant_id)
-            .detail(json!({
-                "request": id, "record": record, "grantee": grantee, "kind": kind,
-                "valid_until": until, "purpose": purpose, "why": why,
-            })),
-    )
-    .await
+        tx.audit(
+            &who.actor(),
+            Event::new("request.create", Outcome::Success)
+                .object("request", id)
+                .detail(json!({
+                    "record": record.id, "reference": record.reference, "kind": new.kind.as_str(),
+                    "purpose": purpose, "duration_hours": new.duration_hours,
+                    "required_approvals": route.approvals,
+                })),
+        )
+        .await?;
+        if route.approvals == 0 {
+            crate::grants::create(&mut tx, id, &who.actor(), "auto-approved by workflow").await?;
+        }
+        let v = find(&mut tx, id, false).await?.ok_or(AppError::NotFound)?;
+        fill(&mut tx, app, who, v).await
+    })
 }
 
+/// Request `id`, if the policy lets `who` see it (`request.read`); else 404, audited.
+#[tracing::instrument(skip_all, fields(request = %id))]
 pub async fn get(app: &App, who: &Principal, id: Uuid) -> AppResult<RequestView> {
-    let mut conn = app.db.acquire().await?;
-    let v = load(&mut conn, id).await?;
-    if !may_see(app, who, &v) {
-        return Err(AppError::NotFound);
-    }
-    Ok(v)
+    unit!(app.db, |tx| {
+        let v = load_for::<ReadRequest>(&mut tx, app, who, id, false, "request.read").await?;
+        fill(&mut tx, app, who, v).await
+    })
 }
 
 #[derive(Debug, Clone, Default, Deserialize, rocket::FromForm)]
@@ -281,75 +319,118 @@ pub struct RequestList {
     pub waiting: Option<usize>,
 }
 
+/// The caller's own requests, or (`to_approve`) the queue of requests waiting for the
+/// caller's decision. Filters apply in SQL before the limit; decisions and grants are
+/// read for the whole page at once.
+#[tracing::instrument(skip_all)]
 pub async fn list(app: &App, who: &Principal, f: Filter) -> AppResult<RequestList> {
-    let mut conn = app.db.acquire().await?;
-    let rows: Vec<RequestView> = if f.to_approve.unwrap_or(false) {
-        // Pending, not expired, not the caller's own, not yet decided by the caller.
-        sqlx::query_as(&format!(
-            "{REQUEST_SELECT} WHERE q.state = 'pending' AND q.expires_at > now() AND q.requester_id <> $1 \
-             AND NOT EXISTS (SELECT 1 FROM request_decisions d WHERE d.request_id = q.id AND d.approver_id = $1) \
-             ORDER BY q.created_at LIMIT 500"
-        ))
-        .bind(who.user().id)
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .filter(|v| eligible(app, who, v))
-        .collect()
-    } else {
-        sqlx::query_as(&format!(
-            "{REQUEST_SELECT} WHERE q.requester_id = $1 ORDER BY q.created_at DESC LIMIT 500"
-        ))
-        .bind(who.user().id)
-        .fetch_all(&mut *conn)
-        .await?
-    };
-    let mut out = Vec::new();
-    for v in rows {
-        if f.state.as_deref().is_some_and(|s| s != v.state) {
-            continue;
-        }
-        out.push(fill(&mut conn, v).await?);
-    }
-    let waiting = f.to_approve.unwrap_or(false).then_some(out.len());
-    Ok(RequestList {
-        requests: out,
-        waiting,
+    const LIMIT: i64 = 500;
+    let to_approve = f.to_approve.unwrap_or(false);
+    let user = who.user();
+    unit!(app.db, |tx| {
+        let rows: Vec<RequestView> = if to_approve {
+            // Pending, not expired, not the caller's own, not yet decided by the caller,
+            // routed to one of the caller's roles (and department, where the route says
+            // so); then the policy's own decision on each.
+            let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
+            sqlx::query_as::<_, RequestView>(&format!(
+                "{REQUEST_SELECT} WHERE q.state = 'pending' AND q.expires_at > now() AND q.requester_id <> $1 \
+                 AND q.approver_role = ANY($2) AND (NOT q.same_department OR q.department = $3) \
+                 AND NOT EXISTS (SELECT 1 FROM request_decisions d WHERE d.request_id = q.id AND d.approver_id = $1) \
+                 AND ($4::text IS NULL OR {STATE} = $4) \
+                 ORDER BY q.created_at LIMIT $5"
+            ))
+            .bind(user.id)
+            .bind(&roles)
+            .bind(&user.department)
+            .bind(&f.state)
+            .bind(LIMIT)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .filter(|v| {
+                object(who, v).is_ok_and(|r| app.policies.allows::<ApproveRequest>(who, &r))
+            })
+            .collect()
+        } else {
+            sqlx::query_as(&format!(
+                "{REQUEST_SELECT} WHERE q.requester_id = $1 AND ($2::text IS NULL OR {STATE} = $2) \
+                 ORDER BY q.created_at DESC LIMIT $3"
+            ))
+            .bind(user.id)
+            .bind(&f.state)
+            .bind(LIMIT)
+            .fetch_all(&mut *tx)
+            .await?
+        };
+        let out = fill_all(&mut tx, app, who, rows).await?;
+        let waiting = to_approve.then_some(out.len());
+        Ok(RequestList {
+            requests: out,
+            waiting,
+        })
     })
 }
 
-/// Ends a transaction at once and returns `e`. A dropped transaction only queues its
-/// ROLLBACK; sqlx sends it when the connection goes back to the pool, in a spawned task,
-/// so a row lock taken with `FOR UPDATE` could still be held when the answer reaches the
-/// client (and a `SKIP LOCKED` job could pass the row by). Failures roll back before
-/// answering.
-pub(crate) async fn fail<T>(
-    tx: sqlx::Transaction<'_, sqlx::Postgres>,
-    e: AppError,
-) -> AppResult<T> {
-    if let Err(r) = tx.rollback().await {
-        tracing::warn!(error = %r, "rollback failed");
-    }
-    Err(e)
+/// Everything the record page shows, from one unit of work that reads the record once.
+#[derive(Debug, Serialize)]
+pub struct RecordPage {
+    pub record: crate::records::model::RecordView,
+    pub revisions: Vec<crate::records::model::Revision>,
+    pub files: Vec<crate::records::model::FileInfo>,
+    pub moves: Vec<crate::records::register::MoveEntry>,
+    /// The caller's view grant in force on the record, if any.
+    pub view_grant: Option<GrantView>,
+    /// The caller's own requests on the record.
+    pub my_requests: Vec<RequestView>,
 }
 
-/// Locks a request for a decision and checks it can still be decided.
-async fn lock_pending(tx: &mut PgConnection, id: Uuid) -> AppResult<RequestView> {
-    let state: Option<(String, bool)> = sqlx::query_as(
-        "SELECT state, expires_at <= now() FROM access_requests WHERE id = $1 FOR UPDATE",
-    )
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let (state, expired) = state.ok_or(AppError::NotFound)?;
-    let v = load(tx, id).await?;
-    if state != "pending" {
-        return Err(AppError::Conflict(format!("the request is {state}")));
+/// The record page for `who`: the record (masked, or unmasked under a grant and then
+/// audited), its revisions, files and moves, the caller's view grant and requests on it.
+#[tracing::instrument(skip_all, fields(record = %id))]
+pub async fn record_page(app: &App, who: &Principal, id: RecordId) -> AppResult<RecordPage> {
+    use crate::records::{self, files, register};
+    unit!(app.db, |tx| {
+        let (permit, record, category) = records::load_in::<crate::policy::ReadRecord>(
+            &mut tx,
+            app,
+            who,
+            id,
+            crate::policy::GrantState::None,
+        )
+        .await?;
+        let shown = records::shown(&mut tx, app, who, &permit, &record, &category).await?;
+        let revisions = records::revisions_of(&mut tx, &permit, &record).await?;
+        let files = files::list_in(&mut tx, &permit).await?;
+        let moves = register::moves_of(&mut tx, &permit).await?;
+        let view_grant = crate::grants::active_grant(&mut tx, who, id, &[Kind::View]).await?;
+        let mine: Vec<RequestView> = sqlx::query_as(&format!(
+            "{REQUEST_SELECT} WHERE q.requester_id = $1 AND q.record_id = $2 \
+             ORDER BY q.created_at DESC LIMIT 100"
+        ))
+        .bind(who.user().id)
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let my_requests = fill_all(&mut tx, app, who, mine).await?;
+        Ok(RecordPage {
+            record: shown,
+            revisions,
+            files,
+            moves,
+            view_grant,
+            my_requests,
+        })
+    })
+}
+
+/// Checks that a request (already authorized) can still be decided or cancelled.
+fn still_pending(v: &RequestView) -> AppResult<()> {
+    match v.state.as_str() {
+        "pending" => Ok(()),
+        "expired" => Err(AppError::Conflict("the request has expired".into())),
+        other => Err(AppError::Conflict(format!("the request is {other}"))),
     }
-    if expired {
-        return Err(AppError::Conflict("the request has expired".into()));
-    }
-    Ok(v)
 }
 
 fn check_comment(comment: &str) -> AppResult<String> {
@@ -363,6 +444,10 @@ fn check_comment(comment: &str) -> AppResult<String> {
     Ok(c.to_string())
 }
 
+/// Approves or rejects request `id`. The policy decides first (404 for a request the
+/// caller may not see, 403 for one they see but may not decide, both audited); only then
+/// is its state checked (409 when no longer pending).
+#[tracing::instrument(skip_all, fields(request = %id, approve))]
 pub async fn decide(
     app: &App,
     who: &Principal,
@@ -371,343 +456,112 @@ pub async fn decide(
     comment: &str,
 ) -> AppResult<RequestView> {
     let comment = check_comment(comment)?;
-    if !approve && comment.is_empty() {
-        return Err(AppError::invalid(
-            "comment",
-            "say why the request is rejected",
-        ));
-    }
-    let mut tx = app.db.begin().await?;
-    let v = match lock_pending(&mut tx, id).await {
-        Ok(v) => v,
-        Err(e) => return fail(tx, e).await,
-    };
     let action = if approve {
         "request.approve"
     } else {
         "request.reject"
     };
-    let refuse = |why: &str| {
-        Event::new(action, Outcome::Denied)
-            .object("request", id)
-            .detail(json!({"reason": why, "purpose": v.purpose}))
-    };
-    if who.user().id.0 == v.requester_id {
-        tx.rollback().await?;
-        audit::record_alone(&app.db, &who.actor(), refuse("own request")).await?;
-        return Err(AppError::Forbidden);
-    }
-    let permitted = app
-        .policies
-        .authorize::<ApproveRequest>(who, Some(&object(&v)))
-        .is_ok();
-    if !permitted || !eligible(app, who, &v) {
-        tx.rollback().await?;
-        audit::record_alone(&app.db, &who.actor(), refuse("not an eligible approver")).await?;
-        return Err(if may_see(app, who, &v) {
-            AppError::Forbidden
-        } else {
-            AppError::NotFound
-        });
-    }
-    let inserted = sqlx::query(
-        "INSERT INTO request_decisions (request_id, approver_id, decision, comment) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(id)
-    .bind(who.user().id)
-    .bind(if approve { "approve" } else { "reject" })
-    .bind(&comment)
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        let e = AppError::Conflict("you have already decided on this request".into());
-        return fail(tx, e).await;
-    }
-    audit::record(
-        &mut tx,
-        &who.actor(),
-        Event::new(action, Outcome::Success)
-            .object("request", id)
-            .detail(json!({"comment": comment, "purpose": v.purpose, "reference": v.reference})),
-    )
-    .await?;
-    if approve {
-        let approvals: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM request_decisions WHERE request_id = $1 AND decision = 'approve'",
+    unit!(app.db, |tx| {
+        let v = load_for::<ApproveRequest>(&mut tx, app, who, id, true, action).await?;
+        still_pending(&v)?;
+        if !approve && comment.is_empty() {
+            return Err(AppError::invalid(
+                "comment",
+                "say why the request is rejected",
+            ));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO request_decisions (request_id, approver_id, decision, comment) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(id)
-        .fetch_one(&mut *tx)
+        .bind(who.user().id)
+        .bind(if approve { "approve" } else { "reject" })
+        .bind(&comment)
+        .execute(&mut *tx)
         .await?;
-        if approvals >= i64::from(v.required_approvals) {
-            grant(&mut tx, id, &who.actor(), "approved").await?;
+        if inserted.rows_affected() == 0 {
+            return Err(AppError::Conflict(
+                "you have already decided on this request".into(),
+            ));
         }
-    } else {
-        sqlx::query(
-            "UPDATE access_requests SET state = 'rejected', decided_at = now() WHERE id = $1",
+        tx.audit(
+            &who.actor(),
+            Event::new(action, Outcome::Success)
+                .object("request", id)
+                .detail(json!({"comment": comment, "purpose": v.purpose, "reference": v.reference})),
         )
-        .bind(id)
-        .execute(&mut *tx)
         .await?;
-    }
-    let v = load(&mut tx, id).await?;
-    tx.commit().await?;
-    Ok(v)
-}
-
-pub async fn cancel(app: &App, who: &Principal, id: Uuid) -> AppResult<RequestView> {
-    let mut tx = app.db.begin().await?;
-    let v = match lock_pending(&mut tx, id).await {
-        Err(AppError::Conflict(m)) => {
-            tx.rollback().await?;
-            let mut conn = app.db.acquire().await?;
-            let v = load(&mut conn, id).await?;
-            if v.requester_id != who.user().id.0 {
-                return Err(AppError::NotFound);
-            }
-            return Err(AppError::Conflict(m));
-        }
-        Err(e) => return fail(tx, e).await,
-        Ok(v) => v,
-    };
-    if v.requester_id != who.user().id.0 {
-        let e = if may_see(app, who, &v) {
-            AppError::Forbidden
-        } else {
-            AppError::NotFound
-        };
-        return fail(tx, e).await;
-    }
-    sqlx::query("UPDATE access_requests SET state = 'cancelled', decided_at = now() WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    audit::record(
-        &mut tx,
-        &who.actor(),
-        Event::new("request.cancel", Outcome::Success)
-            .object("request", id)
-            .detail(json!({"purpose": v.purpose, "reference": v.reference})),
-    )
-    .await?;
-    let v = load(&mut tx, id).await?;
-    tx.commit().await?;
-    Ok(v)
-}
-
-pub async fn revoke(
-    app: &App,
-    who: &Principal,
-    grant_id: Uuid,
-    reason: &str,
-) -> AppResult<GrantView> {
-    let reason = reason.trim();
-    if reason.chars().count() < 5 {
-        return Err(AppError::invalid("reason", "say why the grant is revoked"));
-    }
-    app.policies.authorize::<RevokeGrant>(who, None)?;
-    let mut tx = app.db.begin().await?;
-    let row: Option<(Uuid, String, bool)> = sqlx::query_as(
-        "SELECT g.request_id, g.kind, (g.revoked_at IS NULL AND g.valid_until > now() AND g.state = 'active') \
-         FROM grants g WHERE g.id = $1 FOR UPDATE",
-    )
-    .bind(grant_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((request, kind, active)) = row else {
-        return fail(tx, AppError::NotFound).await;
-    };
-    if !active {
-        let e = AppError::Conflict("the grant is no longer active".into());
-        return fail(tx, e).await;
-    }
-    sqlx::query(
-        "UPDATE grants SET state = 'revoked', revoked_by = $2, revoked_at = now(), revoke_reason = $3 WHERE id = $1",
-    )
-    .bind(grant_id)
-    .bind(who.user().id)
-    .bind(reason)
-    .execute(&mut *tx)
-    .await?;
-    audit::record(
-        &mut tx,
-        &who.actor(),
-        Event::new("grant.revoke", Outcome::Success)
-            .object("grant", grant_id)
-            .detail(json!({"request": request, "kind": kind, "reason": reason})),
-    )
-    .await?;
-    let g: GrantView = sqlx::query_as(&format!(
-        "SELECT g.id, g.kind, g.valid_from, g.valid_until, {GRANT_STATE} AS state FROM grants g WHERE g.id = $1"
-    ))
-    .bind(grant_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(g)
-}
-
-/// A grant in force, as a supervisor reviews it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct ActiveGrant {
-    pub id: Uuid,
-    pub kind: String,
-    pub valid_from: DateTime<Utc>,
-    pub valid_until: DateTime<Utc>,
-    pub request_id: Uuid,
-    pub record_id: Uuid,
-    pub reference: String,
-    pub title: String,
-    pub grantee: String,
-    pub purpose: String,
-    #[serde(skip)]
-    pub department: String,
-    #[serde(skip)]
-    pub sensitivity: String,
-}
-
-/// The grants in force on records `who` may see, soonest to end first: what a supervisor
-/// reviews and may revoke. Records the caller may not see are left out, so the list tells
-/// nobody of records outside their sight.
-pub async fn active_grants(app: &App, who: &Principal) -> AppResult<Vec<ActiveGrant>> {
-    app.policies.authorize::<RevokeGrant>(who, None)?;
-    let rows: Vec<ActiveGrant> = sqlx::query_as(
-        "SELECT g.id, g.kind, g.valid_from, g.valid_until, q.id AS request_id, g.record_id, \
-         r.reference, r.title, u.username AS grantee, q.purpose, q.department, q.sensitivity \
-         FROM grants g JOIN access_requests q ON q.id = g.request_id \
-         JOIN records r ON r.id = g.record_id JOIN users u ON u.id = g.grantee_id \
-         WHERE g.state = 'active' AND g.revoked_at IS NULL AND g.valid_until > now() \
-         ORDER BY g.valid_until LIMIT 2000",
-    )
-    .fetch_all(&app.db)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter(|g| {
-            let s = Sensitivity::parse(&g.sensitivity).unwrap_or(Sensitivity::Secret);
-            app.policies.may_read(who, &Resource::new(s, &g.department))
-        })
-        .collect())
-}
-
-/// The active grant of one of `kinds` that `who` holds on `record`, if any. Evaluated at
-/// the moment of the call: an expired or revoked grant is never returned.
-pub async fn active_grant(
-    conn: &mut PgConnection,
-    who: &Principal,
-    record: RecordId,
-    kinds: &[Kind],
-) -> AppResult<Option<GrantView>> {
-    let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-    Ok(sqlx::query_as(&format!(
-        "SELECT g.id, g.kind, g.valid_from, g.valid_until, {GRANT_STATE} AS state FROM grants g \
-         WHERE g.grantee_id = $1 AND g.record_id = $2 AND g.kind = ANY($3) \
-           AND g.revoked_at IS NULL AND g.state = 'active' AND g.valid_until > now() \
-         ORDER BY g.valid_until DESC LIMIT 1"
-    ))
-    .bind(who.user().id)
-    .bind(record)
-    .bind(&kinds)
-    .fetch_optional(conn)
-    .await?)
-}
-
-/// A grant as the one who holds it uses it: its state is computed now, so an expired or
-/// revoked grant is never `Active`.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct HeldGrant {
-    pub id: Uuid,
-    pub request_id: Uuid,
-    pub record_id: RecordId,
-    pub grantee_id: Uuid,
-    pub kind: String,
-    pub valid_until: DateTime<Utc>,
-    pub state: String,
-}
-
-impl HeldGrant {
-    pub fn grant_state(&self) -> GrantState {
-        match self.state.as_str() {
-            "active" => GrantState::Active,
-            "revoked" => GrantState::Revoked,
-            _ => GrantState::Expired,
-        }
-    }
-}
-
-/// Uses grant `id` of kind `kind` held by `who` for action A on the grant's record: the
-/// access policy decides A with the grant's state as of now, so A is refused the moment the
-/// grant expires or is revoked. Someone else's grant, or a grant of another kind, is
-/// `NotFound` (and audited as a refusal).
-pub(crate) async fn use_grant<A: Action>(
-    app: &App,
-    who: &Principal,
-    id: Uuid,
-    kind: Kind,
-) -> AppResult<(Permit<A>, HeldGrant, Record, Category)> {
-    let held: Option<HeldGrant> = sqlx::query_as(&format!(
-        "SELECT g.id, g.request_id, g.record_id, g.grantee_id, g.kind, g.valid_until, {GRANT_STATE} AS state \
-         FROM grants g WHERE g.id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(&app.db)
-    .await?;
-    let held = match held {
-        Some(g) if g.grantee_id == who.user().id.0 && g.kind == kind.as_str() => g,
-        _ => {
-            audit::record_alone(
-                &app.db,
-                &who.actor(),
-                Event::new(A::NAME, Outcome::Denied)
-                    .object("grant", id)
-                    .detail(json!({"reason": "not the caller's grant of this kind"})),
+        if approve {
+            let approvals: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM request_decisions WHERE request_id = $1 AND decision = 'approve'",
             )
+            .bind(id)
+            .fetch_one(&mut *tx)
             .await?;
-            return Err(AppError::NotFound);
+            if approvals >= i64::from(v.required_approvals) {
+                crate::grants::create(&mut tx, id, &who.actor(), "approved").await?;
+            }
+        } else {
+            sqlx::query(
+                "UPDATE access_requests SET state = 'rejected', decided_at = now() WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         }
-    };
-    let (permit, record, category) =
-        crate::records::load_with::<A>(app, who, held.record_id, held.grant_state()).await?;
-    Ok((permit, held, record, category))
+        let v = find(&mut tx, id, false).await?.ok_or(AppError::NotFound)?;
+        fill(&mut tx, app, who, v).await
+    })
+}
+
+/// Withdraws the caller's own pending request.
+#[tracing::instrument(skip_all, fields(request = %id))]
+pub async fn cancel(app: &App, who: &Principal, id: Uuid) -> AppResult<RequestView> {
+    unit!(app.db, |tx| {
+        let v = load_for::<CancelRequest>(&mut tx, app, who, id, true, "request.cancel").await?;
+        still_pending(&v)?;
+        sqlx::query(
+            "UPDATE access_requests SET state = 'cancelled', decided_at = now() WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.audit(
+            &who.actor(),
+            Event::new("request.cancel", Outcome::Success)
+                .object("request", id)
+                .detail(json!({"purpose": v.purpose, "reference": v.reference})),
+        )
+        .await?;
+        let v = find(&mut tx, id, false).await?.ok_or(AppError::NotFound)?;
+        fill(&mut tx, app, who, v).await
+    })
 }
 
 /// Expires pending requests and grants whose time has passed. Several nodes may run it at
 /// once: rows are taken with `FOR UPDATE SKIP LOCKED`, so none is handled twice.
-pub async fn expire_due(pool: &sqlx::PgPool) -> AppResult<(u64, u64)> {
-    let mut tx = pool.begin().await?;
-    let requests: Vec<(Uuid, String)> = sqlx::query_as(
-        "UPDATE access_requests SET state = 'expired', decided_at = now() WHERE id IN \
-         (SELECT id FROM access_requests WHERE state = 'pending' AND expires_at <= now() \
-          FOR UPDATE SKIP LOCKED LIMIT 1000) RETURNING id, purpose",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    let grants: Vec<(Uuid,)> = sqlx::query_as(
-        "UPDATE grants SET state = 'expired' WHERE id IN \
-         (SELECT id FROM grants WHERE state = 'active' AND valid_until <= now() \
-          FOR UPDATE SKIP LOCKED LIMIT 1000) RETURNING id",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    let system = audit::Actor::system("system");
-    for (id, purpose) in &requests {
-        audit::record(
-            &mut tx,
-            &system,
-            Event::new("request.expire", Outcome::Success)
-                .object("request", id)
-                .detail(json!({"purpose": purpose})),
+#[tracing::instrument(skip_all)]
+pub async fn expire_due(db: &crate::tx::Db) -> AppResult<(u64, u64)> {
+    let system = crate::audit::Actor::system("system");
+    unit!(db, |tx| {
+        let requests: Vec<(Uuid, String)> = sqlx::query_as(
+            "UPDATE access_requests SET state = 'expired', decided_at = now() WHERE id IN \
+             (SELECT id FROM access_requests WHERE state = 'pending' AND expires_at <= now() \
+              FOR UPDATE SKIP LOCKED LIMIT 1000) RETURNING id, purpose",
         )
+        .fetch_all(&mut *tx)
         .await?;
-    }
-    for (id,) in &grants {
-        audit::record(
-            &mut tx,
-            &system,
-            Event::new("grant.expire", Outcome::Success).object("grant", id),
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    Ok((requests.len() as u64, grants.len() as u64))
+        for (id, purpose) in &requests {
+            tx.audit(
+                &system,
+                Event::new("request.expire", Outcome::Success)
+                    .object("request", id)
+                    .detail(json!({"purpose": purpose})),
+            )
+            .await?;
+        }
+        let grants = crate::grants::expire_due(&mut tx, &system).await?;
+        Ok((requests.len() as u64, grants))
+    })
 }

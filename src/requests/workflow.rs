@@ -13,34 +13,7 @@ use crate::users::Role;
 pub const FILE_NAME: &str = "workflows.toml";
 const EMBEDDED: &str = include_str!("../../policies/workflows.toml");
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Lookup,
-    View,
-    Borrow,
-    Export,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Lookup => "lookup",
-            Kind::View => "view",
-            Kind::Borrow => "borrow",
-            Kind::Export => "export",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Kind> {
-        match s {
-            "lookup" => Some(Kind::Lookup),
-            "view" => Some(Kind::View),
-            "borrow" => Some(Kind::Borrow),
-            "export" => Some(Kind::Export),
-            _ => None,
-        }
-    }
-}
+pub use crate::grants::Kind;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -195,6 +168,7 @@ impl Workflows {
     /// not let approve such records could never be approved, so it is refused at load.
     pub fn check_against(&self, policies: &crate::policy::Policies) -> Result<(), WorkflowError> {
         use crate::policy::{Action, ApproveRequest, Resource};
+        let department = "any department";
         for ((r, _, sensitivity), line) in self.routes.iter().zip(&self.lines) {
             if r.approvals == 0 {
                 continue;
@@ -204,14 +178,13 @@ impl Workflows {
                 None => Sensitivity::ALL.to_vec(),
             };
             for s in levels {
-                // The most favourable case for the approver: the record's own department.
-                let object = Resource::new(s, "any department");
-                if !policies.decide(
-                    ApproveRequest::NAME,
-                    &[r.approver_role],
-                    "any department",
-                    Some(&object),
-                ) {
+                // The most favourable case for the approver: the record's own department,
+                // someone else's request.
+                let object = Resource::new(s, department)
+                    .routed(r.approver_role, r.same_department)
+                    .owned(false);
+                let roles = [r.approver_role];
+                if !policies.would_allow(ApproveRequest::NAME, &roles, department, Some(&object)) {
                     return Err(WorkflowError {
                         file: self.source.display().to_string(),
                         line: *line,

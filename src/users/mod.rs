@@ -1,5 +1,10 @@
-//! Accounts and roles. Every change to an account is audited in the transaction that makes
+//! Accounts and roles. Every change to an account is audited in the unit of work that makes
 //! it; disabling an account ends all its sessions in that same transaction.
+//!
+//! People manage accounts through [`create`], [`list`] and [`disable`], which ask the
+//! access policy (`user.manage`) themselves and audit a refusal. The `*_by_operator`
+//! functions serve the command line: its user is the machine's operator, who holds the
+//! database credentials and the master key, not a person under the vault's policy.
 
 pub mod model;
 mod repo;
@@ -7,6 +12,11 @@ mod repo;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
+
+use crate::auth::Principal;
+use crate::policy::ManageUsers;
+use crate::tx::Db;
+use crate::{unit, App};
 
 pub use model::{NewUser, Role, User, UserId};
 
@@ -29,8 +39,52 @@ fn check_username(username: &str) -> AppResult<()> {
     Ok(())
 }
 
+/// An administrator creates an account (`user.manage`).
+#[tracing::instrument(skip_all)]
+pub async fn create(app: &App, who: &Principal, new: NewUser) -> AppResult<User> {
+    manage(app, who, None).await?;
+    insert(&app.db, &who.actor(), new).await
+}
+
+/// The accounts, for an administrator (`user.manage`).
+#[tracing::instrument(skip_all)]
+pub async fn list(app: &App, who: &Principal) -> AppResult<Vec<User>> {
+    manage(app, who, None).await?;
+    unit!(app.db, |tx| Ok(repo::list(&mut tx).await?))
+}
+
+/// An administrator disables an account (`user.manage`).
+#[tracing::instrument(skip_all, fields(user = %id))]
+pub async fn disable(app: &App, who: &Principal, id: UserId) -> AppResult<User> {
+    manage(app, who, Some(id)).await?;
+    disable_as(&app.db, &who.actor(), id).await
+}
+
+/// The account-management permit; a refusal is audited.
+async fn manage(app: &App, who: &Principal, id: Option<UserId>) -> AppResult<()> {
+    app.db
+        .authorize::<ManageUsers>(
+            &app.policies,
+            who,
+            None,
+            id.map(|id| ("user", id.to_string())),
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Creates an account from the command line.
+pub async fn create_by_operator(pool: &PgPool, actor: &Actor, new: NewUser) -> AppResult<User> {
+    insert(&Db::new(pool.clone()), actor, new).await
+}
+
+/// Disables an account from the command line.
+pub async fn disable_by_operator(pool: &PgPool, actor: &Actor, id: UserId) -> AppResult<User> {
+    disable_as(&Db::new(pool.clone()), actor, id).await
+}
+
 /// Creates an account. The password must meet the strength rules.
-pub async fn create(pool: &PgPool, actor: &Actor, new: NewUser) -> AppResult<User> {
+async fn insert(db: &Db, actor: &Actor, new: NewUser) -> AppResult<User> {
     check_username(&new.username)?;
     if new.roles.is_empty() {
         return Err(AppError::invalid("roles", "at least one role is required"));
@@ -58,7 +112,7 @@ pub async fn create(pool: &PgPool, actor: &Actor, new: NewUser) -> AppResult<Use
     let mut roles: Vec<Role> = new.roles.clone();
     roles.sort_by_key(|r| r.as_str());
     roles.dedup();
-    let mut tx = pool.begin().await?;
+    let user = unit!(db, |tx| {
     let user = repo::insert(
         &mut tx,
         &repo::Insert {
@@ -77,8 +131,7 @@ pub async fn create(pool: &PgPool, actor: &Actor, new: NewUser) -> AppResult<Use
         }
         e => e.into(),
     })?;
-    audit::record(
-        &mut tx,
+    tx.audit(
         actor,
         Event::new("user.create", Outcome::Success)
             .object("user", user.id)
@@ -89,7 +142,8 @@ pub async fn create(pool: &PgPool, actor: &Actor, new: NewUser) -> AppResult<Use
             })),
     )
     .await?;
-    tx.commit().await?;
+    Ok(user)
+    })?;
     tracing::info!(target: "security", user_id = %user.id, "account created");
     Ok(user)
 }
@@ -98,7 +152,7 @@ pub async fn create(pool: &PgPool, actor: &Actor, new: NewUser) -> AppResult<Use
 /// that must be changed at first sign-in. Returns the password only when it created the
 /// account; several nodes starting at once create it once.
 pub async fn bootstrap_admin(pool: &PgPool) -> AppResult<Option<SecretString>> {
-    let mut tx = pool.begin().await?;
+    unit!(Db::new(pool.clone()), |tx| {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('strongroom.bootstrap_admin'))")
         .execute(&mut *tx)
         .await?;
@@ -119,16 +173,15 @@ pub async fn bootstrap_admin(pool: &PgPool) -> AppResult<Option<SecretString>> {
         },
     )
     .await?;
-    audit::record(
-        &mut tx,
+    tx.audit(
         &Actor::system("system"),
         Event::new("user.create", Outcome::Success)
             .object("user", user.id)
             .detail(json!({"username": "admin", "roles": ["admin"], "bootstrap": true})),
     )
     .await?;
-    tx.commit().await?;
     Ok(Some(secret))
+    })
 }
 
 pub async fn get(pool: &PgPool, id: UserId) -> AppResult<User> {
@@ -141,11 +194,6 @@ pub async fn find_by_username(pool: &PgPool, username: &str) -> AppResult<Option
     Ok(repo::find_by_username(&mut conn, username).await?)
 }
 
-pub async fn list(pool: &PgPool) -> AppResult<Vec<User>> {
-    let mut conn = pool.acquire().await?;
-    Ok(repo::list(&mut conn).await?)
-}
-
 /// The account and its password hash, for sign-in only.
 pub(crate) async fn credentials(
     conn: &mut PgConnection,
@@ -156,8 +204,8 @@ pub(crate) async fn credentials(
 
 /// Disables an account and ends all its sessions at once. Refuses to disable the last
 /// active administrator, which would lock everyone out of account management.
-pub async fn disable(pool: &PgPool, actor: &Actor, id: UserId) -> AppResult<User> {
-    let mut tx = pool.begin().await?;
+async fn disable_as(db: &Db, actor: &Actor, id: UserId) -> AppResult<User> {
+    let user = unit!(db, |tx| {
     let user = repo::lock(&mut tx, id).await?.ok_or(AppError::NotFound)?;
     if !user.is_active() {
         return Err(AppError::Conflict("the account is already disabled".into()));
@@ -169,16 +217,16 @@ pub async fn disable(pool: &PgPool, actor: &Actor, id: UserId) -> AppResult<User
     }
     let user = repo::set_disabled(&mut tx, id).await?;
     let ended = crate::auth::session::end_all_for_user(&mut tx, id).await?;
-    audit::record(
-        &mut tx,
+    tx.audit(
         actor,
         Event::new("user.disable", Outcome::Success)
             .object("user", id)
             .detail(json!({"username": user.username, "sessions_ended": ended})),
     )
     .await?;
-    tx.commit().await?;
     tracing::info!(target: "security", user_id = %id, sessions_ended = ended, "account disabled");
+    Ok(user)
+    })?;
     Ok(user)
 }
 
@@ -193,30 +241,31 @@ pub async fn reset_password(
     let user = get(pool, id).await?;
     password::check_strength(&user.username, &new_password)?;
     let hash = password::hash(new_password).await?;
-    let mut tx = pool.begin().await?;
-    repo::set_password(&mut tx, id, &hash, true).await?;
-    let ended = crate::auth::session::end_all_for_user(&mut tx, id).await?;
-    audit::record(
-        &mut tx,
-        actor,
-        Event::new("user.password_reset", Outcome::Success)
-            .object("user", id)
-            .detail(json!({"username": user.username, "sessions_ended": ended})),
-    )
-    .await?;
-    tx.commit().await?;
+    unit!(Db::new(pool.clone()), |tx| {
+        repo::set_password(&mut tx, id, &hash, true).await?;
+        let ended = crate::auth::session::end_all_for_user(&mut tx, id).await?;
+        tx.audit(
+            actor,
+            Event::new("user.password_reset", Outcome::Success)
+                .object("user", id)
+                .detail(json!({"username": user.username, "sessions_ended": ended})),
+        )
+        .await?;
+        Ok(())
+    })?;
     get(pool, id).await
 }
 
 /// A person changes their own password, proving the current one. Their other sessions end.
 pub async fn change_own_password(
-    pool: &PgPool,
+    db: &Db,
     actor: &Actor,
     id: UserId,
     keep_session: uuid::Uuid,
     current: SecretString,
     new_password: SecretString,
 ) -> AppResult<()> {
+    let pool = db.pool();
     let user = get(pool, id).await?;
     let stored = {
         let mut conn = pool.acquire().await?;
@@ -243,17 +292,15 @@ pub async fn change_own_password(
         ));
     }
     let hash = password::hash(new_password).await?;
-    let mut tx = pool.begin().await?;
-    repo::set_password(&mut tx, id, &hash, false).await?;
-    let ended = crate::auth::session::end_others_for_user(&mut tx, id, keep_session).await?;
-    audit::record(
-        &mut tx,
-        actor,
-        Event::new("user.password_change", Outcome::Success)
-            .object("user", id)
-            .detail(json!({"other_sessions_ended": ended})),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    unit!(db, |tx| {
+        repo::set_password(&mut tx, id, &hash, false).await?;
+        let ended = crate::auth::session::end_others_for_user(&mut tx, id, keep_session).await?;
+        tx.audit(
+            actor,
+            Event::new("user.password_change", Outcome::Success)
+                .object("user", id)
+                .detail(json!({"other_sessions_ended": ended})),
+        )
+        .await
+    })
 }

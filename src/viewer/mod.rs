@@ -15,7 +15,7 @@ use uuid::Uuid;
 pub mod render;
 
 use self::render::{RenderError, Renderable};
-use crate::audit::{self, Event, Outcome};
+use crate::audit::{Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::policy::{Permit, ViewWithGrant};
@@ -54,7 +54,7 @@ struct Checked {
 async fn check(app: &App, who: &Principal, grant_id: Uuid, file: FileId) -> AppResult<Checked> {
     let (permit, grant, record, _) =
         use_grant::<ViewWithGrant>(app, who, grant_id, Kind::View).await?;
-    let file = files::find(app, record.id, file).await?;
+    let file = files::find(app, &permit, file).await?;
     Ok(Checked {
         _permit: permit,
         grant,
@@ -96,13 +96,12 @@ pub async fn open(app: &App, who: &Principal, grant_id: Uuid, file: FileId) -> A
             }
         }
     };
-    let others: Vec<(FileId, String)> = files::list_unchecked(app, c.grant.record_id)
+    let others: Vec<(FileId, String)> = files::list_unchecked(app, &c._permit)
         .await?
         .into_iter()
         .map(|f| (f.id, f.original_name))
         .collect();
-    audit::record_alone(
-        &app.db,
+    app.db.record(
         &who.actor(),
         Event::new("file.view.open", Outcome::Success)
             .object("file", file)
@@ -149,8 +148,7 @@ pub async fn page(
     let png = render::render_page(kind, content, page, zoom, MAX_VIEW_BYTES)
         .await
         .map_err(user_error)?;
-    audit::record_alone(
-        &app.db,
+    app.db.record(
         &who.actor(),
         Event::new("file.view.page", Outcome::Success)
             .object("file", file)

@@ -25,8 +25,8 @@ use crate::records::model::{
 use crate::records::register::{self, Move};
 use crate::records::schema::{FieldDef, FieldType};
 use crate::records::search::{self, SearchQuery};
-use crate::records::{self, categories, files};
-use crate::requests::{self, Filter, Kind, NewRequest};
+use crate::records::{self, categories};
+use crate::requests::{self, Kind, NewRequest};
 use crate::users::Role;
 use crate::App;
 
@@ -439,27 +439,15 @@ async fn render_record(
 ) -> AppResult<RawHtml<String>> {
     let empty = <RequestForm as Default>::default();
     let asked = asked.unwrap_or(&empty);
-    let record = records::get(app, who, id).await?;
-    let revisions = records::revisions(app, who, id).await?;
-    let file_list = files::list(app, who, id).await?;
-    let moves = register::moves(app, who, id).await?;
-    let view_grant = {
-        let mut conn = app.db.acquire().await?;
-        requests::active_grant(&mut conn, who, id, &[Kind::View]).await?
-    };
-    let mine: Vec<_> = requests::list(
-        app,
-        who,
-        Filter {
-            mine: Some(true),
-            ..Default::default()
-        },
-    )
-    .await?
-    .requests
-    .into_iter()
-    .filter(|r| r.record_id == id.0)
-    .collect();
+    let page = requests::record_page(app, who, id).await?;
+    let (record, revisions, file_list, moves, view_grant, mine) = (
+        page.record,
+        page.revisions,
+        page.files,
+        page.moves,
+        page.view_grant,
+        page.my_requests,
+    );
     let kinds = kind_choices(app, &record);
     app.templates.render(
         "record.html",

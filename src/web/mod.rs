@@ -12,9 +12,8 @@ use serde::Serialize;
 
 use crate::audit;
 use crate::auth::csrf::{CsrfForm, LOGIN_CSRF_COOKIE};
-use crate::auth::guard::{Admin, Auditor};
 use crate::auth::{
-    self, password, session, Authenticated, Principal, Require, SignedIn, SESSION_COOKIE,
+    self, password, session, Authenticated, Principal, SignedIn, SESSION_COOKIE,
 };
 use crate::csrf_field;
 use crate::error::{AppError, AppResult};
@@ -199,10 +198,7 @@ fn style() -> (ContentType, &'static str) {
 
 #[get("/healthz")]
 async fn healthz(app: &State<App>) -> (Status, rocket::serde::json::Json<serde_json::Value>) {
-    match sqlx::query_scalar::<_, i32>("SELECT 1")
-        .fetch_one(&app.db)
-        .await
-    {
+    match app.db.ping().await {
         Ok(_) => (
             Status::Ok,
             rocket::serde::json::Json(serde_json::json!({"status": "ok", "database": "ok"})),
@@ -419,7 +415,7 @@ async fn render_users(
     error: Option<String>,
     message: Option<String>,
 ) -> AppResult<RawHtml<String>> {
-    let list = users::list(&app.db).await?;
+    let list = users::list(app, who).await?;
     app.templates.render(
         "users.html",
         context! {
@@ -431,7 +427,7 @@ async fn render_users(
 }
 
 #[get("/admin/users")]
-async fn users_page(app: &State<App>, who: Require<Admin>) -> AppResult<RawHtml<String>> {
+async fn users_page(app: &State<App>, who: Principal) -> AppResult<RawHtml<String>> {
     render_users(app, &who, None, None).await
 }
 
@@ -450,7 +446,7 @@ csrf_field!(NewUserForm);
 #[post("/admin/users", data = "<form>")]
 async fn users_create(
     app: &State<App>,
-    who: Require<Admin>,
+    who: Principal,
     form: CsrfForm<NewUserForm>,
 ) -> AppResult<Page> {
     let CsrfForm(f) = form;
@@ -458,8 +454,8 @@ async fn users_create(
     let result = match roles {
         Err(e) => Err(AppError::invalid("roles", e)),
         Ok(roles) => users::create(
-            &app.db,
-            &who.actor(),
+            app,
+            &who,
             NewUser {
                 username: f.username.clone(),
                 display_name: Some(f.display_name),
@@ -493,11 +489,11 @@ async fn users_create(
 #[post("/admin/users/<id>/disable", data = "<_form>")]
 async fn users_disable(
     app: &State<App>,
-    who: Require<Admin>,
+    who: Principal,
     id: UserId,
     _form: CsrfForm<CsrfOnly>,
 ) -> AppResult<Page> {
-    match users::disable(&app.db, &who.actor(), id).await {
+    match users::disable(app, &who, id).await {
         Ok(u) => Ok(Page::Html(
             render_users(
                 app,
@@ -531,7 +527,7 @@ fn non_empty(s: &Option<String>) -> Option<String> {
 #[get("/audit?<q..>")]
 async fn audit_page(
     app: &State<App>,
-    who: Require<Auditor>,
+    who: Principal,
     q: AuditFilter,
 ) -> AppResult<RawHtml<String>> {
     let query = audit::Query {
@@ -541,7 +537,7 @@ async fn audit_page(
         limit: 200,
         ..Default::default()
     };
-    let events = crate::api::read_audit(app, &who, query).await?;
+    let events = audit::read(app, &who, query).await?;
     app.templates.render(
         "audit.html",
         context! { me => me(&who), csrf => who.csrf_token(), events => events, q => q },

@@ -24,7 +24,6 @@ use crate::auth::csrf::CsrfForm;
 use crate::auth::Principal;
 use crate::csrf_field;
 use crate::error::{AppError, AppResult};
-use crate::policy::{Action, RevokeGrant};
 use crate::records::files;
 use crate::records::model::{FileInfo, RecordId};
 use crate::requests::{self, exports, loans, Filter, Kind, RequestView};
@@ -237,28 +236,10 @@ async fn render_request(
     error: Option<String>,
 ) -> AppResult<RawHtml<String>> {
     let v = requests::get(app, who, rid).await?;
-    let user = who.user();
-    let mine = v.requester_id == user.id.0;
-    // The queue is the service's answer to "may this person decide it now?" (route,
-    // department rule, policy, not their own, not yet decided by them).
-    let can_decide = !mine
-        && v.state == "pending"
-        && requests::list(
-            app,
-            who,
-            Filter {
-                to_approve: Some(true),
-                ..Default::default()
-            },
-        )
-        .await?
-        .requests
-        .iter()
-        .any(|q| q.id == rid);
-    let can_revoke = grant_active(&v)
-        && app
-            .policies
-            .decide(RevokeGrant::NAME, &user.roles, &user.department, None);
+    let mine = v.requester_id == who.user().id.0;
+    // What the buttons offer is the service's answer (the policy's); each action decides
+    // again when it is taken.
+    let (can_decide, can_revoke) = (v.may.decide, v.may.revoke);
     let r = row(app, who, &v).await?;
     app.templates.render(
         "request.html",

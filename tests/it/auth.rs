@@ -49,7 +49,7 @@ async fn wrong_password_unknown_user_and_disabled_user_get_the_same_answer() {
     assert_eq!(app.audit_count("auth.login", "failure").await, 3);
     // The audit trail (for auditors) does say why.
     let reasons: Vec<String> = sqlx::query_scalar(
-        "SELECT detail->>'reason' FROM audit_events WHERE action = 'auth.login' AND outcome = 'failure' ORDER BY seq",
+        "SELECT detail->>'reason' FROM audit_events WHERE action = 'auth.login' AND outcome = 'failure' ORDER BY pos",
     )
     .fetch_all(&app.db)
     .await

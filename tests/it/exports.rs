@@ -206,7 +206,7 @@ async fn an_approved_export_is_a_zip_whose_manifest_matches_and_the_link_works_o
     assert!(String::from_utf8_lossy(&body).contains("already been downloaded"));
     // Audited: the download with its files, and the refused second one.
     let events: Vec<(String, String, Value)> = sqlx::query_as(
-        "SELECT action, outcome, detail FROM audit_events WHERE action LIKE 'export.%' ORDER BY seq",
+        "SELECT action, outcome, detail FROM audit_events WHERE action LIKE 'export.%' ORDER BY pos",
     )
     .fetch_all(&w.app.db)
     .await

@@ -342,7 +342,7 @@ async fn the_masking_policy_decides_per_role_and_unmasked_reads_are_audited() {
     assert_eq!(field(&seen, "id_number")["value"], "****************2X");
     // The archivist's unmasked read is audited with the field, not the value.
     let detail: Value = sqlx::query_scalar(
-        "SELECT detail FROM audit_events WHERE action = 'record.unmask' ORDER BY seq DESC LIMIT 1",
+        "SELECT detail FROM audit_events WHERE action = 'record.unmask' ORDER BY pos DESC LIMIT 1",
     )
     .fetch_one(&app.db)
     .await

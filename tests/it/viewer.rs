@@ -188,7 +188,7 @@ async fn a_multi_page_pdf_is_shown_as_page_images_and_never_as_the_file() {
     assert_eq!(s, Status::NotFound);
     // Opening and every page read are audited with the grant id.
     let events: Vec<(String, Value)> = sqlx::query_as(
-        "SELECT action, detail FROM audit_events WHERE action LIKE 'file.view.%' ORDER BY seq",
+        "SELECT action, detail FROM audit_events WHERE action LIKE 'file.view.%' ORDER BY pos",
     )
     .fetch_all(&w.app.db)
     .await

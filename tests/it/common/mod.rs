@@ -281,7 +281,7 @@ impl TestApp {
 
     /// (action, outcome) of every audit event, in order.
     pub async fn audit_actions(&self) -> Vec<(String, String)> {
-        sqlx::query_as("SELECT action, outcome FROM audit_events ORDER BY seq")
+        sqlx::query_as("SELECT action, outcome FROM audit_events ORDER BY pos")
             .fetch_all(&self.db)
             .await
             .unwrap()
