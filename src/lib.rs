@@ -38,6 +38,8 @@ pub struct App {
     pub masking: records::masking::MaskingPolicy,
     pub config: Config,
     pub templates: web::Templates,
+    /// The one gate all password hashing passes (see `auth::password`).
+    pub hasher: auth::password::Hasher,
 }
 
 /// What a vault needs besides its database: the object store, the key ring and the
@@ -74,6 +76,7 @@ pub fn build(config: Config, db: PgPool, vault: Vault) -> Rocket<Build> {
             workflows: vault.workflows,
             policies: vault.policies,
             masking: vault.masking,
+            hasher: auth::password::Hasher::from_config(&config),
             config,
             templates,
         })

@@ -85,7 +85,15 @@ async fn login(
     b: Result<Json<LoginBody>, json::Error<'_>>,
 ) -> AppResult<Json<Value>> {
     let b = body(b)?;
-    let s = auth::login(&app.db, &app.config, &meta, &b.username, b.password).await?;
+    let s = auth::login(
+        &app.db,
+        &app.config,
+        &app.hasher,
+        &meta,
+        &b.username,
+        b.password,
+    )
+    .await?;
     cookies.add(crate::web::session_cookie(app, &s));
     Ok(Json(json!({
         "token": secrecy::ExposeSecret::expose_secret(&s.token),
@@ -126,6 +134,8 @@ async fn change_password(
     let b = body(b)?;
     users::change_own_password(
         &app.db,
+        &app.config,
+        &app.hasher,
         &who.actor(),
         who.user().id,
         who.session_id(),
@@ -142,7 +152,7 @@ async fn create_user(
     who: Require<Admin>,
     b: Result<Json<NewUser>, json::Error<'_>>,
 ) -> AppResult<(Status, Json<Value>)> {
-    let u = users::create(&app.db, &who.actor(), body(b)?).await?;
+    let u = users::create(&app.db, &app.hasher, &who.actor(), body(b)?).await?;
     Ok((Status::Created, Json(user_json(&u))))
 }
 

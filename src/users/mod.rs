@@ -30,7 +30,12 @@ fn check_username(username: &str) -> AppResult<()> {
 }
 
 /// Creates an account. The password must meet the strength rules.
-pub async fn create(pool: &PgPool, actor: &Actor, new: NewUser) -> AppResult<User> {
+pub async fn create(
+    pool: &PgPool,
+    hasher: &password::Hasher,
+    actor: &Actor,
+    new: NewUser,
+) -> AppResult<User> {
     check_username(&new.username)?;
     if new.roles.is_empty() {
         return Err(AppError::invalid("roles", "at least one role is required"));
@@ -54,7 +59,7 @@ pub async fn create(pool: &PgPool, actor: &Actor, new: NewUser) -> AppResult<Use
             "must be at most 100 characters",
         ));
     }
-    let hash = password::hash(new.password.clone()).await?;
+    let hash = hasher.hash(new.password.clone()).await?;
     let mut roles: Vec<Role> = new.roles.clone();
     roles.sort_by_key(|r| r.as_str());
     roles.dedup();
@@ -97,7 +102,10 @@ pub async fn create(pool: &PgPool, actor: &Actor, new: NewUser) -> AppResult<Use
 /// On first start with no accounts at all, creates `admin` with a random one-time password
 /// that must be changed at first sign-in. Returns the password only when it created the
 /// account; several nodes starting at once create it once.
-pub async fn bootstrap_admin(pool: &PgPool) -> AppResult<Option<SecretString>> {
+pub async fn bootstrap_admin(
+    pool: &PgPool,
+    hasher: &password::Hasher,
+) -> AppResult<Option<SecretString>> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('strongroom.bootstrap_admin'))")
         .execute(&mut *tx)
@@ -106,7 +114,7 @@ pub async fn bootstrap_admin(pool: &PgPool) -> AppResult<Option<SecretString>> {
         return Ok(None);
     }
     let secret = password::generate();
-    let hash = password::hash(secret.clone()).await?;
+    let hash = hasher.hash(secret.clone()).await?;
     let user = repo::insert(
         &mut tx,
         &repo::Insert {
@@ -186,13 +194,14 @@ pub async fn disable(pool: &PgPool, actor: &Actor, id: UserId) -> AppResult<User
 /// sign-in, and their current sessions end.
 pub async fn reset_password(
     pool: &PgPool,
+    hasher: &password::Hasher,
     actor: &Actor,
     id: UserId,
     new_password: SecretString,
 ) -> AppResult<User> {
     let user = get(pool, id).await?;
     password::check_strength(&user.username, &new_password)?;
-    let hash = password::hash(new_password).await?;
+    let hash = hasher.hash(new_password).await?;
     let mut tx = pool.begin().await?;
     repo::set_password(&mut tx, id, &hash, true).await?;
     let ended = crate::auth::session::end_all_for_user(&mut tx, id).await?;
@@ -208,9 +217,13 @@ pub async fn reset_password(
     get(pool, id).await
 }
 
-/// A person changes their own password, proving the current one. Their other sessions end.
+/// A person changes their own password, proving the current one (throttled like sign-in).
+/// Their other sessions end.
+#[allow(clippy::too_many_arguments)]
 pub async fn change_own_password(
     pool: &PgPool,
+    config: &crate::config::Config,
+    hasher: &password::Hasher,
     actor: &Actor,
     id: UserId,
     keep_session: uuid::Uuid,
@@ -218,23 +231,8 @@ pub async fn change_own_password(
     new_password: SecretString,
 ) -> AppResult<()> {
     let user = get(pool, id).await?;
-    let stored = {
-        let mut conn = pool.acquire().await?;
-        repo::credentials(&mut conn, &user.username)
-            .await?
-            .map(|(_, h)| h)
-    };
-    if !password::verify(stored, current.clone()).await? {
-        audit::record_alone(
-            pool,
-            actor,
-            Event::new("user.password_change", Outcome::Failure)
-                .object("user", id)
-                .detail(json!({"reason": "current password wrong"})),
-        )
+    crate::auth::check_current_password(pool, config, hasher, actor, &user, current.clone())
         .await?;
-        return Err(AppError::invalid("current_password", "is not correct"));
-    }
     password::check_strength(&user.username, &new_password)?;
     if current.expose_secret() == new_password.expose_secret() {
         return Err(AppError::invalid(
@@ -242,7 +240,7 @@ pub async fn change_own_password(
             "must differ from the current password",
         ));
     }
-    let hash = password::hash(new_password).await?;
+    let hash = hasher.hash(new_password).await?;
     let mut tx = pool.begin().await?;
     repo::set_password(&mut tx, id, &hash, false).await?;
     let ended = crate::auth::session::end_others_for_user(&mut tx, id, keep_session).await?;

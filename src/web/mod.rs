@@ -301,6 +301,7 @@ async fn login_submit(
     match auth::login(
         &app.db,
         &app.config,
+        &app.hasher,
         &meta,
         &username,
         SecretString::from(password),
@@ -389,6 +390,8 @@ async fn password_submit(
     } else {
         users::change_own_password(
             &app.db,
+            &app.config,
+            &app.hasher,
             &who.actor(),
             who.user().id,
             who.session_id(),
@@ -459,6 +462,7 @@ async fn users_create(
         Err(e) => Err(AppError::invalid("roles", e)),
         Ok(roles) => users::create(
             &app.db,
+            &app.hasher,
             &who.actor(),
             NewUser {
                 username: f.username.clone(),
