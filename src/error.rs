@@ -40,6 +40,8 @@ pub enum AppError {
     /// A bounded resource (password hashing) is at capacity: 503 with `Retry-After`.
     #[error("the server is busy; try again in a moment")]
     Busy,
+    #[error("the body must be sent as Content-Type: application/json")]
+    UnsupportedMediaType,
     #[error("internal error")]
     Internal(String),
     #[error("database error")]
@@ -70,6 +72,7 @@ impl AppError {
             AppError::Invalid { .. } => Status::UnprocessableEntity,
             AppError::TooLarge => Status::PayloadTooLarge,
             AppError::Unavailable | AppError::Busy => Status::ServiceUnavailable,
+            AppError::UnsupportedMediaType => Status::UnsupportedMediaType,
             AppError::Internal(_) => Status::InternalServerError,
             AppError::Database(e) => match e {
                 sqlx::Error::RowNotFound => Status::NotFound,
@@ -94,6 +97,7 @@ impl AppError {
             AppError::TooLarge => "too_large",
             AppError::Unavailable => "unavailable",
             AppError::Busy => "busy",
+            AppError::UnsupportedMediaType => "unsupported_media_type",
             AppError::Internal(_) => "internal",
             AppError::Database(_) => match self.status().code {
                 404 => "not_found",
@@ -211,6 +215,11 @@ mod tests {
             (AppError::TooLarge, 413, "too_large"),
             (AppError::Unavailable, 503, "unavailable"),
             (AppError::Busy, 503, "busy"),
+            (
+                AppError::UnsupportedMediaType,
+                415,
+                "unsupported_media_type",
+            ),
             (AppError::internal("boom"), 500, "internal"),
             (
                 AppError::Database(sqlx::Error::RowNotFound),

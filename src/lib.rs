@@ -15,6 +15,7 @@ pub mod records;
 pub mod requests;
 pub mod storage;
 pub mod telemetry;
+pub mod text;
 pub mod users;
 pub mod viewer;
 pub mod web;
@@ -90,6 +91,9 @@ pub fn build(config: Config, db: PgPool, vault: Vault) -> Rocket<Build> {
 /// They go through the same `AppError` responder as handler errors.
 #[catch(default)]
 fn catch_all(status: Status, req: &Request<'_>) -> AppError {
+    if let Some(e) = auth::csrf::refused_form(req) {
+        return e;
+    }
     match auth::guard::failure_code(req) {
         Some("password_change_required") => return AppError::PasswordChangeRequired,
         Some("forbidden") => return AppError::Forbidden,
@@ -102,7 +106,8 @@ fn catch_all(status: Status, req: &Request<'_>) -> AppError {
         403 => AppError::Forbidden,
         404 => AppError::NotFound,
         413 => AppError::TooLarge,
-        400 | 415 | 422 => AppError::Invalid {
+        415 => AppError::UnsupportedMediaType,
+        400 | 422 => AppError::Invalid {
             field: None,
             message: "the request body is malformed or incomplete".into(),
         },

@@ -32,6 +32,7 @@ use crate::records::model::{Category, Record};
 use crate::users::Role;
 use crate::App;
 
+/// The shortest purpose, in visible characters (`text::visible_len`).
 pub const MIN_PURPOSE: usize = 15;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,7 +154,8 @@ pub async fn create(app: &App, who: &Principal, new: NewRequest) -> AppResult<Re
     let (_permit, record, category) =
         crate::records::load_for::<RequestAccess>(app, who, new.record_id).await?;
     let purpose = new.purpose.trim().to_string();
-    if purpose.chars().count() < MIN_PURPOSE || purpose.chars().count() > 2000 {
+    // The minimum counts what a reader sees: zero-width and blank padding does not count.
+    if crate::text::visible_len(&purpose) < MIN_PURPOSE || purpose.chars().count() > 2000 {
         return Err(AppError::invalid(
             "purpose",
             format!("say why you need it, in {MIN_PURPOSE} to 2000 characters"),
