@@ -30,6 +30,8 @@ const ENV_KEYS: &[&str] = &[
     "login_address_max_failures",
     "login_failure_window_seconds",
     "lockout_seconds",
+    "hash_concurrency",
+    "hash_wait_ms",
     "max_upload_bytes",
     "gc_grace_minutes",
 ];
@@ -76,10 +78,22 @@ pub struct Config {
     pub login_address_max_failures: u32,
     pub login_failure_window_seconds: u32,
     pub lockout_seconds: u32,
+    /// Password hashes (argon2id, 19 MiB each) computed at once; 0 means two per core,
+    /// between 2 and 16. Bounds the memory sign-ins can take.
+    #[serde(default)]
+    pub hash_concurrency: u32,
+    /// How long a sign-in waits for a hashing slot before it is answered 503 with
+    /// `Retry-After`.
+    #[serde(default = "default_hash_wait_ms")]
+    pub hash_wait_ms: u32,
     /// Largest file accepted by an upload, in bytes (default 4 GiB).
     pub max_upload_bytes: u64,
     /// An object that no file row references is removed after this long.
     pub gc_grace_minutes: u32,
+}
+
+fn default_hash_wait_ms() -> u32 {
+    2000
 }
 
 impl Default for Config {
@@ -102,6 +116,8 @@ impl Default for Config {
             login_address_max_failures: 50,
             login_failure_window_seconds: 900,
             lockout_seconds: 900,
+            hash_concurrency: 0,
+            hash_wait_ms: default_hash_wait_ms(),
             max_upload_bytes: 4 * 1024 * 1024 * 1024,
             gc_grace_minutes: 60,
         }

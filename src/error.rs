@@ -37,6 +37,11 @@ pub enum AppError {
     TooLarge,
     #[error("service unavailable")]
     Unavailable,
+    /// A bounded resource (password hashing) is at capacity: 503 with `Retry-After`.
+    #[error("the server is busy; try again in a moment")]
+    Busy,
+    #[error("the body must be sent as Content-Type: application/json")]
+    UnsupportedMediaType,
     #[error("internal error")]
     Internal(String),
     #[error("database error")]
@@ -66,7 +71,8 @@ impl AppError {
             AppError::Conflict(_) => Status::Conflict,
             AppError::Invalid { .. } => Status::UnprocessableEntity,
             AppError::TooLarge => Status::PayloadTooLarge,
-            AppError::Unavailable => Status::ServiceUnavailable,
+            AppError::Unavailable | AppError::Busy => Status::ServiceUnavailable,
+            AppError::UnsupportedMediaType => Status::UnsupportedMediaType,
             AppError::Internal(_) => Status::InternalServerError,
             AppError::Database(e) => match e {
                 sqlx::Error::RowNotFound => Status::NotFound,
@@ -90,6 +96,8 @@ impl AppError {
             AppError::Invalid { .. } => "invalid",
             AppError::TooLarge => "too_large",
             AppError::Unavailable => "unavailable",
+            AppError::Busy => "busy",
+            AppError::UnsupportedMediaType => "unsupported_media_type",
             AppError::Internal(_) => "internal",
             AppError::Database(_) => match self.status().code {
                 404 => "not_found",
@@ -140,6 +148,8 @@ pub fn is_api(req: &Request<'_>) -> bool {
 impl<'r> Responder<'r, 'static> for AppError {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
         let status = self.status();
+        // Seconds a refused client should wait before trying again.
+        let retry_after = matches!(self, AppError::Busy).then_some("2");
         let request_id = crate::telemetry::request_id(req);
         if status.code >= 500 {
             tracing::error!(%request_id, error = ?self, "request failed");
@@ -152,7 +162,11 @@ impl<'r> Responder<'r, 'static> for AppError {
                 _ => None,
             };
             let body = error_body(self.code(), &self.public_message(), field);
-            return Response::build()
+            let mut res = Response::build();
+            if let Some(s) = retry_after {
+                res.raw_header("Retry-After", s);
+            }
+            return res
                 .status(status)
                 .header(ContentType::JSON)
                 .sized_body(body.len(), Cursor::new(body))
@@ -165,8 +179,11 @@ impl<'r> Responder<'r, 'static> for AppError {
             return rocket::response::Redirect::to("/account/password").respond_to(req);
         }
         let html = crate::web::render_error_page(req, status, &self.public_message());
-        Response::build()
-            .status(status)
+        let mut res = Response::build();
+        if let Some(s) = retry_after {
+            res.raw_header("Retry-After", s);
+        }
+        res.status(status)
             .header(ContentType::HTML)
             .sized_body(html.len(), Cursor::new(html))
             .ok()
@@ -197,6 +214,12 @@ mod tests {
             (AppError::invalid("f", "bad"), 422, "invalid"),
             (AppError::TooLarge, 413, "too_large"),
             (AppError::Unavailable, 503, "unavailable"),
+            (AppError::Busy, 503, "busy"),
+            (
+                AppError::UnsupportedMediaType,
+                415,
+                "unsupported_media_type",
+            ),
             (AppError::internal("boom"), 500, "internal"),
             (
                 AppError::Database(sqlx::Error::RowNotFound),

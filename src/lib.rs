@@ -17,6 +17,7 @@ pub mod records;
 pub mod requests;
 pub mod storage;
 pub mod telemetry;
+pub mod text;
 pub mod tx;
 pub mod users;
 pub mod viewer;
@@ -41,6 +42,8 @@ pub struct App {
     pub masking: records::masking::MaskingPolicy,
     pub config: Config,
     pub templates: web::Templates,
+    /// The one gate all password hashing passes (see `auth::password`).
+    pub hasher: auth::password::Hasher,
 }
 
 /// What a vault needs besides its database: the object store, the key ring and the
@@ -77,6 +80,7 @@ pub fn build(config: Config, db: PgPool, vault: Vault) -> Rocket<Build> {
             workflows: vault.workflows,
             policies: vault.policies,
             masking: vault.masking,
+            hasher: auth::password::Hasher::from_config(&config),
             config,
             templates,
         })
@@ -90,6 +94,9 @@ pub fn build(config: Config, db: PgPool, vault: Vault) -> Rocket<Build> {
 /// They go through the same `AppError` responder as handler errors.
 #[catch(default)]
 fn catch_all(status: Status, req: &Request<'_>) -> AppError {
+    if let Some(e) = auth::csrf::refused_form(req) {
+        return e;
+    }
     match auth::guard::failure_code(req) {
         Some("password_change_required") => return AppError::PasswordChangeRequired,
         Some("forbidden") => return AppError::Forbidden,
@@ -102,7 +109,8 @@ fn catch_all(status: Status, req: &Request<'_>) -> AppError {
         403 => AppError::Forbidden,
         404 => AppError::NotFound,
         413 => AppError::TooLarge,
-        400 | 415 | 422 => AppError::Invalid {
+        415 => AppError::UnsupportedMediaType,
+        400 | 422 => AppError::Invalid {
             field: None,
             message: "the request body is malformed or incomplete".into(),
         },

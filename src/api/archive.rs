@@ -3,11 +3,11 @@
 use futures_util::TryStreamExt;
 use rocket::data::{Data, ToByteUnit};
 use rocket::http::{ContentType, Status};
-use rocket::serde::json::{self, Json};
+use rocket::serde::json::Json;
 use rocket::{get, patch, post, routes, Route, State};
 use tokio_util::io::{ReaderStream, StreamReader};
 
-use super::body;
+use super::{body, Body};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::records::model::{
@@ -48,7 +48,7 @@ async fn list_categories(app: &State<App>, who: Principal) -> AppResult<Json<Vec
 async fn create_category(
     app: &State<App>,
     who: Principal,
-    b: Result<Json<NewCategory>, json::Error<'_>>,
+    b: Body<NewCategory>,
 ) -> AppResult<(Status, Json<Category>)> {
     Ok((
         Status::Created,
@@ -70,7 +70,7 @@ async fn update_category(
     app: &State<App>,
     who: Principal,
     id: CategoryId,
-    b: Result<Json<CategoryChanges>, json::Error<'_>>,
+    b: Body<CategoryChanges>,
 ) -> AppResult<Json<Category>> {
     Ok(Json(categories::update(app, &who, id, body(b)?).await?))
 }
@@ -79,7 +79,7 @@ async fn update_category(
 async fn create_record(
     app: &State<App>,
     who: Principal,
-    b: Result<Json<NewRecord>, json::Error<'_>>,
+    b: Body<NewRecord>,
 ) -> AppResult<(Status, Json<RecordView>)> {
     Ok((
         Status::Created,
@@ -106,7 +106,7 @@ async fn update_record(
     app: &State<App>,
     who: Principal,
     id: RecordId,
-    b: Result<Json<RecordChanges>, json::Error<'_>>,
+    b: Body<RecordChanges>,
 ) -> AppResult<Json<RecordView>> {
     Ok(Json(records::update(app, &who, id, body(b)?).await?))
 }
@@ -125,7 +125,7 @@ async fn move_record(
     app: &State<App>,
     who: Principal,
     id: RecordId,
-    b: Result<Json<Move>, json::Error<'_>>,
+    b: Body<Move>,
 ) -> AppResult<Json<RecordView>> {
     register::move_file(app, &who, id, body(b)?).await?;
     Ok(Json(records::get(app, &who, id).await?))
@@ -149,7 +149,7 @@ async fn list_register(app: &State<App>, who: Principal) -> AppResult<Json<Vec<B
 async fn create_place(
     app: &State<App>,
     who: Principal,
-    b: Result<Json<NewPlace>, json::Error<'_>>,
+    b: Body<NewPlace>,
 ) -> AppResult<(Status, Json<Vec<BoxEntry>>)> {
     Ok((
         Status::Created,

@@ -6,7 +6,7 @@ pub(crate) mod requests;
 
 use chrono::{DateTime, Utc};
 use rocket::http::{Cookie, CookieJar, Status};
-use rocket::serde::json::{self, Json};
+use rocket::serde::json::Json;
 use rocket::{get, post, routes, Route, State};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -40,16 +40,62 @@ pub fn routes() -> Vec<Route> {
     r
 }
 
-/// Unwraps a JSON body, turning a malformed one into a 422 that says what is wrong.
-pub(crate) fn body<T>(b: Result<Json<T>, json::Error<'_>>) -> AppResult<T> {
-    match b {
-        Ok(Json(v)) => Ok(v),
-        Err(json::Error::Io(_)) => Err(AppError::invalid("body", "could not be read")),
-        Err(json::Error::Parse(_, e)) => Err(AppError::Invalid {
-            field: None,
-            message: format!("invalid JSON body: {e}"),
-        }),
+/// A JSON request body. Unlike Rocket's `Json<T>`, it insists on
+/// `Content-Type: application/json` (else 415), so a cross-site HTML form (which can send
+/// only form or `text/plain` bodies) can never drive a JSON route with a person's cookie;
+/// and every string in it passes `text::check_json` before `T` sees it, so control and
+/// bidi characters are refused (422 naming the JSON path) at the edge, once for all routes.
+pub(crate) struct JsonBody<T>(pub T);
+
+/// What handlers take: the body, or the error that refusing it gives (answered by the
+/// handler, after its guards, through the one `AppError` responder).
+pub(crate) type Body<T> = Result<JsonBody<T>, AppError>;
+
+#[rocket::async_trait]
+impl<'r, T: serde::de::DeserializeOwned> rocket::data::FromData<'r> for JsonBody<T> {
+    type Error = AppError;
+
+    async fn from_data(
+        req: &'r rocket::Request<'_>,
+        data: rocket::Data<'r>,
+    ) -> rocket::data::Outcome<'r, Self> {
+        use rocket::data::{Outcome, ToByteUnit};
+        let refuse = |e: AppError| Outcome::Error((e.status(), e));
+        if !req.content_type().is_some_and(|ct| ct.is_json()) {
+            return refuse(AppError::UnsupportedMediaType);
+        }
+        let limit = req.limits().get("json").unwrap_or(1.mebibytes());
+        let raw = match data.open(limit).into_bytes().await {
+            Ok(b) if b.is_complete() => b.into_inner(),
+            Ok(_) => return refuse(AppError::TooLarge),
+            Err(_) => return refuse(AppError::invalid("body", "could not be read")),
+        };
+        let value: Value = match serde_json::from_slice(&raw) {
+            Ok(v) => v,
+            Err(e) => {
+                return refuse(AppError::Invalid {
+                    field: None,
+                    message: format!("invalid JSON body: {e}"),
+                })
+            }
+        };
+        if let Err(e) = crate::text::check_json(&value) {
+            return refuse(e);
+        }
+        match serde_json::from_value(value) {
+            Ok(v) => Outcome::Success(JsonBody(v)),
+            Err(e) => refuse(AppError::Invalid {
+                field: None,
+                message: format!("invalid JSON body: {e}"),
+            }),
+        }
     }
+}
+
+/// Unwraps a JSON body, or answers why it was refused (415, 413 or a 422 that says what is
+/// wrong).
+pub(crate) fn body<T>(b: Body<T>) -> AppResult<T> {
+    b.map(|JsonBody(v)| v)
 }
 
 fn user_json(u: &User) -> Value {
@@ -81,10 +127,18 @@ async fn login(
     app: &State<App>,
     meta: RequestMeta,
     cookies: &CookieJar<'_>,
-    b: Result<Json<LoginBody>, json::Error<'_>>,
+    b: Body<LoginBody>,
 ) -> AppResult<Json<Value>> {
     let b = body(b)?;
-    let s = auth::login(&app.db, &app.config, &meta, &b.username, b.password).await?;
+    let s = auth::login(
+        &app.db,
+        &app.config,
+        &app.hasher,
+        &meta,
+        &b.username,
+        b.password,
+    )
+    .await?;
     cookies.add(crate::web::session_cookie(app, &s));
     Ok(Json(json!({
         "token": secrecy::ExposeSecret::expose_secret(&s.token),
@@ -120,11 +174,13 @@ struct PasswordBody {
 async fn change_password(
     app: &State<App>,
     who: Authenticated,
-    b: Result<Json<PasswordBody>, json::Error<'_>>,
+    b: Body<PasswordBody>,
 ) -> AppResult<Json<Value>> {
     let b = body(b)?;
     users::change_own_password(
         &app.db,
+        &app.config,
+        &app.hasher,
         &who.actor(),
         who.user().id,
         who.session_id(),
@@ -139,7 +195,7 @@ async fn change_password(
 async fn create_user(
     app: &State<App>,
     who: Principal,
-    b: Result<Json<NewUser>, json::Error<'_>>,
+    b: Body<NewUser>,
 ) -> AppResult<(Status, Json<Value>)> {
     let u = users::create(app, &who, body(b)?).await?;
     Ok((Status::Created, Json(user_json(&u))))

@@ -2,11 +2,11 @@
 
 use rocket::http::{ContentType, Status};
 use rocket::response::{self, Responder, Response};
-use rocket::serde::json::{self, Json};
+use rocket::serde::json::Json;
 use rocket::{get, post, routes, Request, Route, State};
 use serde::Deserialize;
 
-use super::{body, id};
+use super::{body, id, Body};
 use crate::auth::Principal;
 use crate::error::AppResult;
 use crate::requests::{
@@ -50,7 +50,7 @@ struct ReasonBody {
 async fn create(
     app: &State<App>,
     who: Principal,
-    b: Result<Json<NewRequest>, json::Error<'_>>,
+    b: Body<NewRequest>,
 ) -> AppResult<(Status, Json<RequestView>)> {
     Ok((
         Status::Created,
@@ -73,7 +73,7 @@ async fn approve(
     app: &State<App>,
     who: Principal,
     rid: &str,
-    b: Result<Json<CommentBody>, json::Error<'_>>,
+    b: Body<CommentBody>,
 ) -> AppResult<Json<RequestView>> {
     let b = body(b)?;
     Ok(Json(
@@ -86,7 +86,7 @@ async fn reject(
     app: &State<App>,
     who: Principal,
     rid: &str,
-    b: Result<Json<CommentBody>, json::Error<'_>>,
+    b: Body<CommentBody>,
 ) -> AppResult<Json<RequestView>> {
     let b = body(b)?;
     Ok(Json(
@@ -109,7 +109,7 @@ async fn revoke(
     app: &State<App>,
     who: Principal,
     gid: &str,
-    b: Result<Json<ReasonBody>, json::Error<'_>>,
+    b: Body<ReasonBody>,
 ) -> AppResult<Json<GrantView>> {
     let b = body(b)?;
     Ok(Json(
@@ -122,7 +122,7 @@ async fn checkout(
     app: &State<App>,
     who: Principal,
     rid: &str,
-    b: Result<Json<loans::Checkout>, json::Error<'_>>,
+    b: Body<loans::Checkout>,
 ) -> AppResult<(Status, Json<loans::Loan>)> {
     Ok((
         Status::Created,
@@ -135,7 +135,7 @@ async fn give_back(
     app: &State<App>,
     who: Principal,
     rid: &str,
-    b: Result<Json<loans::Return>, json::Error<'_>>,
+    b: Body<loans::Return>,
 ) -> AppResult<Json<loans::Loan>> {
     Ok(Json(loans::give_back(app, &who, id(rid)?, body(b)?).await?))
 }
@@ -167,7 +167,7 @@ async fn prepare_export(
     app: &State<App>,
     who: Principal,
     rid: &str,
-    b: Result<Json<exports::Prepare>, json::Error<'_>>,
+    b: Body<exports::Prepare>,
 ) -> AppResult<(Status, Json<exports::Prepared>)> {
     Ok((
         Status::Created,

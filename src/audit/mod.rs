@@ -196,45 +196,50 @@ pub async fn record_alone(pool: &PgPool, actor: &Actor, event: Event) -> AppResu
 /// (that one does the work).
 #[tracing::instrument(skip_all)]
 pub async fn sequence(pool: &PgPool) -> AppResult<u64> {
+    let db = crate::tx::Db::new(pool.clone());
     let mut total = 0u64;
     loop {
-        let mut tx = pool.begin().await?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(SEQUENCER_LOCK)
-            .fetch_one(&mut *tx)
-            .await?;
-        if !locked {
-            tx.rollback().await?;
-            return Ok(total);
-        }
-        let head = repo::head(&mut tx).await?;
-        let batch = repo::unchained(&mut tx, head.as_ref(), SEQUENCE_BATCH).await?;
-        if batch.is_empty() {
-            tx.rollback().await?;
-            return Ok(total);
-        }
-        let (mut seq, mut prev) = match &head {
-            Some(h) => (h.seq, h.hash.clone()),
-            None => (0, GENESIS.to_vec()),
-        };
-        let mut links = Vec::with_capacity(batch.len());
-        for mut e in batch {
-            seq += 1;
-            e.seq = Some(seq);
-            let hash = chain_hash(&prev, &e);
-            links.push(repo::Link {
-                seq,
-                event_id: e.id,
-                prev_hash: std::mem::replace(&mut prev, hash.clone()),
-                hash,
-            });
-        }
-        let n = links.len() as u64;
-        repo::insert_links(&mut tx, &links).await?;
-        tx.commit().await?;
-        total += n;
-        if n < SEQUENCE_BATCH as u64 {
-            return Ok(total);
+        let n = crate::unit!(db, |tx| {
+            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                .bind(SEQUENCER_LOCK)
+                .fetch_one(&mut *tx)
+                .await?;
+            if !locked {
+                return Ok(None);
+            }
+            let head = repo::head(&mut tx).await?;
+            let batch = repo::unchained(&mut tx, head.as_ref(), SEQUENCE_BATCH).await?;
+            if batch.is_empty() {
+                return Ok(Some(0));
+            }
+            let (mut seq, mut prev) = match &head {
+                Some(h) => (h.seq, h.hash.clone()),
+                None => (0, GENESIS.to_vec()),
+            };
+            let mut links = Vec::with_capacity(batch.len());
+            for mut e in batch {
+                seq += 1;
+                e.seq = Some(seq);
+                let hash = chain_hash(&prev, &e);
+                links.push(repo::Link {
+                    seq,
+                    event_id: e.id,
+                    prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                    hash,
+                });
+            }
+            repo::insert_links(&mut tx, &links).await?;
+            Ok(Some(links.len() as u64))
+        })?;
+        match n {
+            // Another sequencer holds the lock: it does the work.
+            None => return Ok(total),
+            Some(n) => {
+                total += n;
+                if n < SEQUENCE_BATCH as u64 {
+                    return Ok(total);
+                }
+            }
         }
     }
 }

@@ -2,11 +2,15 @@
 //! form and then compares its `csrf` field, in constant time, with the session's token (or,
 //! before sign-in, with the token of the sign-in page's cookie). Session cookies are also
 //! `SameSite=Strict`; JSON routes need `Content-Type: application/json`, which a cross-site
-//! form cannot send.
+//! form cannot send (`api::JsonBody` enforces it).
+//!
+//! The form body is read here, not by Rocket's `Form`, so that every decoded field passes
+//! `text::check_form` (no control or bidi characters; 422 naming the field) before the
+//! form is parsed: one check for every HTML form, which no handler can forget.
 
-use rocket::data::{Data, FromData, Outcome};
+use rocket::data::{Data, FromData, Limits, Outcome};
 use rocket::form::{Form, FromForm};
-use rocket::http::Status;
+use rocket::http::{RawStr, Status};
 use rocket::request::Request;
 use subtle::ConstantTimeEq;
 
@@ -41,18 +45,65 @@ impl<T> std::ops::Deref for CsrfForm<T> {
     }
 }
 
+/// The field and message of a refused form, kept for the catcher: the refusal happens in
+/// this data guard, so without it the page could not say which field was wrong.
+struct Refused(std::sync::Mutex<Option<(Option<String>, String)>>);
+
+fn refuse(req: &Request<'_>, err: AppError) -> (Status, AppError) {
+    if let AppError::Invalid { field, message } = &err {
+        let slot = req.local_cache(|| Refused(std::sync::Mutex::new(None)));
+        if let Ok(mut s) = slot.0.lock() {
+            *s = Some((field.clone(), message.clone()));
+        }
+    }
+    remember_failure(req, err)
+}
+
+/// The precise error of a form refused by `CsrfForm`, if one was.
+pub(crate) fn refused_form(req: &Request<'_>) -> Option<AppError> {
+    let slot = req.local_cache(|| Refused(std::sync::Mutex::new(None)));
+    let (field, message) = slot.0.lock().ok()?.clone()?;
+    Some(AppError::Invalid { field, message })
+}
+
 fn tokens_match(a: &str, b: &str) -> bool {
     !a.is_empty() && a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 #[rocket::async_trait]
-impl<'r, T: FromForm<'r> + CsrfField + Send> FromData<'r> for CsrfForm<T> {
+impl<'r, T: for<'a> FromForm<'a> + CsrfField + Send + 'static> FromData<'r> for CsrfForm<T> {
     type Error = AppError;
 
     async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
-        let form = match Form::<T>::from_data(req, data).await {
-            Outcome::Success(f) => f.into_inner(),
-            Outcome::Error((status, errors)) => {
+        if !req.content_type().is_some_and(|ct| ct.is_form()) {
+            return Outcome::Error(remember_failure(req, AppError::UnsupportedMediaType));
+        }
+        let limit = req.limits().get("form").unwrap_or(Limits::FORM);
+        let raw = match data.open(limit).into_string().await {
+            Ok(s) if s.is_complete() => s.into_inner(),
+            Ok(_) => return Outcome::Error((Status::PayloadTooLarge, AppError::TooLarge)),
+            Err(_) => {
+                return Outcome::Error(remember_failure(
+                    req,
+                    AppError::invalid("form", "could not be read"),
+                ))
+            }
+        };
+        let decoded: Vec<(String, String)> = raw
+            .split('&')
+            .filter(|f| !f.is_empty())
+            .map(|f| {
+                let (n, v) = f.split_once('=').unwrap_or((f, ""));
+                (
+                    RawStr::new(n).url_decode_lossy().into_owned(),
+                    RawStr::new(v).url_decode_lossy().into_owned(),
+                )
+            })
+            .collect();
+        let form = match Form::<T>::parse_encoded(RawStr::new(&raw)) {
+            Ok(f) => f,
+            Err(errors) => {
+                let status = errors.status();
                 let field = errors
                     .iter()
                     .next()
@@ -70,12 +121,8 @@ impl<'r, T: FromForm<'r> + CsrfField + Send> FromData<'r> for CsrfForm<T> {
                     tracing::warn!(target: "security", "form post without a CSRF token");
                     return Outcome::Error(remember_failure(req, AppError::Csrf));
                 }
-                return Outcome::Error(remember_failure(
-                    req,
-                    AppError::invalid(field, "missing or invalid"),
-                ));
+                return Outcome::Error(refuse(req, AppError::invalid(field, "missing or invalid")));
             }
-            Outcome::Forward(f) => return Outcome::Forward(f),
         };
         let expected: Option<String> = match req.guard::<Authenticated>().await {
             rocket::outcome::Outcome::Success(a) => Some(a.csrf_token().to_string()),
@@ -85,7 +132,14 @@ impl<'r, T: FromForm<'r> + CsrfField + Send> FromData<'r> for CsrfForm<T> {
                 .map(|c| c.value().to_string()),
         };
         match expected {
-            Some(e) if tokens_match(form.csrf(), &e) => Outcome::Success(CsrfForm(form)),
+            Some(e) if tokens_match(form.csrf(), &e) => {
+                // Only a form from this site gets as far as having its text judged.
+                match crate::text::check_form(decoded.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+                {
+                    Ok(()) => Outcome::Success(CsrfForm(form)),
+                    Err(e) => Outcome::Error(refuse(req, e)),
+                }
+            }
             _ => {
                 tracing::warn!(target: "security", "form post without a valid CSRF token");
                 Outcome::Error(remember_failure(req, AppError::Csrf))

@@ -254,6 +254,8 @@ where
 async fn user_command(pool: sqlx::PgPool, cmd: UserCommand) -> anyhow::Result<i32> {
     let actor = cli_actor();
     let err = |e: crate::error::AppError| anyhow::anyhow!("{}", e.public_message());
+    // One command hashes one password: a gate of one, waited on as long as it takes.
+    let hasher = crate::auth::password::Hasher::new(1, std::time::Duration::from_secs(600));
     match cmd {
         UserCommand::Add {
             username,
@@ -266,6 +268,7 @@ async fn user_command(pool: sqlx::PgPool, cmd: UserCommand) -> anyhow::Result<i3
             let password = read_password_stdin()?;
             let u = users::create_by_operator(
                 &pool,
+                &hasher,
                 &actor,
                 NewUser {
                     username,
@@ -303,7 +306,7 @@ async fn user_command(pool: sqlx::PgPool, cmd: UserCommand) -> anyhow::Result<i3
             } else {
                 (crate::auth::password::generate(), true)
             };
-            users::reset_password(&pool, &actor, u.id, password.clone())
+            users::reset_password(&pool, &hasher, &actor, u.id, password.clone())
                 .await
                 .map_err(err)?;
             if generated {
@@ -361,9 +364,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 async fn serve_on(config: &Config, db: &Database, vault: crate::Vault) -> anyhow::Result<()> {
     db.migrate().await?;
     let url = format!("http://{}:{}", config.address, config.port);
-    if let Some(password) = users::bootstrap_admin(&db.pool)
-        .await
-        .map_err(|e| anyhow::anyhow!("creating the first administrator: {e}"))?
+    if let Some(password) = users::bootstrap_admin(
+        &db.pool,
+        &crate::auth::password::Hasher::from_config(config),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("creating the first administrator: {e}"))?
     {
         // Printed once, on the terminal only: never through tracing.
         println!();
@@ -428,6 +434,7 @@ async fn import(
         workflows: vault.workflows,
         policies: vault.policies,
         masking: vault.masking,
+        hasher: crate::auth::password::Hasher::from_config(&config),
         config,
         templates: crate::web::Templates::new().context("templates")?,
     };
@@ -461,4 +468,3 @@ async fn import(
     }
     Ok(if report.rejected.is_empty() { 0 } else { 1 })
 }
-

@@ -282,7 +282,9 @@ pub async fn revoke(
             &who.actor(),
             Event::new("grant.revoke", Outcome::Success)
                 .object("grant", grant_id)
-                .detail(json!({"request": subject.request_id, "kind": subject.kind, "reason": reason})),
+                .detail(
+                    json!({"request": subject.request_id, "kind": subject.kind, "reason": reason}),
+                ),
         )
         .await?;
         let g: GrantView = sqlx::query_as(&format!(

@@ -335,9 +335,7 @@ impl Policies {
                     Object::Record => n.record.clone(),
                     Object::Request => n.request.clone(),
                     Object::Grant => n.grant.clone(),
-                    Object::Vault => {
-                        return Err(format!("\"{}\" names no object", action.name))
-                    }
+                    Object::Vault => return Err(format!("\"{}\" names no object", action.name)),
                 };
                 let mut attrs = HashMap::from([
                     (

@@ -20,7 +20,9 @@ use crate::{unit, App};
 
 /// All categories with their full paths. The tree is small (hundreds of nodes).
 pub async fn all(app: &App) -> AppResult<Vec<Category>> {
-    unit!(app.db, |tx| Ok(with_paths(repo::all_categories(&mut tx).await?)))
+    unit!(app.db, |tx| Ok(with_paths(
+        repo::all_categories(&mut tx).await?
+    )))
 }
 
 fn with_paths(mut cats: Vec<Category>) -> Vec<Category> {
@@ -156,9 +158,9 @@ pub async fn create(app: &App, who: &Principal, mut new: NewCategory) -> AppResu
         repo::insert_category(&mut tx, id, &new, who.user().id)
             .await
             .map_err(|e| match e {
-                sqlx::Error::Database(d) if d.is_unique_violation() => AppError::Conflict(
-                    format!("a category with code {} already exists", new.code),
-                ),
+                sqlx::Error::Database(d) if d.is_unique_violation() => {
+                    AppError::Conflict(format!("a category with code {} already exists", new.code))
+                }
                 e => e.into(),
             })?;
         tx.audit(

@@ -23,10 +23,13 @@ use crate::{unit, App};
 const FILE_COLUMNS: &str =
     "id, record_id, version, original_name, media_type, size, sha256, uploaded_at";
 
-/// The last path component of a client-supplied name, without control characters.
+/// The last path component of a client-supplied name, without control, bidi or invisible
+/// characters.
 pub fn clean_name(raw: &str) -> String {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = last.chars().filter(|c| !c.is_control()).take(255).collect();
+    // Controls, bidi overrides and invisible characters go: `rtl\u{202E}fdp.exe` must not
+    // display as `rtlexe.pdf`.
+    let cleaned: String = crate::text::strip_hidden(last).chars().take(255).collect();
     let cleaned = cleaned.trim().trim_start_matches('.').to_string();
     if cleaned.is_empty() {
         "file".into()
@@ -91,13 +94,14 @@ pub async fn upload<R: AsyncRead + Unpin + Send>(
                 ),
                 other => ("storage_error", AppError::internal(other)),
             };
-            app.db.record(
-                &who.actor(),
-                Event::new("file.upload", Outcome::Failure)
-                    .object("record", record)
-                    .detail(json!({"reason": outcome_reason, "reference": rec.reference})),
-            )
-            .await?;
+            app.db
+                .record(
+                    &who.actor(),
+                    Event::new("file.upload", Outcome::Failure)
+                        .object("record", record)
+                        .detail(json!({"reason": outcome_reason, "reference": rec.reference})),
+                )
+                .await?;
             return Err(err);
         }
     };

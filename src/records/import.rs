@@ -230,12 +230,11 @@ pub async fn run(
             } else if let Some(loc) = &row.location {
                 let key = format!("{}/{}/{}", loc.storeroom, loc.shelf, loc.box_code);
                 if !boxes_ok.contains_key(&key) {
-                    let found: Option<String> = unit!(app.db, |tx| Ok(register::find_box(
-                        &mut tx, loc
-                    )
-                    .await
-                    .err()
-                    .map(|e| e.public_message())))?;
+                    let found: Option<String> =
+                        unit!(app.db, |tx| Ok(register::find_box(&mut tx, loc)
+                            .await
+                            .err()
+                            .map(|e| e.public_message())))?;
                     boxes_ok.insert(key.clone(), found);
                 }
                 if let Some(Some(err)) = boxes_ok.get(&key) {
@@ -294,17 +293,18 @@ pub async fn run(
     if !batch.is_empty() {
         file_batch(app, who, &category, batch, &mut report, progress).await?;
     }
-    app.db.record(
-        &who.actor(),
-        Event::new("import.run", Outcome::Success)
-            .object("category", category.id)
-            .detail(json!({
-                "rows": report.rows, "imported": report.imported,
-                "already_imported": report.already_imported, "rejected": report.rejected.len(),
-                "files": report.files,
-            })),
-    )
-    .await?;
+    app.db
+        .record(
+            &who.actor(),
+            Event::new("import.run", Outcome::Success)
+                .object("category", category.id)
+                .detail(json!({
+                    "rows": report.rows, "imported": report.imported,
+                    "already_imported": report.already_imported, "rejected": report.rejected.len(),
+                    "files": report.files,
+                })),
+        )
+        .await?;
     Ok(report)
 }
 

@@ -85,7 +85,8 @@ pub(crate) async fn load_with<A: Action>(
     id: RecordId,
     grant: GrantState,
 ) -> AppResult<(Permit<A>, Record, Category)> {
-    unit!(app.db, |tx| load_in::<A>(&mut tx, app, who, id, grant).await)
+    unit!(app.db, |tx| load_in::<A>(&mut tx, app, who, id, grant)
+        .await)
 }
 
 /// [`load_with`] inside the caller's unit of work.
@@ -353,134 +354,134 @@ pub async fn update(
         ));
     }
     unit!(app.db, |tx| {
-    let (_permit, _, category) =
-        load_in::<EditRecord>(&mut tx, app, who, id, GrantState::None).await?;
-    let record = repo::lock_record(&mut tx, id).await?;
-    let old_sealed = repo::sealed_values(&mut tx, id).await?;
-    let title = match &changes.title {
-        Some(t) => check_title(t)?,
-        None => record.title.clone(),
-    };
-    let mut plain = record.fields.as_object().cloned().unwrap_or_default();
-    let mut to_seal = BTreeMap::new();
-    let mut unseal = Vec::new();
-    let mut change_list = Vec::new();
-    if title != record.title {
-        change_list.push(json!({"field": "title", "change": "changed", "sensitive": false, "from": record.title, "to": title}));
-    }
-    for (name, value) in &changes.fields {
-        let had_plain = plain.get(name).cloned();
-        let had_sealed = old_sealed.iter().any(|s| &s.field == name);
-        let def = category.field(name);
-        let removing = value.is_null() || value.as_str().is_some_and(|s| s.trim().is_empty());
-        if removing {
-            if def.is_some_and(|d| d.required) {
+        let (_permit, _, category) =
+            load_in::<EditRecord>(&mut tx, app, who, id, GrantState::None).await?;
+        let record = repo::lock_record(&mut tx, id).await?;
+        let old_sealed = repo::sealed_values(&mut tx, id).await?;
+        let title = match &changes.title {
+            Some(t) => check_title(t)?,
+            None => record.title.clone(),
+        };
+        let mut plain = record.fields.as_object().cloned().unwrap_or_default();
+        let mut to_seal = BTreeMap::new();
+        let mut unseal = Vec::new();
+        let mut change_list = Vec::new();
+        if title != record.title {
+            change_list.push(json!({"field": "title", "change": "changed", "sensitive": false, "from": record.title, "to": title}));
+        }
+        for (name, value) in &changes.fields {
+            let had_plain = plain.get(name).cloned();
+            let had_sealed = old_sealed.iter().any(|s| &s.field == name);
+            let def = category.field(name);
+            let removing = value.is_null() || value.as_str().is_some_and(|s| s.trim().is_empty());
+            if removing {
+                if def.is_some_and(|d| d.required) {
+                    return Err(AppError::invalid(
+                        name.as_str(),
+                        "is required and cannot be removed",
+                    ));
+                }
+                if had_plain.is_none() && !had_sealed {
+                    continue;
+                }
+                let sensitive = had_sealed && def.is_none_or(|d| d.sensitive);
+                let mut c = json!({"field": name, "change": "removed", "sensitive": sensitive});
+                if let Some(old) = plain.remove(name) {
+                    c["from"] = old;
+                }
+                if had_sealed {
+                    unseal.push(name.clone());
+                }
+                change_list.push(c);
+                continue;
+            }
+            let Some(def) = def else {
                 return Err(AppError::invalid(
                     name.as_str(),
-                    "is required and cannot be removed",
+                    "is not a field of this category",
                 ));
+            };
+            let checked = check_value(def, value)?;
+            if sealed(def) {
+                let same = old_sealed
+                    .iter()
+                    .find(|s| &s.field == name)
+                    .is_some_and(|s| {
+                        app.keys
+                            .decrypt_field(id.0, name, &s.kek_id, &s.ciphertext)
+                            .is_ok_and(|p| *p == checked.value)
+                    });
+                if same {
+                    continue;
+                }
+                change_list.push(json!({"field": name, "change": if had_sealed {"changed"} else {"added"}, "sensitive": def.sensitive}));
+                to_seal.insert(name.clone(), checked);
+            } else {
+                let new_v = Value::String(checked.value.clone());
+                if had_plain.as_ref() == Some(&new_v) {
+                    continue;
+                }
+                change_list.push(json!({"field": name, "change": if had_plain.is_some() {"changed"} else {"added"}, "sensitive": false, "from": had_plain, "to": new_v}));
+                plain.insert(name.clone(), new_v);
             }
-            if had_plain.is_none() && !had_sealed {
-                continue;
-            }
-            let sensitive = had_sealed && def.is_none_or(|d| d.sensitive);
-            let mut c = json!({"field": name, "change": "removed", "sensitive": sensitive});
-            if let Some(old) = plain.remove(name) {
-                c["from"] = old;
-            }
-            if had_sealed {
-                unseal.push(name.clone());
-            }
-            change_list.push(c);
-            continue;
         }
-        let Some(def) = def else {
-            return Err(AppError::invalid(
-                name.as_str(),
-                "is not a field of this category",
-            ));
-        };
-        let checked = check_value(def, value)?;
-        if sealed(def) {
-            let same = old_sealed
-                .iter()
-                .find(|s| &s.field == name)
-                .is_some_and(|s| {
-                    app.keys
-                        .decrypt_field(id.0, name, &s.kek_id, &s.ciphertext)
-                        .is_ok_and(|p| *p == checked.value)
-                });
-            if same {
-                continue;
-            }
-            change_list.push(json!({"field": name, "change": if had_sealed {"changed"} else {"added"}, "sensitive": def.sensitive}));
-            to_seal.insert(name.clone(), checked);
-        } else {
-            let new_v = Value::String(checked.value.clone());
-            if had_plain.as_ref() == Some(&new_v) {
-                continue;
-            }
-            change_list.push(json!({"field": name, "change": if had_plain.is_some() {"changed"} else {"added"}, "sensitive": false, "from": had_plain, "to": new_v}));
-            plain.insert(name.clone(), new_v);
+        if change_list.is_empty() {
+            return Err(AppError::invalid("fields", "nothing would change"));
         }
-    }
-    if change_list.is_empty() {
-        return Err(AppError::invalid("fields", "nothing would change"));
-    }
-    let new_revision = record.revision + 1;
-    let changed_sealed: Vec<&str> = to_seal
-        .keys()
-        .map(String::as_str)
-        .chain(unseal.iter().map(String::as_str))
-        .collect();
-    repo::insert_revision(
-        &mut tx,
-        &repo::RevisionRow {
-            record_id: id,
-            revision: new_revision,
-            author_id: who.user().id,
-            author: &who.user().username,
-            reason: &reason,
-            changes: Value::Array(change_list.clone()),
-            previous_title: &record.title,
-            previous_fields: &record.fields,
-        },
-    )
-    .await?;
-    for s in old_sealed
-        .iter()
-        .filter(|s| changed_sealed.contains(&s.field.as_str()))
-    {
-        repo::keep_sealed_in_revision(&mut tx, id, new_revision, s).await?;
-    }
-    for name in &unseal {
-        repo::delete_sealed(&mut tx, id, name).await?;
-    }
-    seal_values(&mut tx, app, id, &category, &to_seal).await?;
-    let text = search_text(&title, &record.reference, &plain);
-    repo::update_record(
-        &mut tx,
-        id,
-        &title,
-        &Value::Object(plain),
-        &text,
-        new_revision,
-        who.user().id,
-    )
-    .await?;
-    tx.audit(
-        &who.actor(),
-        Event::new("record.update", Outcome::Success)
-            .object("record", id)
-            .detail(json!({
-                "reference": record.reference,
-                "revision": new_revision,
-                "reason": reason,
-                "fields": change_list.iter().map(|c| c["field"].clone()).collect::<Vec<_>>(),
-            })),
-    )
-    .await?;
-    Ok(())
+        let new_revision = record.revision + 1;
+        let changed_sealed: Vec<&str> = to_seal
+            .keys()
+            .map(String::as_str)
+            .chain(unseal.iter().map(String::as_str))
+            .collect();
+        repo::insert_revision(
+            &mut tx,
+            &repo::RevisionRow {
+                record_id: id,
+                revision: new_revision,
+                author_id: who.user().id,
+                author: &who.user().username,
+                reason: &reason,
+                changes: Value::Array(change_list.clone()),
+                previous_title: &record.title,
+                previous_fields: &record.fields,
+            },
+        )
+        .await?;
+        for s in old_sealed
+            .iter()
+            .filter(|s| changed_sealed.contains(&s.field.as_str()))
+        {
+            repo::keep_sealed_in_revision(&mut tx, id, new_revision, s).await?;
+        }
+        for name in &unseal {
+            repo::delete_sealed(&mut tx, id, name).await?;
+        }
+        seal_values(&mut tx, app, id, &category, &to_seal).await?;
+        let text = search_text(&title, &record.reference, &plain);
+        repo::update_record(
+            &mut tx,
+            id,
+            &title,
+            &Value::Object(plain),
+            &text,
+            new_revision,
+            who.user().id,
+        )
+        .await?;
+        tx.audit(
+            &who.actor(),
+            Event::new("record.update", Outcome::Success)
+                .object("record", id)
+                .detail(json!({
+                    "reference": record.reference,
+                    "revision": new_revision,
+                    "reason": reason,
+                    "fields": change_list.iter().map(|c| c["field"].clone()).collect::<Vec<_>>(),
+                })),
+        )
+        .await?;
+        Ok(())
     })?;
     get(app, who, id).await
 }

@@ -84,43 +84,43 @@ pub async fn create_place(app: &App, who: &Principal, p: NewPlace) -> AppResult<
         .await?;
     let room = code("storeroom", &p.storeroom)?;
     unit!(app.db, |tx| {
-    let room_id: Option<Uuid> = sqlx::query_scalar("SELECT id FROM storerooms WHERE code = $1")
-        .bind(&room)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let (what, room_id) = match room_id {
-        Some(id) => ("storeroom", id),
-        None => {
-            let id = Uuid::new_v4();
-            let name = p.name.clone().unwrap_or_else(|| room.clone());
-            sqlx::query(
-                "INSERT INTO storerooms (id, code, name, location) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(id)
+        let room_id: Option<Uuid> = sqlx::query_scalar("SELECT id FROM storerooms WHERE code = $1")
             .bind(&room)
-            .bind(name.trim())
-            .bind(p.location.clone().unwrap_or_default())
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
-            ("storeroom", id)
-        }
-    };
-    let mut created = vec![what];
-    if let Some(shelf) = &p.shelf {
-        let shelf = code("shelf", shelf)?;
-        let shelf_id: Uuid = sqlx::query_scalar(
-            "INSERT INTO shelves (id, storeroom_id, code) VALUES ($1, $2, $3) \
+        let (what, room_id) = match room_id {
+            Some(id) => ("storeroom", id),
+            None => {
+                let id = Uuid::new_v4();
+                let name = p.name.clone().unwrap_or_else(|| room.clone());
+                sqlx::query(
+                    "INSERT INTO storerooms (id, code, name, location) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id)
+                .bind(&room)
+                .bind(name.trim())
+                .bind(p.location.clone().unwrap_or_default())
+                .execute(&mut *tx)
+                .await?;
+                ("storeroom", id)
+            }
+        };
+        let mut created = vec![what];
+        if let Some(shelf) = &p.shelf {
+            let shelf = code("shelf", shelf)?;
+            let shelf_id: Uuid = sqlx::query_scalar(
+                "INSERT INTO shelves (id, storeroom_id, code) VALUES ($1, $2, $3) \
              ON CONFLICT (storeroom_id, code) DO UPDATE SET code = EXCLUDED.code RETURNING id",
-        )
-        .bind(Uuid::new_v4())
-        .bind(room_id)
-        .bind(&shelf)
-        .fetch_one(&mut *tx)
-        .await?;
-        created.push("shelf");
-        if let Some(b) = &p.box_code {
-            let b = code("box", b)?;
-            sqlx::query(
+            )
+            .bind(Uuid::new_v4())
+            .bind(room_id)
+            .bind(&shelf)
+            .fetch_one(&mut *tx)
+            .await?;
+            created.push("shelf");
+            if let Some(b) = &p.box_code {
+                let b = code("box", b)?;
+                sqlx::query(
                 "INSERT INTO boxes (id, shelf_id, code) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             )
             .bind(Uuid::new_v4())
@@ -128,22 +128,22 @@ pub async fn create_place(app: &App, who: &Principal, p: NewPlace) -> AppResult<
             .bind(&b)
             .execute(&mut *tx)
             .await?;
-            created.push("box");
+                created.push("box");
+            }
+        } else if p.box_code.is_some() {
+            return Err(AppError::invalid(
+                "shelf",
+                "a box needs the shelf it stands on",
+            ));
         }
-    } else if p.box_code.is_some() {
-        return Err(AppError::invalid(
-            "shelf",
-            "a box needs the shelf it stands on",
-        ));
-    }
-    tx.audit(
-        &who.actor(),
-        Event::new("register.create", Outcome::Success).detail(json!({
-            "storeroom": room, "shelf": p.shelf, "box": p.box_code,
-        })),
-    )
-    .await?;
-    Ok(())
+        tx.audit(
+            &who.actor(),
+            Event::new("register.create", Outcome::Success).detail(json!({
+                "storeroom": room, "shelf": p.shelf, "box": p.box_code,
+            })),
+        )
+        .await?;
+        Ok(())
     })?;
     list(app, who).await
 }
@@ -152,14 +152,16 @@ pub async fn list(app: &App, who: &Principal) -> AppResult<Vec<BoxEntry>> {
     app.db
         .authorize::<ManageRegister>(&app.policies, who, None, None)
         .await?;
-    unit!(app.db, |tx| Ok(sqlx::query_as(
+    unit!(app.db, |tx| {
+        Ok(sqlx::query_as(
         "SELECT r.code AS storeroom, r.name AS storeroom_name, s.code AS shelf, b.code AS box_code, \
                 (SELECT count(*) FROM record_physical p WHERE p.box_id = b.id) AS records \
          FROM storerooms r LEFT JOIN shelves s ON s.storeroom_id = r.id \
          LEFT JOIN boxes b ON b.shelf_id = s.id ORDER BY r.code, s.code, b.code",
     )
     .fetch_all(&mut *tx)
-    .await?))
+    .await?)
+    })
 }
 
 pub(crate) async fn find_box(conn: &mut PgConnection, loc: &Location) -> AppResult<Uuid> {
@@ -224,36 +226,36 @@ pub async fn move_file(app: &App, who: &Principal, id: RecordId, m: Move) -> App
         ));
     }
     unit!(app.db, |tx| {
-    let (_permit, record, _) =
-        super::load_in::<EditRecord>(&mut tx, app, who, id, GrantState::None).await?;
-    let current: Option<(Option<Uuid>, String)> = sqlx::query_as(
-        "SELECT box_id, status FROM record_physical WHERE record_id = $1 FOR UPDATE",
-    )
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let to_box = match &m.to {
-        Some(loc) => Some(find_box(&mut tx, loc).await?),
-        None => current.as_ref().and_then(|c| c.0),
-    };
-    let from_status = current.as_ref().map(|c| c.1.clone());
-    let to_status = m
-        .status
-        .map(|s| s.as_str().to_string())
-        .or_else(|| from_status.clone())
-        .unwrap_or_else(|| "in_store".into());
-    if from_status.as_deref() == Some("on_loan")
-        && m.status.is_some_and(|s| s != PhysicalStatus::OnLoan)
-        && m.status != Some(PhysicalStatus::Missing)
-    {
-        return Err(AppError::Conflict(
-            "the file is on loan: take it back through the loans desk".into(),
-        ));
-    }
-    if from_status.as_deref() == Some("destroyed") {
-        return Err(AppError::Conflict("the file was destroyed".into()));
-    }
-    sqlx::query(
+        let (_permit, record, _) =
+            super::load_in::<EditRecord>(&mut tx, app, who, id, GrantState::None).await?;
+        let current: Option<(Option<Uuid>, String)> = sqlx::query_as(
+            "SELECT box_id, status FROM record_physical WHERE record_id = $1 FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let to_box = match &m.to {
+            Some(loc) => Some(find_box(&mut tx, loc).await?),
+            None => current.as_ref().and_then(|c| c.0),
+        };
+        let from_status = current.as_ref().map(|c| c.1.clone());
+        let to_status = m
+            .status
+            .map(|s| s.as_str().to_string())
+            .or_else(|| from_status.clone())
+            .unwrap_or_else(|| "in_store".into());
+        if from_status.as_deref() == Some("on_loan")
+            && m.status.is_some_and(|s| s != PhysicalStatus::OnLoan)
+            && m.status != Some(PhysicalStatus::Missing)
+        {
+            return Err(AppError::Conflict(
+                "the file is on loan: take it back through the loans desk".into(),
+            ));
+        }
+        if from_status.as_deref() == Some("destroyed") {
+            return Err(AppError::Conflict("the file was destroyed".into()));
+        }
+        sqlx::query(
         "INSERT INTO record_physical (record_id, box_id, status, updated_at) VALUES ($1, $2, $3, now()) \
          ON CONFLICT (record_id) DO UPDATE SET box_id = $2, status = $3, updated_at = now()",
     )
@@ -262,7 +264,7 @@ pub async fn move_file(app: &App, who: &Principal, id: RecordId, m: Move) -> App
     .bind(&to_status)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+        sqlx::query(
         "INSERT INTO physical_moves (id, record_id, from_box_id, to_box_id, from_status, to_status, reason, moved_by) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
@@ -276,16 +278,16 @@ pub async fn move_file(app: &App, who: &Principal, id: RecordId, m: Move) -> App
     .bind(who.user().id)
     .execute(&mut *tx)
     .await?;
-    tx.audit(
-        &who.actor(),
-        Event::new("record.physical_move", Outcome::Success)
-            .object("record", id)
-            .detail(json!({
-                "reference": record.reference, "to": m.to, "from_status": from_status,
-                "to_status": to_status, "reason": reason,
-            })),
-    )
-    .await
+        tx.audit(
+            &who.actor(),
+            Event::new("record.physical_move", Outcome::Success)
+                .object("record", id)
+                .detail(json!({
+                    "reference": record.reference, "to": m.to, "from_status": from_status,
+                    "to_status": to_status, "reason": reason,
+                })),
+        )
+        .await
     })
 }
 
@@ -305,7 +307,10 @@ pub(crate) async fn moves_in(
 }
 
 /// The moves of the record a permit was issued for.
-pub(crate) async fn moves_of(tx: &mut Tx, permit: &Permit<ReadRecord>) -> AppResult<Vec<MoveEntry>> {
+pub(crate) async fn moves_of(
+    tx: &mut Tx,
+    permit: &Permit<ReadRecord>,
+) -> AppResult<Vec<MoveEntry>> {
     let record = permit.object().ok_or(AppError::NotFound)?;
     Ok(sqlx::query_as(
         "SELECT m.moved_at, \

@@ -16,9 +16,9 @@ use super::model::{Category, CategoryId, Record, RecordView};
 use super::schema::{normalize_id_number, normalize_phone};
 use super::{categories, repo, view};
 use crate::audit::{Event, Outcome};
-use crate::tx::Tx;
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
+use crate::tx::Tx;
 use crate::{unit, App};
 
 pub const PER_PAGE: i64 = 25;

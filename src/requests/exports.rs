@@ -103,7 +103,7 @@ pub async fn prepare(
         .as_deref()
         .map(|p| app.keys.encrypt_field(request_id, PASSWORD_FIELD, p));
     let expires_at = unit!(app.db, |tx| {
-    let row: Option<(DateTime<Utc>,)> = sqlx::query_as(
+        let row: Option<(DateTime<Utc>,)> = sqlx::query_as(
         "INSERT INTO exports (request_id, grant_id, created_by, expires_at, encrypted, password_kek_id, password_sealed) \
          VALUES ($1, $2, $3, LEAST(now() + $4 * interval '1 minute', $5), $6, $7, $8) \
          ON CONFLICT (request_id) DO UPDATE SET created_at = now(), expires_at = EXCLUDED.expires_at, \
@@ -122,22 +122,22 @@ pub async fn prepare(
     .bind(sealed.as_ref().map(|s| s.1.as_slice()))
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((expires_at,)) = row else {
-        return Err(AppError::Conflict(
-            "this export has already been downloaded; ask for a new export".into(),
-        ));
-    };
-    tx.audit(
-        &who.actor(),
-        Event::new("export.create", Outcome::Success)
-            .object("request", request_id)
-            .detail(json!({
-                "grant": grant.id, "record": record.id, "reference": record.reference,
-                "encrypted": opts.encrypt, "files": files.len(), "expires_at": expires_at,
-            })),
-    )
-    .await?;
-    Ok(expires_at)
+        let Some((expires_at,)) = row else {
+            return Err(AppError::Conflict(
+                "this export has already been downloaded; ask for a new export".into(),
+            ));
+        };
+        tx.audit(
+            &who.actor(),
+            Event::new("export.create", Outcome::Success)
+                .object("request", request_id)
+                .detail(json!({
+                    "grant": grant.id, "record": record.id, "reference": record.reference,
+                    "encrypted": opts.encrypt, "files": files.len(), "expires_at": expires_at,
+                })),
+        )
+        .await?;
+        Ok(expires_at)
     })?;
     Ok(Prepared {
         request_id,
@@ -161,19 +161,19 @@ pub async fn download(app: &App, who: &Principal, request_id: Uuid) -> AppResult
     let files = files::list_unchecked(app, &permit).await?;
     let request = super::get(app, who, request_id).await?;
     let password = unit!(app.db, |tx| {
-    sqlx::query(
-        "INSERT INTO exports (request_id, grant_id, created_by, expires_at, encrypted) \
+        sqlx::query(
+            "INSERT INTO exports (request_id, grant_id, created_by, expires_at, encrypted) \
          VALUES ($1, $2, $3, LEAST(now() + $4 * interval '1 minute', $5), false) \
          ON CONFLICT (request_id) DO NOTHING",
-    )
-    .bind(request_id)
-    .bind(grant.id)
-    .bind(who.user().id)
-    .bind(LINK_MINUTES as f64)
-    .bind(grant.valid_until)
-    .execute(&mut *tx)
-    .await?;
-    let claimed: Option<(bool, Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
+        )
+        .bind(request_id)
+        .bind(grant.id)
+        .bind(who.user().id)
+        .bind(LINK_MINUTES as f64)
+        .bind(grant.valid_until)
+        .execute(&mut *tx)
+        .await?;
+        let claimed: Option<(bool, Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
         "WITH c AS (SELECT request_id, encrypted, password_kek_id, password_sealed FROM exports \
                     WHERE request_id = $1 AND downloaded_at IS NULL AND expires_at > now() FOR UPDATE) \
          UPDATE exports e SET downloaded_at = now(), password_kek_id = NULL, password_sealed = NULL \
@@ -183,54 +183,54 @@ pub async fn download(app: &App, who: &Principal, request_id: Uuid) -> AppResult
     .bind(request_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((encrypted, kek_id, sealed)) = claimed else {
-        let downloaded: Option<bool> = sqlx::query_scalar(
-            "SELECT downloaded_at IS NOT NULL FROM exports WHERE request_id = $1",
-        )
-        .bind(request_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let reason = if downloaded == Some(true) {
-            "already downloaded"
-        } else {
-            "link expired"
+        let Some((encrypted, kek_id, sealed)) = claimed else {
+            let downloaded: Option<bool> = sqlx::query_scalar(
+                "SELECT downloaded_at IS NOT NULL FROM exports WHERE request_id = $1",
+            )
+            .bind(request_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let reason = if downloaded == Some(true) {
+                "already downloaded"
+            } else {
+                "link expired"
+            };
+            tx.refuse(
+                &who.actor(),
+                Event::new("export.download", Outcome::Denied)
+                    .object("request", request_id)
+                    .detail(json!({"grant": grant.id, "reason": reason})),
+            );
+            return Err(AppError::Conflict(if downloaded == Some(true) {
+                "this export has already been downloaded; the link works once".into()
+            } else {
+                "this download link has expired; prepare the export again".into()
+            }));
         };
-        tx.refuse(
-            &who.actor(),
-            Event::new("export.download", Outcome::Denied)
-                .object("request", request_id)
-                .detail(json!({"grant": grant.id, "reason": reason})),
-        );
-        return Err(AppError::Conflict(if downloaded == Some(true) {
-            "this export has already been downloaded; the link works once".into()
-        } else {
-            "this download link has expired; prepare the export again".into()
-        }));
-    };
-    let password = match (encrypted, kek_id, sealed) {
-        (true, Some(k), Some(s)) => Some(
-            app.keys
-                .decrypt_field(request_id, PASSWORD_FIELD, &k, &s)
-                .map_err(|_| AppError::internal("the export password could not be unsealed"))?
-                .to_string(),
-        ),
-        _ => None,
-    };
-    let listed: Vec<_> = files
+        let password = match (encrypted, kek_id, sealed) {
+            (true, Some(k), Some(s)) => Some(
+                app.keys
+                    .decrypt_field(request_id, PASSWORD_FIELD, &k, &s)
+                    .map_err(|_| AppError::internal("the export password could not be unsealed"))?
+                    .to_string(),
+            ),
+            _ => None,
+        };
+        let listed: Vec<_> = files
         .iter()
         .map(|f| json!({"file": f.id, "name": f.original_name, "size": f.size, "sha256": hex::encode(&f.sha256)}))
         .collect();
-    tx.audit(
-        &who.actor(),
-        Event::new("export.download", Outcome::Success)
-            .object("request", request_id)
-            .detail(json!({
-                "grant": grant.id, "record": record.id, "reference": record.reference,
-                "encrypted": encrypted, "files": listed, "purpose": request.purpose,
-            })),
-    )
-    .await?;
-    Ok(password)
+        tx.audit(
+            &who.actor(),
+            Event::new("export.download", Outcome::Success)
+                .object("request", request_id)
+                .detail(json!({
+                    "grant": grant.id, "record": record.id, "reference": record.reference,
+                    "encrypted": encrypted, "files": listed, "purpose": request.purpose,
+                })),
+        )
+        .await?;
+        Ok(password)
     })?;
 
     let actor = who.actor();

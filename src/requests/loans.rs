@@ -230,10 +230,12 @@ pub async fn give_back(app: &App, who: &Principal, request: Uuid, r: Return) -> 
             &mut tx, who, record, box_id, "on_loan", "in_store", "returned",
         )
         .await?;
-        sqlx::query("UPDATE grants SET state = 'returned' WHERE request_id = $1 AND state = 'active'")
-            .bind(request)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE grants SET state = 'returned' WHERE request_id = $1 AND state = 'active'",
+        )
+        .bind(request)
+        .execute(&mut *tx)
+        .await?;
         tx.audit(
             &who.actor(),
             Event::new("loan.return", Outcome::Success)
@@ -263,7 +265,8 @@ pub struct Ready {
 /// desk can hand out.
 pub async fn ready(app: &App, who: &Principal) -> AppResult<Vec<Ready>> {
     desk(app, who).await?;
-    unit!(app.db, |tx| Ok(sqlx::query_as(
+    unit!(app.db, |tx| {
+        Ok(sqlx::query_as(
         "SELECT q.id AS request_id, q.record_id, r.reference, r.title, b.username AS borrower, \
          COALESCE((SELECT string_agg(u.username, ', ' ORDER BY d.decided_at) FROM request_decisions d \
                    JOIN users u ON u.id = d.approver_id WHERE d.request_id = q.id AND d.decision = 'approve'), 'workflow') AS approved_by, \
@@ -275,7 +278,8 @@ pub async fn ready(app: &App, who: &Principal) -> AppResult<Vec<Ready>> {
          ORDER BY g.valid_from LIMIT 500",
     )
     .fetch_all(&mut *tx)
-    .await?))
+    .await?)
+    })
 }
 
 pub async fn list(app: &App, who: &Principal, overdue_only: bool) -> AppResult<Vec<Loan>> {

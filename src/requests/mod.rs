@@ -40,6 +40,7 @@ use crate::tx::Tx;
 use crate::users::Role;
 use crate::{unit, App};
 
+/// The shortest purpose, in visible characters (`text::visible_len`).
 pub const MIN_PURPOSE: usize = 15;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,7 +104,8 @@ const REQUEST_SELECT: &str = "SELECT q.id, q.record_id, r.reference, r.title, q.
      FROM access_requests q JOIN records r ON r.id = q.record_id JOIN users u ON u.id = q.requester_id";
 
 /// The request's state as of now (a pending request past its expiry is `expired`).
-const STATE: &str = "CASE WHEN q.state = 'pending' AND q.expires_at <= now() THEN 'expired' ELSE q.state END";
+const STATE: &str =
+    "CASE WHEN q.state = 'pending' AND q.expires_at <= now() THEN 'expired' ELSE q.state END";
 
 /// Fills decisions and grants of a list of requests: two queries, whatever its length.
 async fn fill_all(
@@ -183,7 +185,10 @@ fn abilities(app: &App, who: &Principal, v: &RequestView) -> Abilities {
         return Abilities::default();
     };
     let pending = v.state == "pending";
-    let decided = v.decisions.iter().any(|d| d.approver == who.user().username);
+    let decided = v
+        .decisions
+        .iter()
+        .any(|d| d.approver == who.user().username);
     let revocable = v.grant.as_ref().is_some_and(|g| g.state == "active") && {
         let s = Sensitivity::parse(&v.sensitivity).unwrap_or(Sensitivity::Secret);
         app.policies
@@ -228,7 +233,8 @@ pub async fn create(app: &App, who: &Principal, new: NewRequest) -> AppResult<Re
     let (_permit, record, category) =
         crate::records::load_for::<RequestAccess>(app, who, new.record_id).await?;
     let purpose = new.purpose.trim().to_string();
-    if purpose.chars().count() < MIN_PURPOSE || purpose.chars().count() > 2000 {
+    // The minimum counts what a reader sees: zero-width and blank padding does not count.
+    if crate::text::visible_len(&purpose) < MIN_PURPOSE || purpose.chars().count() > 2000 {
         return Err(AppError::invalid(
             "purpose",
             format!("say why you need it, in {MIN_PURPOSE} to 2000 characters"),
@@ -489,7 +495,9 @@ pub async fn decide(
             &who.actor(),
             Event::new(action, Outcome::Success)
                 .object("request", id)
-                .detail(json!({"comment": comment, "purpose": v.purpose, "reference": v.reference})),
+                .detail(
+                    json!({"comment": comment, "purpose": v.purpose, "reference": v.reference}),
+                ),
         )
         .await?;
         if approve {

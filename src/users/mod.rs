@@ -20,7 +20,7 @@ use crate::{unit, App};
 
 pub use model::{NewUser, Role, User, UserId};
 
-use crate::audit::{self, Actor, Event, Outcome};
+use crate::audit::{Actor, Event, Outcome};
 use crate::auth::password;
 use crate::error::{AppError, AppResult};
 
@@ -43,7 +43,7 @@ fn check_username(username: &str) -> AppResult<()> {
 #[tracing::instrument(skip_all)]
 pub async fn create(app: &App, who: &Principal, new: NewUser) -> AppResult<User> {
     manage(app, who, None).await?;
-    insert(&app.db, &who.actor(), new).await
+    insert(&app.db, &app.hasher, &who.actor(), new).await
 }
 
 /// The accounts, for an administrator (`user.manage`).
@@ -74,8 +74,13 @@ async fn manage(app: &App, who: &Principal, id: Option<UserId>) -> AppResult<()>
 }
 
 /// Creates an account from the command line.
-pub async fn create_by_operator(pool: &PgPool, actor: &Actor, new: NewUser) -> AppResult<User> {
-    insert(&Db::new(pool.clone()), actor, new).await
+pub async fn create_by_operator(
+    pool: &PgPool,
+    hasher: &password::Hasher,
+    actor: &Actor,
+    new: NewUser,
+) -> AppResult<User> {
+    insert(&Db::new(pool.clone()), hasher, actor, new).await
 }
 
 /// Disables an account from the command line.
@@ -84,7 +89,12 @@ pub async fn disable_by_operator(pool: &PgPool, actor: &Actor, id: UserId) -> Ap
 }
 
 /// Creates an account. The password must meet the strength rules.
-async fn insert(db: &Db, actor: &Actor, new: NewUser) -> AppResult<User> {
+async fn insert(
+    db: &Db,
+    hasher: &password::Hasher,
+    actor: &Actor,
+    new: NewUser,
+) -> AppResult<User> {
     check_username(&new.username)?;
     if new.roles.is_empty() {
         return Err(AppError::invalid("roles", "at least one role is required"));
@@ -108,41 +118,41 @@ async fn insert(db: &Db, actor: &Actor, new: NewUser) -> AppResult<User> {
             "must be at most 100 characters",
         ));
     }
-    let hash = password::hash(new.password.clone()).await?;
+    let hash = hasher.hash(new.password.clone()).await?;
     let mut roles: Vec<Role> = new.roles.clone();
     roles.sort_by_key(|r| r.as_str());
     roles.dedup();
     let user = unit!(db, |tx| {
-    let user = repo::insert(
-        &mut tx,
-        &repo::Insert {
-            username: &new.username,
-            display_name: &display_name,
-            department: &department,
-            roles: &roles,
-            password_hash: &hash,
-            must_change_password: new.must_change_password,
-        },
-    )
-    .await
-    .map_err(|e| match e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            AppError::Conflict("an account with this username already exists".into())
-        }
-        e => e.into(),
-    })?;
-    tx.audit(
-        actor,
-        Event::new("user.create", Outcome::Success)
-            .object("user", user.id)
-            .detail(json!({
-                "username": user.username,
-                "roles": roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-                "department": user.department,
-            })),
-    )
-    .await?;
-    Ok(user)
+        let user = repo::insert(
+            &mut tx,
+            &repo::Insert {
+                username: &new.username,
+                display_name: &display_name,
+                department: &department,
+                roles: &roles,
+                password_hash: &hash,
+                must_change_password: new.must_change_password,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                AppError::Conflict("an account with this username already exists".into())
+            }
+            e => e.into(),
+        })?;
+        tx.audit(
+            actor,
+            Event::new("user.create", Outcome::Success)
+                .object("user", user.id)
+                .detail(json!({
+                    "username": user.username,
+                    "roles": roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                    "department": user.department,
+                })),
+        )
+        .await?;
+        Ok(user)
     })?;
     tracing::info!(target: "security", user_id = %user.id, "account created");
     Ok(user)
@@ -151,47 +161,53 @@ async fn insert(db: &Db, actor: &Actor, new: NewUser) -> AppResult<User> {
 /// On first start with no accounts at all, creates `admin` with a random one-time password
 /// that must be changed at first sign-in. Returns the password only when it created the
 /// account; several nodes starting at once create it once.
-pub async fn bootstrap_admin(pool: &PgPool) -> AppResult<Option<SecretString>> {
+pub async fn bootstrap_admin(
+    pool: &PgPool,
+    hasher: &password::Hasher,
+) -> AppResult<Option<SecretString>> {
     unit!(Db::new(pool.clone()), |tx| {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('strongroom.bootstrap_admin'))")
-        .execute(&mut *tx)
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('strongroom.bootstrap_admin'))")
+            .execute(&mut *tx)
+            .await?;
+        if repo::count(&mut tx).await? > 0 {
+            return Ok(None);
+        }
+        let secret = password::generate();
+        let hash = hasher.hash(secret.clone()).await?;
+        let user = repo::insert(
+            &mut tx,
+            &repo::Insert {
+                username: "admin",
+                display_name: "Administrator",
+                department: "",
+                roles: &[Role::Admin],
+                password_hash: &hash,
+                must_change_password: true,
+            },
+        )
         .await?;
-    if repo::count(&mut tx).await? > 0 {
-        return Ok(None);
-    }
-    let secret = password::generate();
-    let hash = password::hash(secret.clone()).await?;
-    let user = repo::insert(
-        &mut tx,
-        &repo::Insert {
-            username: "admin",
-            display_name: "Administrator",
-            department: "",
-            roles: &[Role::Admin],
-            password_hash: &hash,
-            must_change_password: true,
-        },
-    )
-    .await?;
-    tx.audit(
-        &Actor::system("system"),
-        Event::new("user.create", Outcome::Success)
-            .object("user", user.id)
-            .detail(json!({"username": "admin", "roles": ["admin"], "bootstrap": true})),
-    )
-    .await?;
-    Ok(Some(secret))
+        tx.audit(
+            &Actor::system("system"),
+            Event::new("user.create", Outcome::Success)
+                .object("user", user.id)
+                .detail(json!({"username": "admin", "roles": ["admin"], "bootstrap": true})),
+        )
+        .await?;
+        Ok(Some(secret))
     })
 }
 
 pub async fn get(pool: &PgPool, id: UserId) -> AppResult<User> {
-    let mut conn = pool.acquire().await?;
-    repo::find(&mut conn, id).await?.ok_or(AppError::NotFound)
+    unit!(Db::new(pool.clone()), |tx| repo::find(&mut tx, id)
+        .await?
+        .ok_or(AppError::NotFound))
 }
 
 pub async fn find_by_username(pool: &PgPool, username: &str) -> AppResult<Option<User>> {
-    let mut conn = pool.acquire().await?;
-    Ok(repo::find_by_username(&mut conn, username).await?)
+    unit!(Db::new(pool.clone()), |tx| Ok(repo::find_by_username(
+        &mut tx, username
+    )
+    .await?))
 }
 
 /// The account and its password hash, for sign-in only.
@@ -206,26 +222,26 @@ pub(crate) async fn credentials(
 /// active administrator, which would lock everyone out of account management.
 async fn disable_as(db: &Db, actor: &Actor, id: UserId) -> AppResult<User> {
     let user = unit!(db, |tx| {
-    let user = repo::lock(&mut tx, id).await?.ok_or(AppError::NotFound)?;
-    if !user.is_active() {
-        return Err(AppError::Conflict("the account is already disabled".into()));
-    }
-    if user.has_role(Role::Admin) && repo::count_active_admins(&mut tx).await? <= 1 {
-        return Err(AppError::Conflict(
-            "this is the last active administrator; create another first".into(),
-        ));
-    }
-    let user = repo::set_disabled(&mut tx, id).await?;
-    let ended = crate::auth::session::end_all_for_user(&mut tx, id).await?;
-    tx.audit(
-        actor,
-        Event::new("user.disable", Outcome::Success)
-            .object("user", id)
-            .detail(json!({"username": user.username, "sessions_ended": ended})),
-    )
-    .await?;
-    tracing::info!(target: "security", user_id = %id, sessions_ended = ended, "account disabled");
-    Ok(user)
+        let user = repo::lock(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+        if !user.is_active() {
+            return Err(AppError::Conflict("the account is already disabled".into()));
+        }
+        if user.has_role(Role::Admin) && repo::count_active_admins(&mut tx).await? <= 1 {
+            return Err(AppError::Conflict(
+                "this is the last active administrator; create another first".into(),
+            ));
+        }
+        let user = repo::set_disabled(&mut tx, id).await?;
+        let ended = crate::auth::session::end_all_for_user(&mut tx, id).await?;
+        tx.audit(
+            actor,
+            Event::new("user.disable", Outcome::Success)
+                .object("user", id)
+                .detail(json!({"username": user.username, "sessions_ended": ended})),
+        )
+        .await?;
+        tracing::info!(target: "security", user_id = %id, sessions_ended = ended, "account disabled");
+        Ok(user)
     })?;
     Ok(user)
 }
@@ -234,13 +250,14 @@ async fn disable_as(db: &Db, actor: &Actor, id: UserId) -> AppResult<User> {
 /// sign-in, and their current sessions end.
 pub async fn reset_password(
     pool: &PgPool,
+    hasher: &password::Hasher,
     actor: &Actor,
     id: UserId,
     new_password: SecretString,
 ) -> AppResult<User> {
     let user = get(pool, id).await?;
     password::check_strength(&user.username, &new_password)?;
-    let hash = password::hash(new_password).await?;
+    let hash = hasher.hash(new_password).await?;
     unit!(Db::new(pool.clone()), |tx| {
         repo::set_password(&mut tx, id, &hash, true).await?;
         let ended = crate::auth::session::end_all_for_user(&mut tx, id).await?;
@@ -256,9 +273,13 @@ pub async fn reset_password(
     get(pool, id).await
 }
 
-/// A person changes their own password, proving the current one. Their other sessions end.
+/// A person changes their own password, proving the current one (throttled like sign-in).
+/// Their other sessions end.
+#[allow(clippy::too_many_arguments)]
 pub async fn change_own_password(
     db: &Db,
+    config: &crate::config::Config,
+    hasher: &password::Hasher,
     actor: &Actor,
     id: UserId,
     keep_session: uuid::Uuid,
@@ -267,23 +288,7 @@ pub async fn change_own_password(
 ) -> AppResult<()> {
     let pool = db.pool();
     let user = get(pool, id).await?;
-    let stored = {
-        let mut conn = pool.acquire().await?;
-        repo::credentials(&mut conn, &user.username)
-            .await?
-            .map(|(_, h)| h)
-    };
-    if !password::verify(stored, current.clone()).await? {
-        audit::record_alone(
-            pool,
-            actor,
-            Event::new("user.password_change", Outcome::Failure)
-                .object("user", id)
-                .detail(json!({"reason": "current password wrong"})),
-        )
-        .await?;
-        return Err(AppError::invalid("current_password", "is not correct"));
-    }
+    crate::auth::check_current_password(db, config, hasher, actor, &user, current.clone()).await?;
     password::check_strength(&user.username, &new_password)?;
     if current.expose_secret() == new_password.expose_secret() {
         return Err(AppError::invalid(
@@ -291,7 +296,7 @@ pub async fn change_own_password(
             "must differ from the current password",
         ));
     }
-    let hash = password::hash(new_password).await?;
+    let hash = hasher.hash(new_password).await?;
     unit!(db, |tx| {
         repo::set_password(&mut tx, id, &hash, false).await?;
         let ended = crate::auth::session::end_others_for_user(&mut tx, id, keep_session).await?;

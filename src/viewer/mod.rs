@@ -101,16 +101,17 @@ pub async fn open(app: &App, who: &Principal, grant_id: Uuid, file: FileId) -> A
         .into_iter()
         .map(|f| (f.id, f.original_name))
         .collect();
-    app.db.record(
-        &who.actor(),
-        Event::new("file.view.open", Outcome::Success)
-            .object("file", file)
-            .detail(json!({
-                "grant": grant_id, "record": c.grant.record_id, "reference": c.reference,
-                "pages": pages.as_ref().ok(), "renderable": pages.is_ok(),
-            })),
-    )
-    .await?;
+    app.db
+        .record(
+            &who.actor(),
+            Event::new("file.view.open", Outcome::Success)
+                .object("file", file)
+                .detail(json!({
+                    "grant": grant_id, "record": c.grant.record_id, "reference": c.reference,
+                    "pages": pages.as_ref().ok(), "renderable": pages.is_ok(),
+                })),
+        )
+        .await?;
     Ok(Opened {
         grant_id,
         valid_until: c.grant.valid_until,
@@ -148,14 +149,15 @@ pub async fn page(
     let png = render::render_page(kind, content, page, zoom, MAX_VIEW_BYTES)
         .await
         .map_err(user_error)?;
-    app.db.record(
-        &who.actor(),
-        Event::new("file.view.page", Outcome::Success)
-            .object("file", file)
-            .detail(json!({
-                "grant": grant_id, "record": c.grant.record_id, "page": page, "zoom": zoom,
-            })),
-    )
-    .await?;
+    app.db
+        .record(
+            &who.actor(),
+            Event::new("file.view.page", Outcome::Success)
+                .object("file", file)
+                .detail(json!({
+                    "grant": grant_id, "record": c.grant.record_id, "page": page, "zoom": zoom,
+                })),
+        )
+        .await?;
     Ok(png)
 }

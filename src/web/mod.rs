@@ -12,9 +12,7 @@ use serde::Serialize;
 
 use crate::audit;
 use crate::auth::csrf::{CsrfForm, LOGIN_CSRF_COOKIE};
-use crate::auth::{
-    self, password, session, Authenticated, Principal, SignedIn, SESSION_COOKIE,
-};
+use crate::auth::{self, password, session, Authenticated, Principal, SignedIn, SESSION_COOKIE};
 use crate::csrf_field;
 use crate::error::{AppError, AppResult};
 use crate::telemetry::RequestMeta;
@@ -297,6 +295,7 @@ async fn login_submit(
     match auth::login(
         &app.db,
         &app.config,
+        &app.hasher,
         &meta,
         &username,
         SecretString::from(password),
@@ -385,6 +384,8 @@ async fn password_submit(
     } else {
         users::change_own_password(
             &app.db,
+            &app.config,
+            &app.hasher,
             &who.actor(),
             who.user().id,
             who.session_id(),

@@ -306,16 +306,18 @@ async fn secure_cookie_when_served_over_tls() {
 #[tokio::test]
 async fn one_time_password_must_be_changed_before_anything_else() {
     let app = TestApp::new().await;
-    let password = strongroom::users::bootstrap_admin(&app.db)
+    let password = strongroom::users::bootstrap_admin(&app.db, &app.app().hasher)
         .await
         .unwrap()
         .unwrap();
     let password = secrecy::ExposeSecret::expose_secret(&password).to_string();
     // Bootstrap happens once.
-    assert!(strongroom::users::bootstrap_admin(&app.db)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        strongroom::users::bootstrap_admin(&app.db, &app.app().hasher)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let (s, body) = app.login("admin", &password).await;
     assert_eq!(s, Status::Ok, "{body}");
     assert_eq!(body["user"]["must_change_password"], true);
@@ -457,4 +459,297 @@ async fn passwords_and_tokens_never_reach_the_logs() {
         .await
         .unwrap();
     assert!(!audit.contains(&marker) && !audit.contains(&token));
+}
+
+/// Dispatches `n` sign-ins at once (all polled together, as parallel clients would be);
+/// returns each answer's status, error code and `Retry-After` header.
+async fn parallel_logins(
+    app: &TestApp,
+    n: usize,
+    name: impl Fn(usize) -> String,
+    password: &str,
+) -> Vec<(Status, String, Option<String>)> {
+    let requests = (0..n).map(|i| {
+        app.client
+            .post("/api/v1/login")
+            .header(ContentType::JSON)
+            .remote("10.9.8.7:4000".parse().unwrap())
+            .body(json!({"username": name(i), "password": password}).to_string())
+            .dispatch()
+    });
+    let mut out = Vec::new();
+    for res in futures_util::future::join_all(requests).await {
+        let status = res.status();
+        let retry = res.headers().get_one("Retry-After").map(str::to_string);
+        let body: serde_json::Value = res.into_json().await.unwrap_or_default();
+        let code = body["error"]["code"].as_str().unwrap_or("").to_string();
+        out.push((status, code, retry));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_full_hashing_gate_answers_503_with_retry_after_and_counts_no_failure() {
+    let app = TestApp::with_config(|c| {
+        c.hash_concurrency = 2;
+        c.hash_wait_ms = 0;
+    })
+    .await;
+    app.add_user("ivan", &[Role::Employee], "Retail").await;
+    let hasher = app.app().hasher.clone();
+    let held = hasher.occupy_all().await.expect("the gate's permits");
+    let res = app
+        .client
+        .post("/api/v1/login")
+        .header(ContentType::JSON)
+        .remote("10.9.8.7:4000".parse().unwrap())
+        .body(json!({"username": "ivan", "password": PASSWORD}).to_string())
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::ServiceUnavailable);
+    assert_eq!(res.headers().get_one("Retry-After"), Some("2"));
+    let body: serde_json::Value = res.into_json().await.unwrap();
+    assert_eq!(body["error"]["code"], "busy");
+    // The HTML sign-in answers the same way.
+    let page = app.client.get("/login").dispatch().await;
+    let csrf = page
+        .cookies()
+        .get("strongroom_login_csrf")
+        .unwrap()
+        .value()
+        .to_string();
+    let res = app
+        .client
+        .post("/login")
+        .header(ContentType::Form)
+        .cookie(Cookie::new("strongroom_login_csrf", csrf.clone()))
+        .body(format!(
+            "username=ivan&password={}&csrf={csrf}",
+            PASSWORD.replace(' ', "+")
+        ))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::ServiceUnavailable);
+    assert_eq!(res.headers().get_one("Retry-After"), Some("2"));
+    // Account creation and password changes pass the same gate.
+    drop(held);
+    let (_, admin) = app.login_as(Role::Admin).await;
+    let held = hasher.occupy_all().await.expect("the gate's permits");
+    let (s, body) = app
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({"username": "judy", "password": "another sturdy passphrase", "roles": ["employee"]}),
+        )
+        .await;
+    assert_eq!(s, Status::ServiceUnavailable, "{body}");
+    // Ran: the two accounts' creation and the administrator's sign-in; nothing else.
+    assert_eq!(hasher.stats().computed, 3);
+    assert_eq!(hasher.stats().refused, 3);
+    // A refused attempt was never a guess: nothing counted, no failure audited.
+    let failures: Option<i32> =
+        sqlx::query_scalar("SELECT failures FROM login_throttle WHERE key = 'user:ivan'")
+            .fetch_optional(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(failures.unwrap_or(0), 0);
+    assert_eq!(app.audit_count("auth.login", "failure").await, 0);
+    drop(held);
+    assert_eq!(app.login("ivan", PASSWORD).await.0, Status::Ok);
+}
+
+#[tokio::test]
+async fn parallel_sign_ins_never_run_more_hashes_than_the_cap() {
+    let app = TestApp::with_config(|c| {
+        c.hash_concurrency = 1;
+        c.hash_wait_ms = 0;
+    })
+    .await;
+    let answers = parallel_logins(&app, 40, |i| format!("nobody{i}"), "some wrong guess").await;
+    let busy: Vec<_> = answers
+        .iter()
+        .filter(|(s, _, _)| *s == Status::ServiceUnavailable)
+        .collect();
+    for (s, code, retry) in &answers {
+        match *s {
+            Status::Unauthorized => assert_eq!(code, "invalid_credentials"),
+            Status::ServiceUnavailable => {
+                assert_eq!(code, "busy");
+                assert_eq!(retry.as_deref(), Some("2"));
+            }
+            other => panic!("unexpected {other}: {code}"),
+        }
+    }
+    let stats = app.app().hasher.stats();
+    assert_eq!(stats.peak, 1, "{stats:?}");
+    assert_eq!(stats.refused as usize, busy.len(), "{stats:?}");
+    assert_eq!(stats.computed as usize, 40 - busy.len(), "{stats:?}");
+    assert!(
+        !busy.is_empty(),
+        "40 sign-ins at once through one slot: some must be refused"
+    );
+}
+
+#[tokio::test]
+async fn parallel_wrong_passwords_are_checked_no_more_than_the_limit() {
+    let app = TestApp::with_config(|c| {
+        c.login_max_failures = 5;
+        // Generous, so no attempt is refused for capacity here.
+        c.hash_wait_ms = 600_000;
+    })
+    .await;
+    app.add_user("kate", &[Role::Employee], "Retail").await;
+    let before = app.app().hasher.stats().computed;
+    let answers = parallel_logins(&app, 30, |_| "kate".into(), "wrong guess 12345").await;
+    let checked = answers
+        .iter()
+        .filter(|(s, _, _)| *s == Status::Unauthorized)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|(s, c, _)| *s == Status::TooManyRequests && c == "too_many_attempts")
+        .count();
+    assert_eq!(checked, 5, "{answers:?}");
+    assert_eq!(refused, 25, "{answers:?}");
+    assert_eq!(app.app().hasher.stats().computed - before, 5);
+    assert_eq!(app.audit_count("auth.login", "failure").await, 5);
+    assert_eq!(app.audit_count("auth.login", "denied").await, 25);
+    assert_eq!(app.audit_count("auth.lockout", "success").await, 1);
+    // Locked now, for the right password too.
+    assert_eq!(app.login("kate", PASSWORD).await.0, Status::TooManyRequests);
+}
+
+#[tokio::test]
+async fn a_success_clears_the_count_but_failures_add_up_to_the_lockout() {
+    let app = TestApp::with_config(|c| c.login_max_failures = 3).await;
+    app.add_user("liam", &[Role::Employee], "Retail").await;
+    for _ in 0..2 {
+        assert_eq!(
+            app.login("liam", "wrong wrong").await.0,
+            Status::Unauthorized
+        );
+    }
+    assert_eq!(app.login("liam", PASSWORD).await.0, Status::Ok);
+    for _ in 0..2 {
+        assert_eq!(
+            app.login("liam", "wrong wrong").await.0,
+            Status::Unauthorized
+        );
+    }
+    assert_eq!(app.login("liam", PASSWORD).await.0, Status::Ok);
+    assert_eq!(app.audit_count("auth.lockout", "success").await, 0);
+    // The address counter does not count successes.
+    let addr: i32 =
+        sqlx::query_scalar("SELECT failures FROM login_throttle WHERE key = 'addr:10.9.8.7'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(addr, 4);
+}
+
+async fn change_password(
+    app: &TestApp,
+    token: &str,
+    current: &str,
+    new: &str,
+) -> (Status, serde_json::Value) {
+    app.post(
+        "/api/v1/me/password",
+        token,
+        json!({"current_password": current, "new_password": new}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_stolen_session_cannot_guess_the_current_password() {
+    let app = TestApp::with_config(|c| c.login_max_failures = 3).await;
+    let (mona, token) = app.login_as(Role::Employee).await;
+    for i in 0..3 {
+        let (s, body) = change_password(
+            &app,
+            &token,
+            &format!("guess number {i}"),
+            "a brand new passphrase",
+        )
+        .await;
+        assert_eq!(s, Status::UnprocessableEntity, "{body}");
+        assert_eq!(body["error"]["field"], "current_password");
+    }
+    // Locked: the right password is refused too, here and at sign-in.
+    let (s, body) = change_password(&app, &token, PASSWORD, "a brand new passphrase").await;
+    assert_eq!(s, Status::TooManyRequests, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_attempts");
+    assert_eq!(
+        app.login(&mona.username, PASSWORD).await.0,
+        Status::TooManyRequests
+    );
+    assert_eq!(app.audit_count("user.password_change", "failure").await, 3);
+    assert_eq!(app.audit_count("user.password_change", "denied").await, 1);
+    assert_eq!(app.audit_count("auth.lockout", "success").await, 1);
+    assert_eq!(app.audit_count("user.password_change", "success").await, 0);
+    let failures: Vec<String> = sqlx::query_scalar(
+        "SELECT object_id FROM audit_events WHERE action = 'user.password_change' AND outcome = 'failure'",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap_or_default();
+    assert_eq!(failures, vec![mona.id.0.to_string(); 3]);
+}
+
+#[tokio::test]
+async fn parallel_guesses_of_the_current_password_are_capped_too() {
+    let app = TestApp::with_config(|c| {
+        c.login_max_failures = 4;
+        c.hash_wait_ms = 600_000;
+    })
+    .await;
+    let (_, token) = app.login_as(Role::Employee).await;
+    let requests = (0..20).map(|i| {
+        app.client
+            .post("/api/v1/me/password")
+            .header(ContentType::JSON)
+            .header(bearer(&token))
+            .body(
+                json!({"current_password": format!("guess {i}"), "new_password": "a brand new passphrase"})
+                    .to_string(),
+            )
+            .dispatch()
+    });
+    let statuses: Vec<Status> = futures_util::future::join_all(requests)
+        .await
+        .iter()
+        .map(|r| r.status())
+        .collect();
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == Status::UnprocessableEntity)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == Status::TooManyRequests)
+        .count();
+    assert_eq!((checked, refused), (4, 16), "{statuses:?}");
+    assert_eq!(app.audit_count("user.password_change", "failure").await, 4);
+}
+
+#[tokio::test]
+async fn a_right_current_password_changes_it_and_clears_the_count() {
+    let app = TestApp::with_config(|c| c.login_max_failures = 3).await;
+    let (nora, token) = app.login_as(Role::Employee).await;
+    let (s, _) = change_password(&app, &token, "not it at all", "a brand new passphrase").await;
+    assert_eq!(s, Status::UnprocessableEntity);
+    let (s, body) = change_password(&app, &token, PASSWORD, "a brand new passphrase").await;
+    assert_eq!(s, Status::Ok, "{body}");
+    let left: Option<i32> =
+        sqlx::query_scalar("SELECT failures FROM login_throttle WHERE key = $1")
+            .bind(format!("user:{}", nora.username.to_lowercase()))
+            .fetch_optional(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(left, None);
+    assert_eq!(
+        app.login(&nora.username, "a brand new passphrase").await.0,
+        Status::Ok
+    );
 }

@@ -8,6 +8,7 @@ mod common;
 mod embedded_pg;
 mod exports;
 mod import;
+mod input;
 mod loans;
 mod pages;
 #[path = "../fixtures/pdf.rs"]

@@ -205,6 +205,7 @@ impl TestApp {
     pub async fn add_user(&self, username: &str, roles: &[Role], department: &str) -> User {
         users::create(
             &self.db,
+            &self.app().hasher,
             &Actor::system("test"),
             NewUser {
                 username: username.into(),
