@@ -371,7 +371,7 @@ impl Policies {
     /// Whether people with these roles and department may do the action named
     /// `action_name` on objects like `r`: a yes or no for the authorization matrix and the
     /// start-up checks. It yields no permit, so nothing can be opened with it.
-    pub fn would_allow(
+    pub(crate) fn would_allow(
         &self,
         action_name: &str,
         roles: &[Role],

@@ -13,7 +13,6 @@ mod loans;
 mod pages;
 #[path = "../fixtures/pdf.rs"]
 mod pdf_fixture;
-mod policy_matrix;
 mod process;
 mod requests;
 mod routes;

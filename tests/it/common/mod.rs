@@ -203,7 +203,7 @@ impl TestApp {
     }
 
     pub async fn add_user(&self, username: &str, roles: &[Role], department: &str) -> User {
-        users::create(
+        users::create_by_operator(
             &self.db,
             &self.app().hasher,
             &Actor::system("test"),
