@@ -178,7 +178,14 @@ impl<'r> Responder<'r, 'static> for AppError {
         if matches!(self, AppError::PasswordChangeRequired) {
             return rocket::response::Redirect::to("/account/password").respond_to(req);
         }
-        let html = crate::web::render_error_page(req, status, &self.public_message());
+        let message = self.public_message();
+        let html = req
+            .rocket()
+            .state::<ErrorPages>()
+            .and_then(|pages| (pages.render)(status, &message))
+            .unwrap_or_else(|| {
+                format!("<!doctype html><title>{status}</title><h1>{status}</h1><p>{status}</p>")
+            });
         let mut res = Response::build();
         if let Some(s) = retry_after {
             res.raw_header("Retry-After", s);
@@ -191,6 +198,20 @@ impl<'r> Responder<'r, 'static> for AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+/// How HTML error pages are rendered: given to the server at build time (by the web
+/// interface), so this module needs nothing above it.
+pub struct ErrorPages {
+    render: Box<dyn Fn(Status, &str) -> Option<String> + Send + Sync>,
+}
+
+impl ErrorPages {
+    pub fn new(render: impl Fn(Status, &str) -> Option<String> + Send + Sync + 'static) -> Self {
+        ErrorPages {
+            render: Box::new(render),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

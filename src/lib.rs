@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod grants;
+pub mod http;
 pub mod jobs;
 pub mod pg;
 pub mod policy;
@@ -84,6 +85,7 @@ pub fn build(config: Config, db: PgPool, vault: Vault) -> Rocket<Build> {
             config,
             templates,
         })
+        .manage(web::error_pages().expect("embedded templates are valid (unit-tested)"))
         .attach(telemetry::RequestTelemetry)
         .mount("/", web::routes())
         .mount("/api/v1", api::routes())

@@ -19,11 +19,6 @@ use crate::telemetry::RequestMeta;
 use crate::users::{self, NewUser, User, UserId};
 use crate::App;
 
-/// An id from a path: one that is not even a UUID names nothing.
-pub(crate) fn id(s: &str) -> AppResult<uuid::Uuid> {
-    s.parse().map_err(|_| AppError::NotFound)
-}
-
 pub fn routes() -> Vec<Route> {
     let mut r = archive::routes();
     r.extend(requests::routes());
@@ -139,7 +134,7 @@ async fn login(
         b.password,
     )
     .await?;
-    cookies.add(crate::web::session_cookie(app, &s));
+    cookies.add(crate::http::session_cookie(app, &s));
     Ok(Json(json!({
         "token": secrecy::ExposeSecret::expose_secret(&s.token),
         "expires_at": s.expires_at,

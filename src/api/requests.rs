@@ -1,14 +1,14 @@
 //! JSON routes of requests, approvals and grants.
 
-use rocket::http::{ContentType, Status};
-use rocket::response::{self, Responder, Response};
+use rocket::http::Status;
 use rocket::serde::json::Json;
-use rocket::{get, post, routes, Request, Route, State};
+use rocket::{get, post, routes, Route, State};
 use serde::Deserialize;
 
-use super::{body, id, Body};
+use super::{body, Body};
 use crate::auth::Principal;
 use crate::error::AppResult;
+use crate::http::{id, ZipDownload};
 use crate::requests::{
     self, exports, loans, Filter, GrantView, NewRequest, RequestList, RequestView,
 };
@@ -173,24 +173,6 @@ async fn prepare_export(
         Status::Created,
         Json(exports::prepare(app, &who, id(rid)?, body(b)?).await?),
     ))
-}
-
-/// The zip, streamed. An error while streaming cuts the connection, so a failed download
-/// never ends as a valid-looking, truncated zip.
-pub struct ZipDownload(pub(crate) exports::Download);
-
-impl<'r> Responder<'r, 'static> for ZipDownload {
-    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
-        Response::build()
-            .header(ContentType::ZIP)
-            .raw_header(
-                "Content-Disposition",
-                format!("attachment; filename=\"{}\"", self.0.file_name),
-            )
-            .raw_header("Cache-Control", "no-store")
-            .streamed_body(tokio_util::io::StreamReader::new(self.0.body))
-            .ok()
-    }
 }
 
 #[get("/exports/<rid>/download")]

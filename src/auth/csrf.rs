@@ -119,6 +119,7 @@ impl<'r, T: for<'a> FromForm<'a> + CsrfField + Send + 'static> FromData<'r> for 
                     .any(|e| e.name.as_ref().is_some_and(|n| n == "csrf"))
                 {
                     tracing::warn!(target: "security", "form post without a CSRF token");
+                    audit_failure(req, "missing").await;
                     return Outcome::Error(remember_failure(req, AppError::Csrf));
                 }
                 return Outcome::Error(refuse(req, AppError::invalid(field, "missing or invalid")));
@@ -142,9 +143,28 @@ impl<'r, T: for<'a> FromForm<'a> + CsrfField + Send + 'static> FromData<'r> for 
             }
             _ => {
                 tracing::warn!(target: "security", "form post without a valid CSRF token");
+                audit_failure(req, "mismatch").await;
                 Outcome::Error(remember_failure(req, AppError::Csrf))
             }
         }
+    }
+}
+
+/// Audits a refused form post (who, if signed in, which path; never the form's content).
+/// Best effort: the post is refused whether or not the event can be written.
+async fn audit_failure(req: &Request<'_>, why: &'static str) {
+    let Some(app) = req.rocket().state::<crate::App>() else {
+        return;
+    };
+    let meta = crate::telemetry::meta(req);
+    let actor = match req.guard::<Authenticated>().await {
+        rocket::outcome::Outcome::Success(a) => a.actor(),
+        _ => crate::audit::Actor::anonymous(&meta, ""),
+    };
+    let event = crate::audit::Event::new("auth.csrf", crate::audit::Outcome::Denied)
+        .detail(serde_json::json!({"reason": why, "path": req.uri().path().as_str()}));
+    if let Err(e) = app.db.record(&actor, event).await {
+        tracing::warn!(error = %e, "a refused form post could not be audited");
     }
 }
 

@@ -216,15 +216,18 @@ pub(crate) async fn create(tx: &mut Tx, id: Uuid, actor: &Actor, why: &str) -> A
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct Subject {
     request_id: Uuid,
+    grantee_id: Uuid,
     kind: String,
     active: bool,
     sensitivity: String,
     department: String,
 }
 
-fn resource(s: &Subject, id: Uuid) -> Resource<'_> {
+fn resource<'a>(s: &'a Subject, id: Uuid, who: &Principal) -> Resource<'a> {
     let level = Sensitivity::parse(&s.sensitivity).unwrap_or(Sensitivity::Secret);
-    Resource::new(level, &s.department).of(id)
+    Resource::new(level, &s.department)
+        .of(id)
+        .owned(s.grantee_id == who.user().id.0)
 }
 
 /// Ends grant `grant_id` early. Decided against the grant's record; a grant the caller
@@ -239,7 +242,7 @@ pub async fn revoke(
     let reason = reason.trim().to_string();
     unit!(app.db, |tx| {
         let subject: Option<Subject> = sqlx::query_as(
-            "SELECT g.request_id, g.kind, \
+            "SELECT g.request_id, g.grantee_id, g.kind, \
              (g.revoked_at IS NULL AND g.valid_until > now() AND g.state = 'active') AS active, \
              c.sensitivity, c.department \
              FROM grants g JOIN records r ON r.id = g.record_id JOIN categories c ON c.id = r.category_id \
@@ -259,7 +262,7 @@ pub async fn revoke(
         };
         if let Err(e) = app
             .policies
-            .authorize::<RevokeGrant>(who, Some(&resource(&subject, grant_id)))
+            .authorize::<RevokeGrant>(who, Some(&resource(&subject, grant_id, who)))
         {
             tx.refuse(&who.actor(), refusal("denied"));
             return Err(e);

@@ -383,7 +383,8 @@ impl Policies {
 
     /// `Ok` if allowed, else the refusal the caller must see: `NotFound` for a `HIDDEN`
     /// action on an object the caller may not even see (a record they may not read, a
-    /// request they may not read, any grant), `Forbidden` otherwise.
+    /// request they may not read, a grant they do not hold), `Forbidden` otherwise
+    /// (including any refusal on the vault as a whole).
     fn decide_for<A: Action>(
         &self,
         roles: &[Role],
@@ -397,7 +398,8 @@ impl Policies {
         if A::HIDDEN {
             let object = spec(A::NAME).map(|s| s.object);
             let may_see = match (r, object) {
-                (None, _) => false,
+                // A collection is no secret: refusing an action on it is 403.
+                (None, _) => true,
                 (Some(_), _) if A::NAME == ReadRecord::NAME || A::NAME == ReadRequest::NAME => {
                     false
                 }
@@ -407,6 +409,8 @@ impl Policies {
                 (Some(r), Some(Object::Request)) => {
                     self.decide(ReadRequest::NAME, roles, department, Some(r))
                 }
+                // A grant is known to the one who holds it; to anyone else it is hidden.
+                (Some(r), Some(Object::Grant)) => r.own,
                 _ => false,
             };
             if !may_see {

@@ -6,13 +6,13 @@ use rocket::form::FromForm;
 use rocket::http::{ContentType, Cookie, CookieJar, SameSite, Status};
 use rocket::response::content::RawHtml;
 use rocket::response::{Redirect, Responder};
-use rocket::{get, post, routes, Request, Route, State};
+use rocket::{get, post, routes, Route, State};
 use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::audit;
 use crate::auth::csrf::{CsrfForm, LOGIN_CSRF_COOKIE};
-use crate::auth::{self, password, session, Authenticated, Principal, SignedIn, SESSION_COOKIE};
+use crate::auth::{self, password, session, Authenticated, Principal, SESSION_COOKIE};
 use crate::csrf_field;
 use crate::error::{AppError, AppResult};
 use crate::telemetry::RequestMeta;
@@ -104,21 +104,19 @@ fn when(value: String) -> String {
     }
 }
 
-/// The HTML error page, used by the one error responder.
-pub fn render_error_page(req: &Request<'_>, status: Status, message: &str) -> String {
-    let rendered = req.rocket().state::<App>().map(|app| {
-        app.templates.render(
-            "error.html",
-            context! { status => status.to_string(), message => message },
-        )
-    });
-    match rendered {
-        Some(Ok(RawHtml(s))) => s,
-        _ => format!(
-            "<!doctype html><title>{}</title><h1>{}</h1>",
-            status, status
-        ),
-    }
+/// The HTML error pages, handed to the one error responder (which does not know the
+/// templates: it is given this at build time).
+pub fn error_pages() -> Result<crate::error::ErrorPages, minijinja::Error> {
+    let templates = Templates::new()?;
+    Ok(crate::error::ErrorPages::new(move |status, message| {
+        templates
+            .render(
+                "error.html",
+                context! { status => status.to_string(), message => message },
+            )
+            .ok()
+            .map(|RawHtml(s)| s)
+    }))
 }
 
 pub fn routes() -> Vec<Route> {
@@ -172,21 +170,6 @@ pub(crate) fn me(a: &Authenticated) -> Value {
         roles: u.roles.iter().map(|r| r.as_str()).collect(),
         must_change_password: u.must_change_password,
     })
-}
-
-pub fn session_cookie(app: &App, s: &SignedIn) -> Cookie<'static> {
-    let expires = rocket::time::OffsetDateTime::from_unix_timestamp(s.expires_at.timestamp())
-        .unwrap_or_else(|_| rocket::time::OffsetDateTime::now_utc());
-    Cookie::build((
-        SESSION_COOKIE,
-        secrecy::ExposeSecret::expose_secret(&s.token).to_string(),
-    ))
-    .http_only(true)
-    .same_site(SameSite::Strict)
-    .secure(app.config.secure_cookies())
-    .path("/")
-    .expires(expires)
-    .build()
 }
 
 #[get("/static/style.css")]
@@ -303,7 +286,7 @@ async fn login_submit(
     .await
     {
         Ok(signed_in) => {
-            cookies.add(session_cookie(app, &signed_in));
+            cookies.add(crate::http::session_cookie(app, &signed_in));
             cookies.remove(Cookie::from(LOGIN_CSRF_COOKIE));
             let to = if signed_in.user.must_change_password {
                 "/account/password"

@@ -19,11 +19,11 @@ use uuid::Uuid;
 
 use super::viewer::Guarded;
 use super::{me, redirect_or_show, CsrfOnly, Page};
-use crate::api::id;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::Principal;
 use crate::csrf_field;
 use crate::error::{AppError, AppResult};
+use crate::http::id;
 use crate::records::files;
 use crate::records::model::{FileInfo, RecordId};
 use crate::requests::{self, exports, loans, Filter, Kind, RequestView};
@@ -575,8 +575,8 @@ async fn export_download(
     app: &State<App>,
     who: Principal,
     rid: &str,
-) -> AppResult<crate::api::requests::ZipDownload> {
-    Ok(crate::api::requests::ZipDownload(
+) -> AppResult<crate::http::ZipDownload> {
+    Ok(crate::http::ZipDownload(
         exports::download(app, &who, id(rid)?).await?,
     ))
 }

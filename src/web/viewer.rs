@@ -84,7 +84,7 @@ async fn view_page(
     file: FileId,
     zoom: Option<u32>,
 ) -> AppResult<Guarded<RawHtml<String>>> {
-    let opened = viewer::open(app, &who, crate::api::id(grant)?, file).await?;
+    let opened = viewer::open(app, &who, crate::http::id(grant)?, file).await?;
     let zoom = crate::viewer::render::zoom(zoom);
     let (pages, problem) = match &opened.pages {
         Ok(n) => ((1..=*n).collect::<Vec<u32>>(), None),
@@ -113,7 +113,7 @@ async fn page_image(
     page: u32,
     zoom: Option<u32>,
 ) -> AppResult<Guarded<Png>> {
-    let png = viewer::page(app, &who, crate::api::id(grant)?, file, page, zoom).await?;
+    let png = viewer::page(app, &who, crate::http::id(grant)?, file, page, zoom).await?;
     Ok(Guarded {
         inner: Png(png),
         csp: IMAGE_CSP,

@@ -7,6 +7,7 @@ mod auth;
 mod common;
 mod embedded_pg;
 mod exports;
+mod hardening;
 mod import;
 mod input;
 mod loans;

@@ -131,7 +131,9 @@ async fn expired_and_cancelled_requests_cannot_be_approved() {
     let (s, body) = w.approve(&w.sup1, &r["id"]).await;
     assert_eq!(s, Status::Conflict, "{body}");
     // The job records the expiry; the request reads as expired either way.
-    let (n, _) = strongroom::requests::expire_due(&strongroom::tx::Db::new(w.app.db.clone())).await.unwrap();
+    let (n, _) = strongroom::requests::expire_due(&strongroom::tx::Db::new(w.app.db.clone()))
+        .await
+        .unwrap();
     assert_eq!(n, 1);
     let (_, got) = w
         .app
