@@ -5,6 +5,7 @@ mod archive;
 mod audit_trail;
 mod auth;
 mod common;
+mod db_roles;
 mod embedded_pg;
 mod exports;
 mod import;
