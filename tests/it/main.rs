@@ -10,6 +10,7 @@ mod embedded_pg;
 mod exports;
 mod import;
 mod loans;
+mod outage;
 mod pages;
 #[path = "../fixtures/pdf.rs"]
 mod pdf_fixture;
