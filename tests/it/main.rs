@@ -2,6 +2,7 @@
 //! cloned from a migrated template on the run's private PostgreSQL cluster.
 
 mod archive;
+mod audit_page;
 mod audit_trail;
 mod auth;
 mod common;
