@@ -392,7 +392,7 @@ pub async fn grant_runtime(owner: &mut PgConnection, runtime: &str) -> anyhow::R
     if owns_schema {
         sqlx::query(&format!(
             "GRANT USAGE ON SCHEMA {} TO {who}",
-            quote_ident(&current_schema(&mut *tx).await?)
+            quote_ident(&current_schema(&mut tx).await?)
         ))
         .execute(&mut *tx)
         .await?;
