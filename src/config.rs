@@ -53,6 +53,11 @@ pub struct Config {
     /// `postgres://…`; unset means the embedded private cluster under `data_dir/pg`.
     #[serde(default, skip_serializing)]
     pub database_url: Option<SecretString>,
+    /// `postgres://…` of the role that owns the tables and runs migrations, when
+    /// `database_url` names the runtime role the server connects as. Unset: migrations run
+    /// as `database_url` (or as the runtime role's owner `migrate` set up).
+    #[serde(default, skip_serializing)]
+    pub database_owner_url: Option<SecretString>,
     /// `file:///path` or `s3://bucket/prefix`; unset means `data_dir/objects`.
     #[serde(default)]
     pub object_store: Option<String>,
@@ -103,6 +108,7 @@ impl Default for Config {
             address: IpAddr::from([127, 0, 0, 1]),
             port: 8000,
             database_url: None,
+            database_owner_url: None,
             object_store: None,
             master_key_file: None,
             policies: PathBuf::from("policies"),
@@ -133,6 +139,10 @@ impl fmt::Debug for Config {
             .field(
                 "database_url",
                 &self.database_url.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "database_owner_url",
+                &self.database_owner_url.as_ref().map(|_| "[redacted]"),
             )
             .field("object_store", &self.object_store)
             .field("master_key_file", &self.master_key_file)
@@ -173,10 +183,23 @@ pub enum ConfigError {
 impl Config {
     /// Loads the configuration from the process environment and the given flags.
     pub fn load(flags: &Overrides) -> Result<Config, ConfigError> {
-        Self::load_from(flags, Env::var("DATABASE_URL"))
+        Self::load_with(
+            flags,
+            Env::var("DATABASE_URL"),
+            Env::var("DATABASE_OWNER_URL"),
+        )
     }
 
+    #[cfg(test)]
     fn load_from(flags: &Overrides, database_url: Option<String>) -> Result<Config, ConfigError> {
+        Self::load_with(flags, database_url, None)
+    }
+
+    fn load_with(
+        flags: &Overrides,
+        database_url: Option<String>,
+        database_owner_url: Option<String>,
+    ) -> Result<Config, ConfigError> {
         // The data dir decides where strongroom.toml lives, so resolve it first.
         let data_dir: PathBuf = flags
             .data_dir
@@ -188,6 +211,9 @@ impl Config {
             .merge(Env::prefixed("STRONGROOM_").only(ENV_KEYS));
         if let Some(url) = database_url.filter(|u| !u.trim().is_empty()) {
             figment = figment.merge(("database_url", url));
+        }
+        if let Some(url) = database_owner_url.filter(|u| !u.trim().is_empty()) {
+            figment = figment.merge(("database_owner_url", url));
         }
         let figment = figment.merge(Serialized::defaults(flags));
         let config: Config = figment.extract().map_err(Box::new)?;
@@ -230,14 +256,25 @@ impl Config {
                 reason: "must not exceed session_absolute_hours".into(),
             });
         }
-        if let Some(url) = &self.database_url {
-            let url = url.expose_secret();
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(ConfigError::Invalid {
-                    setting: "database_url",
-                    reason: "must start with postgres:// or postgresql://".into(),
-                });
+        for (setting, url) in [
+            ("database_url", &self.database_url),
+            ("database_owner_url", &self.database_owner_url),
+        ] {
+            if let Some(url) = url {
+                let url = url.expose_secret();
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(ConfigError::Invalid {
+                        setting,
+                        reason: "must start with postgres:// or postgresql://".into(),
+                    });
+                }
             }
+        }
+        if self.database_owner_url.is_some() && self.database_url.is_none() {
+            return Err(ConfigError::Invalid {
+                setting: "database_owner_url",
+                reason: "needs `database_url` (the runtime role the server connects as)".into(),
+            });
         }
         if let Some(store) = &self.object_store {
             if !(store.starts_with("file://") || store.starts_with("s3://")) {
@@ -355,8 +392,11 @@ mod tests {
     fn debug_hides_the_database_url() {
         let c = Config {
             database_url: Some(SecretString::from("postgres://u:hunter2@db/x")),
+            database_owner_url: Some(SecretString::from("postgres://o:swordfish@db/x")),
             ..Default::default()
         };
-        assert!(!format!("{c:?}").contains("hunter2"));
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("swordfish"), "{debug}");
     }
 }

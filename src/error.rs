@@ -77,7 +77,20 @@ impl AppError {
             AppError::Database(e) => match e {
                 sqlx::Error::RowNotFound => Status::NotFound,
                 sqlx::Error::Database(d) if d.is_unique_violation() => Status::Conflict,
-                sqlx::Error::PoolTimedOut => Status::ServiceUnavailable,
+                // The database cannot be reached (down, restarting, connections refused or
+                // cut): the service is unavailable, not broken.
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_) => Status::ServiceUnavailable,
+                sqlx::Error::Database(d)
+                    if d.code().is_some_and(|c| {
+                        // admin_shutdown, crash_shutdown, cannot_connect_now
+                        matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+                    }) =>
+                {
+                    Status::ServiceUnavailable
+                }
                 _ => Status::InternalServerError,
             },
         }

@@ -2,6 +2,10 @@
 //! can only be built here, from a live session. `Principal` additionally requires that the
 //! person is not still holding a one-time password, and `Require<R>` that they hold role R;
 //! routes state what they need in their signature, so a check cannot be forgotten.
+//!
+//! Failures answer truthfully: no or an unknown/expired session is 401, but a session that
+//! could not be checked because the database failed is 503 (`unavailable`), so a signed-in
+//! person is not sent to the sign-in page during an outage.
 
 use std::marker::PhantomData;
 use std::ops::Deref;
@@ -75,45 +79,67 @@ pub(crate) fn failure_code(req: &Request<'_>) -> Option<&'static str> {
     slot.lock().ok().and_then(|s| *s)
 }
 
+/// Why no `Authenticated` could be made for a request.
+#[derive(Clone, Copy)]
+enum NoSession {
+    /// No token, or one that names no live session: 401.
+    Absent,
+    /// The session could not be checked (database unreachable or failing): 503.
+    Unchecked,
+}
+
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for Authenticated {
     type Error = AppError;
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         // Cached so that several guards on one request look the session up once.
-        let cached: &Option<Authenticated> = req
+        let cached: &Result<Authenticated, NoSession> = req
             .local_cache_async(async {
-                let app = req.rocket().state::<App>()?;
+                let Some(app) = req.rocket().state::<App>() else {
+                    return Err(NoSession::Unchecked);
+                };
                 let from_header = bearer(req);
                 let via_cookie = from_header.is_none();
-                let token = from_header.or_else(|| {
-                    req.cookies()
-                        .get(SESSION_COOKIE)
-                        .map(|c| c.value().to_string())
-                })?;
+                let token = from_header
+                    .or_else(|| {
+                        req.cookies()
+                            .get(SESSION_COOKIE)
+                            .map(|c| c.value().to_string())
+                    })
+                    .ok_or(NoSession::Absent)?;
                 if token.is_empty() || token.len() > 128 {
-                    return None;
+                    return Err(NoSession::Absent);
                 }
                 let token = SecretString::from(token);
                 match session::lookup(app.db.pool(), &token, app.config.session_idle()).await {
-                    Ok(Some(s)) => Some(Authenticated {
+                    Ok(Some(s)) => Ok(Authenticated {
                         user: s.user,
                         session_id: s.id,
                         csrf_token: s.csrf_token,
                         meta: telemetry::meta(req),
                         via_cookie,
                     }),
-                    Ok(None) => None,
+                    Ok(None) => Err(NoSession::Absent),
                     Err(e) => {
-                        tracing::error!(error = %e, "session lookup failed");
-                        None
+                        tracing::error!(
+                            request_id = %telemetry::request_id(req),
+                            error = %e,
+                            "session lookup failed; answering 503"
+                        );
+                        Err(NoSession::Unchecked)
                     }
                 }
             })
             .await;
         match cached {
-            Some(a) => Outcome::Success(a.clone()),
-            None => Outcome::Error(remember_failure(req, AppError::Unauthenticated)),
+            Ok(a) => Outcome::Success(a.clone()),
+            Err(NoSession::Absent) => {
+                Outcome::Error(remember_failure(req, AppError::Unauthenticated))
+            }
+            Err(NoSession::Unchecked) => {
+                Outcome::Error(remember_failure(req, AppError::Unavailable))
+            }
         }
     }
 }

@@ -149,11 +149,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve { .. } => serve(config).await.map(|_| 0),
         Command::Migrate => {
+            let split = crate::db::prepare_runtime_role(&config).await?;
             let db = Database::open(&config, 2).await?;
             let r = db.migrate().await;
             db.close().await?;
             r?;
             println!("migrations applied");
+            match split {
+                crate::db::Split::Configured => {}
+                crate::db::Split::Ready {
+                    role,
+                    password_file,
+                } => println!(
+                    "the server connects as the runtime role {role} (password in {}); \
+                     it may not alter the audit trail",
+                    password_file.display()
+                ),
+                crate::db::Split::NotPossible { role } => eprintln!(
+                    "warning: the role {role} may not create roles, so the server will connect \
+                     as {role}, which owns the tables and could rewrite the audit trail. Create \
+                     a runtime role by hand and set DATABASE_OWNER_URL (see README, Database roles)."
+                ),
+            }
             Ok(0)
         }
         Command::User(cmd) => with_db(&config, |pool| user_command(pool, cmd)).await,
@@ -363,6 +380,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 async fn serve_on(config: &Config, db: &Database, vault: crate::Vault) -> anyhow::Result<()> {
     db.migrate().await?;
+    db.warn_if_privileged().await?;
     let url = format!("http://{}:{}", config.address, config.port);
     if let Some(password) = users::bootstrap_admin(
         &db.pool,

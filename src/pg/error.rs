@@ -163,6 +163,16 @@ pub enum PgError {
         #[source]
         source: sqlx::Error,
     },
+
+    #[error(
+        "could not set up the vault's roles on the embedded PostgreSQL (socket directory \
+         {socket_dir}): {source}"
+    )]
+    Roles {
+        socket_dir: PathBuf,
+        #[source]
+        source: super::roles::RoleError,
+    },
 }
 
 impl PgError {

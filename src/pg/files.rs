@@ -26,6 +26,8 @@ pub(crate) struct Paths {
     pub staging_dir: PathBuf,
     pub socket_dir: PathBuf,
     pub password_file: PathBuf,
+    pub owner_password_file: PathBuf,
+    pub runtime_password_file: PathBuf,
     pub start_lock: PathBuf,
     pub owner_lock: PathBuf,
     pub log_file: PathBuf,
@@ -39,6 +41,8 @@ impl Paths {
             staging_dir: data_dir.join("pg.initdb-incomplete"),
             socket_dir: data_dir.join("pg-socket"),
             password_file: data_dir.join("pg-superuser.password"),
+            owner_password_file: data_dir.join("pg-owner.password"),
+            runtime_password_file: data_dir.join("pg-runtime.password"),
             start_lock: data_dir.join("pg.start.lock"),
             owner_lock: data_dir.join("pg.owner.lock"),
             log_file: cluster_dir.join("server.log"),
@@ -202,7 +206,7 @@ pub(crate) fn read_password_file(path: &Path, cluster_dir: &Path) -> Result<Secr
         .metadata()
         .map_err(|e| PgError::io("inspect password file", path, e))?;
     if meta.mode() & 0o077 != 0 {
-        tracing::warn!(path = %path.display(), "superuser password file was readable by others; restricting it to 0600");
+        tracing::warn!(path = %path.display(), "password file was readable by others; restricting it to 0600");
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| PgError::io("restrict permissions of", path, e))?;
     }

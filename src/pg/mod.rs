@@ -18,11 +18,18 @@
 //!   without owning it, and a server whose owner died (e.g. `kill -9`) is adopted.
 //! * A server that crashed is restarted, retrying while its dying children still hold
 //!   its shared memory.
+//! * The vault's database belongs to an owner role (`strongroom_owner`) that runs the
+//!   migrations; the server connects as a runtime role (`strongroom_runtime`) that owns
+//!   nothing. Neither is a superuser. Their random passwords are kept like the superuser's,
+//!   in `DATA_DIR/pg-owner.password` and `DATA_DIR/pg-runtime.password` (0600), and are
+//!   (re)applied on every start. A database made before the split is handed over to the
+//!   owner role on start.
 
 mod account;
 mod bins;
 mod error;
 mod files;
+pub mod roles;
 mod server;
 
 use std::fs::File;
@@ -41,6 +48,11 @@ use server::{PidFile, PORT, SUPERUSER};
 
 pub use bins::{find_bin_dir, find_bin_dir_in, DEFAULT_ROOTS};
 pub use error::{PgError, BIN_DIR_ENV};
+pub use roles::{OWNER_ROLE, RUNTIME_ROLE};
+
+/// Password files for roles kept outside the embedded cluster (a `DATABASE_URL` vault's
+/// runtime role): 0600, written atomically, never logged.
+pub(crate) use files::{generate_password, read_password_file, write_password_file};
 
 /// The application database created inside the cluster.
 pub const DATABASE: &str = "strongroom";
@@ -49,6 +61,17 @@ pub const DATABASE: &str = "strongroom";
 /// before we report it instead of waiting on.
 const ACCEPT_WAIT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which role a connection to the embedded cluster signs in as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgRole {
+    /// The cluster's bootstrap superuser: setting up roles and databases only.
+    Superuser,
+    /// Owns the vault's tables; runs migrations and grants.
+    Owner,
+    /// What the server and the commands connect as.
+    Runtime,
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
@@ -68,6 +91,8 @@ pub struct EmbeddedPg {
     bin_dir: PathBuf,
     account: Account,
     password: SecretString,
+    owner_password: SecretString,
+    runtime_password: SecretString,
     owner_lock: Option<Flock<File>>,
 }
 
@@ -118,6 +143,8 @@ impl EmbeddedPg {
             create_cluster(&paths, &account, &bin_dir, no_sync).await?;
         }
         let password = files::read_password_file(&paths.password_file, &paths.cluster_dir)?;
+        let owner_password = role_password(&paths.owner_password_file, &paths.cluster_dir)?;
+        let runtime_password = role_password(&paths.runtime_password_file, &paths.cluster_dir)?;
         server::check_version(&paths, &account, &bin_dir).await?;
 
         let mut pg = EmbeddedPg {
@@ -125,6 +152,8 @@ impl EmbeddedPg {
             bin_dir,
             account,
             password,
+            owner_password,
+            runtime_password,
             owner_lock: None,
         };
 
@@ -165,12 +194,23 @@ impl EmbeddedPg {
     /// Connection options for `database` over the private socket as the superuser.
     /// They contain the password: do not log them (`Debug` would print it).
     pub fn connect_options(&self, database: &str) -> PgConnectOptions {
+        self.connect_options_as(PgRole::Superuser, database)
+    }
+
+    /// Connection options for `database` over the private socket as `role`.
+    /// They contain the password: do not log them (`Debug` would print it).
+    pub fn connect_options_as(&self, role: PgRole, database: &str) -> PgConnectOptions {
+        let (user, password) = match role {
+            PgRole::Superuser => (SUPERUSER, &self.password),
+            PgRole::Owner => (OWNER_ROLE, &self.owner_password),
+            PgRole::Runtime => (RUNTIME_ROLE, &self.runtime_password),
+        };
         PgConnectOptions::new_without_pgpass()
             .host(&self.paths.socket_dir.to_string_lossy())
             .socket(&self.paths.socket_dir)
             .port(PORT)
-            .username(SUPERUSER)
-            .password(self.password.expose_secret())
+            .username(user)
+            .password(password.expose_secret())
             .database(database)
             .ssl_mode(PgSslMode::Disable)
     }
@@ -306,6 +346,9 @@ exit 0
         }
     }
 
+    /// Creates (or repairs) the owner and runtime roles with the passwords from their files,
+    /// the `strongroom` database owned by the owner role, and hands over whatever an older
+    /// release left owned by the superuser.
     async fn ensure_database(&self) -> Result<(), PgError> {
         let sql_err = |action| {
             let socket_dir = self.paths.socket_dir.clone();
@@ -315,10 +358,20 @@ exit 0
                 source,
             }
         };
+        let role_err = |e: roles::RoleError| PgError::Roles {
+            socket_dir: self.paths.socket_dir.clone(),
+            source: e,
+        };
         let mut conn = self
             .connect("postgres")
             .await
             .map_err(sql_err("connect to the maintenance database"))?;
+        roles::ensure_login_role(&mut conn, OWNER_ROLE, &self.owner_password)
+            .await
+            .map_err(role_err)?;
+        roles::ensure_login_role(&mut conn, RUNTIME_ROLE, &self.runtime_password)
+            .await
+            .map_err(role_err)?;
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
                 .bind(DATABASE)
@@ -326,8 +379,9 @@ exit 0
                 .await
                 .map_err(sql_err("look up the strongroom database"))?;
         if !exists {
-            // DATABASE is a constant identifier; CREATE DATABASE takes no bind parameters.
-            let created = sqlx::query(&format!("CREATE DATABASE {DATABASE}"))
+            // DATABASE and OWNER_ROLE are constant identifiers; CREATE DATABASE takes no
+            // bind parameters.
+            let created = sqlx::query(&format!("CREATE DATABASE {DATABASE} OWNER {OWNER_ROLE}"))
                 .execute(&mut conn)
                 .await;
             match created {
@@ -337,7 +391,30 @@ exit 0
             }
         }
         let _ = conn.close().await;
+
+        let mut conn = self
+            .connect(DATABASE)
+            .await
+            .map_err(sql_err("connect to the strongroom database"))?;
+        roles::hand_over_to_owner(&mut conn, OWNER_ROLE)
+            .await
+            .map_err(role_err)?;
+        let _ = conn.close().await;
         Ok(())
+    }
+}
+
+/// The password of a role of the cluster: read from its file, or made and saved on first use
+/// (also for clusters created before the role existed).
+fn role_password(path: &Path, cluster_dir: &Path) -> Result<SecretString, PgError> {
+    match files::read_password_file(path, cluster_dir) {
+        Ok(p) => Ok(p),
+        Err(PgError::PasswordFileMissing { .. }) => {
+            let password = files::generate_password();
+            files::write_password_file(path, &password)?;
+            Ok(password)
+        }
+        Err(e) => Err(e),
     }
 }
 

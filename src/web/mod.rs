@@ -21,6 +21,8 @@ use crate::App;
 
 mod archive;
 mod requests;
+#[cfg(test)]
+mod template_tests;
 pub mod viewer;
 
 pub struct Templates {

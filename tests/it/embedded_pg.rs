@@ -15,7 +15,7 @@ fn is_root() -> bool {
 
 /// A short directory under /tmp (socket paths are limited to 107 bytes). When tests run
 /// as root it is made traversable so the `postgres` account can reach the vault inside.
-fn short_tempdir() -> tempfile::TempDir {
+pub(crate) fn short_tempdir() -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
         .prefix("srpg")
         .tempdir_in("/tmp")
@@ -26,7 +26,7 @@ fn short_tempdir() -> tempfile::TempDir {
 
 /// Only settings that are safe against a process crash: the kill -9 test expects
 /// committed rows to survive (synchronous_commit=off would lose them).
-fn fast_opts() -> StartOptions {
+pub(crate) fn fast_opts() -> StartOptions {
     StartOptions {
         bin_dir: None,
         settings: vec![
@@ -49,7 +49,7 @@ fn postmaster_pid(pg: &EmbeddedPg) -> i32 {
 
 /// Stops the cluster and removes the test directory when the test ends or panics (by
 /// closing the watchdog's pipe), or when the test process dies (the pipe closes itself).
-struct Watchdog(std::process::Child);
+pub(crate) struct Watchdog(pub(crate) std::process::Child);
 
 impl Drop for Watchdog {
     fn drop(&mut self) {

@@ -2,15 +2,18 @@
 //! cloned from a migrated template on the run's private PostgreSQL cluster.
 
 mod archive;
+mod audit_page;
 mod audit_trail;
 mod auth;
 mod common;
+mod db_roles;
 mod embedded_pg;
 mod exports;
 mod hardening;
 mod import;
 mod input;
 mod loans;
+mod outage;
 mod pages;
 #[path = "../fixtures/pdf.rs"]
 mod pdf_fixture;

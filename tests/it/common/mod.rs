@@ -2,6 +2,11 @@
 //! embedded module the server uses, stopped and deleted when the test process exits), a
 //! template database migrated once, and a fresh database cloned from it for each test.
 //! Tests drive the real Rocket instance through its local asynchronous client.
+//!
+//! Privileges are the server's own: the template is migrated by the owner role (with the
+//! same `db::grant_runtime` the server runs), and every test database and `TestApp::db`
+//! connect as the runtime role. A test that must act as a superuser (to tamper with the
+//! audit trail, say) asks for `TestApp::superuser_pool` explicitly.
 
 #![allow(dead_code)]
 
@@ -19,7 +24,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 use strongroom::audit::Actor;
 use strongroom::config::Config;
-use strongroom::pg::{EmbeddedPg, StartOptions};
+use strongroom::pg::{EmbeddedPg, PgRole, StartOptions, OWNER_ROLE, RUNTIME_ROLE};
 use strongroom::users::{self, NewUser, Role, User};
 use tokio::sync::OnceCell;
 
@@ -57,30 +62,43 @@ pub async fn cluster() -> &'static Cluster {
                 .stop_on_process_exit(Some(&dir))
                 .expect("cluster watchdog");
             *WATCHDOG.lock().unwrap() = Some(child);
+            // The cluster's roles are the embedded default's: strongroom_owner owns the
+            // template (and so every clone), strongroom_runtime is what the tests connect as.
             let template = "strongroom_template".to_string();
             let mut admin = sqlx::PgConnection::connect_with(&pg.connect_options("postgres"))
                 .await
                 .expect("connect as superuser");
-            sqlx::query(&format!("CREATE DATABASE {template}"))
+            sqlx::query(&format!("CREATE DATABASE {template} OWNER {OWNER_ROLE}"))
                 .execute(&mut admin)
                 .await
                 .expect("create template");
-            let pool = PgPoolOptions::new()
-                .max_connections(2)
-                .connect_with(pg.connect_options(&template))
+            let _ = admin.close().await;
+            let mut admin = sqlx::PgConnection::connect_with(&pg.connect_options(&template))
                 .await
-                .expect("connect template");
+                .expect("connect to the template as superuser");
+            strongroom::pg::roles::hand_over_to_owner(&mut admin, OWNER_ROLE)
+                .await
+                .expect("hand the template to the owner role");
+            let _ = admin.close().await;
+            let mut owner =
+                sqlx::PgConnection::connect_with(&pg.connect_options_as(PgRole::Owner, &template))
+                    .await
+                    .expect("connect template as owner");
             strongroom::db::MIGRATOR
-                .run(&pool)
+                .run(&mut owner)
                 .await
                 .expect("migrate template");
-            pool.close().await;
+            strongroom::db::grant_runtime(&mut owner, RUNTIME_ROLE)
+                .await
+                .expect("grant the runtime role");
+            let _ = owner.close().await;
             Cluster { pg, dir, template }
         })
         .await
 }
 
-/// A fresh database cloned from the migrated template.
+/// A fresh database cloned from the migrated template, and how to reach it as the
+/// runtime role.
 pub async fn fresh_database() -> (String, PgConnectOptions) {
     let c = cluster().await;
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
@@ -89,20 +107,29 @@ pub async fn fresh_database() -> (String, PgConnectOptions) {
         let mut admin = sqlx::PgConnection::connect_with(&c.pg.connect_options("postgres"))
             .await
             .expect("connect as superuser");
-        sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {}", c.template))
-            .execute(&mut admin)
-            .await
-            .expect("clone template");
+        sqlx::query(&format!(
+            "CREATE DATABASE {name} OWNER {OWNER_ROLE} TEMPLATE {}",
+            c.template
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("clone template");
         let _ = admin.close().await;
     }
-    let opts = c.pg.connect_options(&name);
+    let opts = c.pg.connect_options_as(PgRole::Runtime, &name);
     (name, opts)
 }
 
-/// A `postgres://` URL for a test database, for driving the binary with DATABASE_URL.
+/// A `postgres://` URL for a test database as the superuser, for driving the binary with
+/// DATABASE_URL.
 pub fn database_url(c: &Cluster, db: &str) -> String {
-    let password = std::fs::read_to_string(c.dir.join("pg-superuser.password"))
-        .expect("superuser password file");
+    role_database_url(c, "strongroom", "pg-superuser.password", db)
+}
+
+/// A `postgres://` URL for a test database as `role`, whose password is in `password_file`
+/// of the cluster's data dir.
+pub fn role_database_url(c: &Cluster, role: &str, password_file: &str, db: &str) -> String {
+    let password = std::fs::read_to_string(c.dir.join(password_file)).expect("role password file");
     let host: String =
         c.pg.socket_dir()
             .to_string_lossy()
@@ -112,7 +139,7 @@ pub fn database_url(c: &Cluster, db: &str) -> String {
                 b => (b as char).to_string(),
             })
             .collect();
-    format!("postgres://strongroom:{}@{}/{}", password.trim(), host, db)
+    format!("postgres://{role}:{}@{}/{}", password.trim(), host, db)
 }
 
 // ---- log capture -------------------------------------------------------------------------
@@ -193,6 +220,16 @@ impl TestApp {
             config,
             dir,
         }
+    }
+
+    /// A pool on this test's database as the cluster's superuser, for tests that must do
+    /// what the server cannot (rewrite audit events to prove that verification notices).
+    pub async fn superuser_pool(&self) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(cluster().await.pg.connect_options(&self.db_name))
+            .await
+            .expect("connect as superuser")
     }
 
     pub fn app(&self) -> &strongroom::App {

@@ -1,0 +1,467 @@
+//! Every template rendered with realistic data in the environment the server builds
+//! (`Templates::new`, with this build's minijinja features), so that a filter, test or
+//! function the build lacks fails here rather than as a 500 in production: `/audit` once
+//! broke on `tojson` because no test rendered it with an event.
+
+use minijinja::{ErrorKind, Value};
+use serde_json::json;
+
+use super::{Templates, TEMPLATES};
+
+fn render(t: &Templates, name: &str, ctx: serde_json::Value) -> String {
+    match t.render(name, Value::from_serialize(&ctx)) {
+        Ok(html) => html.0,
+        Err(e) => panic!("{name}: {e:?}"),
+    }
+}
+
+fn me() -> serde_json::Value {
+    json!({
+        "username": "li.wei", "display_name": "Li Wei", "department": "Retail",
+        "roles": ["admin", "auditor", "archivist", "supervisor", "employee"],
+        "must_change_password": false,
+    })
+}
+
+const T: &str = "2026-11-29T10:15:00Z";
+const ID: &str = "6b1f1c1e-2f57-4a43-9d0b-1d3c8a9e2b10";
+const ID2: &str = "0d6f6c37-8c5e-4a1e-8f0e-6f3b3f8d9a21";
+
+fn category() -> serde_json::Value {
+    json!({
+        "id": ID, "path": "Customers / Contracts", "code": "CONTR", "name": "Contracts",
+        "sensitivity": "confidential", "department": "Retail", "retention_years": 10,
+        "schema_version": 2,
+        "fields": [
+            {"name": "customer", "label": "Customer", "type": "text", "required": true, "sensitive": false},
+            {"name": "phone", "label": "Phone", "type": "phone", "required": false, "sensitive": true},
+            {"name": "signed", "label": "Signed", "type": "date", "required": false, "sensitive": false},
+            {"name": "mail", "label": "E-mail", "type": "email", "required": false, "sensitive": false},
+            {"name": "tier", "label": "Tier", "type": "choice", "required": true, "sensitive": false,
+             "choices": ["gold", "silver"]},
+        ],
+    })
+}
+
+fn request() -> serde_json::Value {
+    json!({
+        "id": ID, "record_id": ID2, "reference": "CONTR-2026-000123", "title": "Lease",
+        "requester": "Li Wei", "created_at": T, "expires_at": T, "kind": "view",
+        "duration_hours": 24, "purpose": "customer complaint 42", "approvals": 1,
+        "required_approvals": 2, "approver_role": "supervisor", "same_department": true,
+        "department": "Retail", "state": "pending", "active": true,
+        "decisions": [
+            {"approver": "Ma Lin", "decision": "approve", "comment": "ok", "decided_at": T},
+            {"approver": "Zhou Yu", "decision": "reject", "comment": "", "decided_at": T},
+        ],
+        "grant": {"id": ID, "state": "active", "valid_until": T},
+        "files": [{"id": ID2, "original_name": "lease.pdf"}],
+    })
+}
+
+/// Audit events as `api::read_audit` serializes them, of many kinds.
+pub(super) fn audit_events() -> serde_json::Value {
+    let kinds = [
+        ("auth.login", "success", json!({"method": "password"})),
+        (
+            "auth.login",
+            "failure",
+            json!({"reason": "invalid_credentials"}),
+        ),
+        (
+            "record.create",
+            "success",
+            json!({"reference": "CONTR-2026-000123"}),
+        ),
+        (
+            "record.search",
+            "success",
+            json!({"q": "lease", "hits": 3, "page": 1}),
+        ),
+        (
+            "request.create",
+            "success",
+            json!({"kind": "view", "purpose": "complaint <42>"}),
+        ),
+        (
+            "request.approve",
+            "success",
+            json!({"comment": "ok & fine"}),
+        ),
+        ("request.reject", "success", json!({"comment": "no"})),
+        (
+            "grant.create",
+            "success",
+            json!({"kind": "view", "valid_until": T}),
+        ),
+        (
+            "file.view",
+            "success",
+            json!({"grant_id": ID, "pages": [1, 2]}),
+        ),
+        ("record.view", "denied", json!({})),
+    ];
+    let events: Vec<_> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, (action, outcome, detail))| {
+            json!({
+                "seq": i + 1, "id": ID, "occurred_at": T, "actor_id": ID2, "actor": "li.wei",
+                "action": action, "object_type": "record", "object_id": ID,
+                "outcome": outcome, "client_addr": "10.0.0.7", "request_id": "r-1",
+                "detail": detail,
+            })
+        })
+        .collect();
+    json!(events)
+}
+
+#[test]
+fn every_template_renders_with_realistic_data() {
+    let t = Templates::new().unwrap();
+    let common = |extra: serde_json::Value| {
+        let mut ctx = json!({"me": me(), "csrf": "csrf-token"});
+        if let (Some(c), Some(e)) = (ctx.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        ctx
+    };
+    let mut rendered = Vec::new();
+    let mut page = |name: &'static str, ctx: serde_json::Value| {
+        let html = render(&t, name, ctx);
+        rendered.push(name);
+        html
+    };
+
+    page("base.html", common(json!({})));
+    page(
+        "login.html",
+        json!({"csrf": "c", "error": "invalid username or password", "username": "li"}),
+    );
+    page("home.html", common(json!({})));
+    page(
+        "password.html",
+        common(
+            json!({"me": {"must_change_password": true, "roles": []}, "error": "too short", "min_length": 12}),
+        ),
+    );
+    page(
+        "users.html",
+        common(json!({
+            "error": "taken", "message": "created",
+            "users": [
+                {"id": ID, "username": "ma.lin", "display_name": "Ma Lin", "department": "Retail",
+                 "roles": ["supervisor", "employee"], "status": "active"},
+                {"id": ID2, "username": "old", "display_name": "Old", "department": "",
+                 "roles": ["employee"], "status": "disabled"},
+            ],
+            "all_roles": ["archivist", "employee", "supervisor", "auditor", "admin"],
+        })),
+    );
+    let html = page(
+        "audit.html",
+        common(
+            json!({"events": audit_events(), "q": {"actor": "li.wei", "action": null, "object": null}}),
+        ),
+    );
+    assert!(html.contains("request.approve"), "{html}");
+    assert!(!html.contains("complaint <42>"), "detail is escaped");
+    for status in ["404 Not Found", "503 Service Unavailable"] {
+        page(
+            "error.html",
+            json!({"status": status, "message": "service unavailable"}),
+        );
+    }
+    page(
+        "viewer.html",
+        common(json!({
+            "v": {"reference": "CONTR-2026-000123", "title": "Lease", "file_name": "lease.pdf",
+                  "version": 2, "grant_id": ID, "valid_until": T, "file_id": ID2,
+                  "others": [[ID2, "lease.pdf"], [ID, "annex.png"]]},
+            "zoom": 100, "zooms": [75, 100, 150], "pages": [1, 2, 3], "problem": "page 3 is too large",
+        })),
+    );
+    page(
+        "categories.html",
+        common(json!({
+            "categories": [category()], "can_manage": true, "error": "code taken",
+            "form": {"code": "X", "name": "Y", "parent_id": ID, "sensitivity": "secret",
+                     "department": "Retail", "retention_years": 7},
+        })),
+    );
+    page(
+        "category.html",
+        common(json!({
+            "category": category(), "can_manage": true, "error": "bad field",
+            "rows": category()["fields"], "types": ["text", "number", "date", "phone", "id_number", "email", "choice"],
+        })),
+    );
+    page(
+        "record_new.html",
+        common(json!({
+            "categories": [category()], "category": category(), "error": "customer: required",
+            "form": {"title": "Lease", "fields": {"customer": "ACME", "tier": "gold"},
+                     "storeroom": "A", "shelf": "3", "box": "12"},
+        })),
+    );
+    let record = json!({
+        "id": ID, "reference": "CONTR-2026-000123", "title": "Lease",
+        "category": {"path": "Customers / Contracts", "sensitivity": "confidential"},
+        "revision": 3, "created_at": T,
+        "fields": [
+            {"label": "Customer", "value": "ACME", "masked": false},
+            {"label": "Phone", "value": "138****5678", "masked": true},
+            {"label": "Signed", "value": null, "masked": false},
+        ],
+        "physical": {"storeroom": "A", "shelf": "3", "box": "12", "status": "in_store"},
+    });
+    page(
+        "record.html",
+        common(json!({
+            "record": record, "message": "saved", "error": "bad move", "can_edit": true,
+            "moves": [{"moved_at": T, "from_location": "A/3/12", "to_location": "B/1/1",
+                       "from_status": "in_store", "to_status": "in_store", "reason": "reshelving",
+                       "moved_by": "Li Wei"}],
+            "view_grant": {"id": ID, "valid_until": T},
+            "files": [{"id": ID2, "version": 1, "original_name": "lease.pdf",
+                       "media_type": "application/pdf", "size": 12345,
+                       "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                       "uploaded_at": T}],
+            "my_requests": [{"id": ID, "created_at": T, "kind": "view", "purpose": "complaint",
+                             "state": "approved", "grant": {"state": "active", "valid_until": T}}],
+            "ask_error": "purpose: required",
+            "kinds": [{"value": "lookup", "label": "Lookup"}, {"value": "view", "label": "View"}],
+            "asked": {"kind": "view", "purpose": "complaint", "duration_hours": 24},
+        })),
+    );
+    page(
+        "search.html",
+        common(json!({
+            "error": "bad date", "categories": [category()],
+            "q": {"q": "lease", "phone": "138", "id_number": null, "category": "CONTR",
+                  "from": "2026-01-01", "to": "2026-12-31", "storeroom": "A", "shelf": "3", "box": "12"},
+            "result": {"page": 2, "has_more": true, "hits": [{
+                "id": ID, "reference": "CONTR-2026-000123", "title": "Lease",
+                "category": {"path": "Customers / Contracts"},
+                "fields": [{"label": "Customer", "value": "ACME"}, {"label": "Phone", "value": null}],
+                "physical": {"storeroom": "A", "shelf": "3", "box": "12", "status": "in_store"}}]},
+            "prev_url": "/search?page=1", "next_url": "/search?page=3",
+        })),
+    );
+    let mut approved = request();
+    approved["state"] = json!("approved");
+    approved["kind"] = json!("export");
+    let mut borrow = request();
+    borrow["kind"] = json!("borrow");
+    page(
+        "requests.html",
+        common(json!({"notice": "sent", "error": "no", "requests": [request(), approved, borrow]})),
+    );
+    page(
+        "request.html",
+        common(
+            json!({"r": request(), "notice": "approved", "error": "no", "mine": true,
+                      "can_decide": true, "can_revoke": true}),
+        ),
+    );
+    page("request_macros.html", common(json!({})));
+    page(
+        "approvals.html",
+        common(
+            json!({"waiting": 2, "notice": "done", "error": "comment required", "error_id": ID,
+                      "requests": [request(), request()]}),
+        ),
+    );
+    page(
+        "grants.html",
+        common(
+            json!({"notice": "revoked", "error": "reason required", "error_for": ID,
+                      "grants": [{"id": ID, "record_id": ID2, "reference": "CONTR-2026-000123",
+                                  "title": "Lease", "grantee": "Li Wei", "kind": "view",
+                                  "purpose": "complaint", "valid_from": T, "valid_until": T}]}),
+        ),
+    );
+    page(
+        "export.html",
+        common(
+            json!({"request": {"reference": "CONTR-2026-000123", "title": "Lease"},
+                      "export": {"files": 2, "request_id": ID, "expires_at": T,
+                                 "password": "correct horse", "encrypted": true},
+                      "minutes": 30}),
+        ),
+    );
+    let loan = json!({"record_id": ID2, "reference": "CONTR-2026-000123", "title": "Lease",
+                      "borrower": "Li Wei", "approved_by": "Ma Lin", "out_at": T,
+                      "checked_out_by": "Zhou Yu", "due_date": "2026-12-01", "overdue": true,
+                      "request_id": ID, "returned_at": T, "condition": "good"});
+    page(
+        "loans.html",
+        common(json!({
+            "notice": "lent", "error": "due date too late", "today": "2026-11-29",
+            "ready": [{"record_id": ID2, "reference": "CONTR-2026-000123", "title": "Lease",
+                       "borrower": "Li Wei", "approved_by": "Ma Lin", "valid_until": T,
+                       "request_id": ID, "latest_due": "2026-12-06"}],
+            "form": {"request": ID, "due_date": "2026-12-01"},
+            "overdue": 1, "open": [loan.clone()], "returned": [loan],
+        })),
+    );
+
+    let missing: Vec<_> = TEMPLATES
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| !rendered.contains(name))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "templates without a render test: {missing:?}"
+    );
+}
+
+/// Whatever data a test gives, every filter, test and function named anywhere in a template
+/// (in branches the data may not reach too) must exist in this build's environment.
+#[test]
+fn every_filter_test_and_function_the_templates_name_exists() {
+    let t = Templates::new().unwrap();
+    let mut macros = Vec::new();
+    for (_, source) in TEMPLATES {
+        for part in source.split("{% macro ").skip(1) {
+            if let Some(name) = part.split('(').next() {
+                macros.push(name.trim().to_owned());
+            }
+        }
+    }
+    for (name, source) in TEMPLATES {
+        for expr in expressions(source) {
+            for (kind, ident) in callables(&expr) {
+                if kind == Kind::Function && macros.contains(&ident) {
+                    continue;
+                }
+                let probe = match kind {
+                    Kind::Filter => format!("{{{{ 'x' | {ident} }}}}"),
+                    Kind::Test => format!("{{{{ 'x' is {ident} }}}}"),
+                    Kind::Function => format!("{{{{ {ident}() }}}}"),
+                };
+                if let Err(e) = t.env.render_str(&probe, ()) {
+                    assert!(
+                        !matches!(
+                            e.kind(),
+                            ErrorKind::UnknownFilter
+                                | ErrorKind::UnknownTest
+                                | ErrorKind::UnknownFunction
+                        ),
+                        "{name}: `{expr}` uses {kind:?} `{ident}`, which this build lacks: {e}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Filter,
+    Test,
+    Function,
+}
+
+/// The insides of `{{ … }}` and `{% … %}`.
+fn expressions(source: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = source;
+    while let Some(start) = rest.find(['{']) {
+        let after = &rest[start + 1..];
+        let close = match after.chars().next() {
+            Some('{') => "}}",
+            Some('%') => "%}",
+            _ => {
+                rest = after;
+                continue;
+            }
+        };
+        match after[1..].find(close) {
+            Some(end) => {
+                out.push(after[1..1 + end].to_owned());
+                rest = &after[1 + end + 2..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// Filters (`| name`), tests (`is [not] name`) and calls (`name(`, not methods) in an
+/// expression, outside string literals.
+fn callables(expr: &str) -> Vec<(Kind, String)> {
+    let mut code = String::new();
+    let mut quote = None;
+    for c in expr.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                code.push_str(" '' ");
+            }
+            None => code.push(c),
+        }
+    }
+    let spaced = code
+        .replace('|', " | ")
+        .replace('(', " ( ")
+        .replace(')', " ) ")
+        .replace(',', " , ");
+    let words: Vec<&str> = spaced.split_whitespace().collect();
+    let ident = |w: &str| w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !w.is_empty();
+    let mut out = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        let next = words.get(i + 1).copied();
+        if *w == "|" {
+            if let Some(n) = next.filter(|n| ident(n)) {
+                out.push((Kind::Filter, n.to_owned()));
+            }
+        } else if *w == "is" {
+            let n = if next == Some("not") {
+                words.get(i + 2).copied()
+            } else {
+                next
+            };
+            if let Some(n) = n.filter(|n| ident(n)) {
+                out.push((Kind::Test, n.to_owned()));
+            }
+        } else if next == Some("(")
+            && ident(w)
+            && !w.contains('.')
+            && (i == 0 || !matches!(words[i - 1], "|" | "is" | "not" | "macro"))
+            && !matches!(*w, "in" | "and" | "or" | "not" | "if")
+        {
+            out.push((Kind::Function, (*w).to_owned()));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_scan_finds_what_templates_use() {
+    let found =
+        callables("e.detail | tojson }} {{ x is not startingwith('a') and range(3) | join(', ')");
+    assert!(
+        found.contains(&(Kind::Filter, "tojson".into())),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(Kind::Test, "startingwith".into())),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(Kind::Function, "range".into())),
+        "{found:?}"
+    );
+    assert!(found.contains(&(Kind::Filter, "join".into())), "{found:?}");
+    // An unknown filter is what the probe reports.
+    let t = Templates::new().unwrap();
+    let err = t
+        .env
+        .render_str("{{ 'x' | no_such_filter }}", ())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnknownFilter);
+}
