@@ -23,6 +23,8 @@
 
 mod engine;
 mod error;
+#[cfg(test)]
+mod matrix;
 
 use std::marker::PhantomData;
 
