@@ -979,7 +979,7 @@ mod tests {
         stream::iter(parts).boxed()
     }
 
-    use super::pdf_fixture::{assemble, document, Page};
+    use super::pdf_fixture::{assemble, claiming, document, Page};
 
     /// A PDF with one page per (width, height, text): a blue square in the top-left
     /// corner, and the text.
@@ -1430,6 +1430,150 @@ mod tests {
         assert_eq!(m, TOO_LARGE);
         let m = unreadable_msg(render_page(Renderable::Image, chunks(&png), 1, 100, MAX).await);
         assert_eq!(m, TOO_LARGE);
+    }
+
+    #[test]
+    fn page_counts_are_checked_against_the_size_and_the_cap() {
+        assert_eq!(checked_pages(3, 1000).expect("plausible"), 3);
+        assert_eq!(checked_pages(62, 1000).expect("plausible"), 62);
+        assert_eq!(unreadable_msg(checked_pages(63, 1000)), PDF_IMPLAUSIBLE);
+        assert_eq!(unreadable_msg(checked_pages(999_999, 461)), PDF_IMPLAUSIBLE);
+        assert_eq!(
+            unreadable_msg(checked_pages(u32::MAX, u64::MAX)),
+            format!(
+                "this PDF has {} pages, more than the 10000 the viewer can show",
+                u32::MAX
+            )
+        );
+        assert_eq!(
+            checked_pages(MAX_PAGES, MAX).expect("at the cap"),
+            MAX_PAGES
+        );
+        assert!(checked_pages(MAX_PAGES + 1, MAX).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_tiny_pdf_claiming_999999_pages_is_refused() {
+        let doc = claiming(999_999, 0);
+        assert!(doc.len() < 500);
+        let m = unreadable_msg(page_count(Renderable::Pdf, chunks(&doc), MAX).await);
+        assert_eq!(m, PDF_IMPLAUSIBLE);
+        for page in [1, 2, 999_999] {
+            let m =
+                unreadable_msg(render_page(Renderable::Pdf, chunks(&doc), page, 100, MAX).await);
+            assert_eq!(m, PDF_IMPLAUSIBLE, "page {page}");
+        }
+        // Big enough for its count, but past the cap.
+        let doc = claiming(u64::from(MAX_PAGES) + 1, 200_000);
+        let m = unreadable_msg(page_count(Renderable::Pdf, chunks(&doc), MAX).await);
+        assert!(m.contains("more than the 10000"), "{m}");
+    }
+
+    /// Poppler renders a page the page tree states but the file lacks as one blank pixel;
+    /// the viewer says it is not there instead.
+    #[tokio::test]
+    async fn stated_pages_the_file_lacks_are_out_of_range() {
+        let doc = claiming(10_000, 170_000);
+        assert_eq!(
+            page_count(Renderable::Pdf, chunks(&doc), MAX)
+                .await
+                .expect("counts"),
+            10_000
+        );
+        let png = render_page(Renderable::Pdf, chunks(&doc), 1, 100, MAX)
+            .await
+            .expect("page 1 is real");
+        assert_eq!(decode_png(&png).dimensions(), (816, 1056));
+        for page in [2, 5000, 10_000] {
+            assert!(
+                matches!(
+                    render_page(Renderable::Pdf, chunks(&doc), page, 100, MAX).await,
+                    Err(RenderError::PageOutOfRange { pages: 10_000, .. })
+                ),
+                "page {page}"
+            );
+        }
+    }
+
+    /// A page of 200 x 200 inches at 300 % would be a 57600 px square bitmap; it is
+    /// rendered into the bounded slice instead.
+    #[tokio::test]
+    async fn huge_pdf_pages_render_within_the_slice() {
+        let doc = pdf(&[(14_400, 14_400, "Poster")]);
+        let png = render_page(Renderable::Pdf, chunks(&doc), 1, 300, MAX)
+            .await
+            .expect("renders");
+        let (w, h) = decode_png(&png).dimensions();
+        assert!(w <= PDF_SLICE_PX && h <= PDF_SLICE_PX, "{w}x{h}");
+        assert!(u64::from(w) * u64::from(h) <= MAX_OUTPUT_PIXELS, "{w}x{h}");
+    }
+
+    /// A grey `side` x `side` PNG; the all-zero pixel buffer is never written, so it costs
+    /// no memory, and it compresses to a few hundred kilobytes.
+    fn uniform_png(side: u32) -> Vec<u8> {
+        use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+        use image::ImageEncoder;
+        let pixels = vec![0u8; side as usize * side as usize];
+        let mut out = Vec::new();
+        PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::NoFilter)
+            .write_image(&pixels, side, side, image::ExtendedColorType::L8)
+            .expect("encodes");
+        out
+    }
+
+    #[tokio::test]
+    async fn a_20000_square_png_is_refused_from_its_header() {
+        let png = uniform_png(20_000);
+        assert!(png.len() < 2_000_000, "{}", png.len());
+        let started = std::time::Instant::now();
+        let m = unreadable_msg(page_count(Renderable::Image, chunks(&png), MAX).await);
+        assert!(m.contains("too large to show: 20000 x 20000 pixels"), "{m}");
+        for zoom in [100, 300] {
+            let m =
+                unreadable_msg(render_page(Renderable::Image, chunks(&png), 1, zoom, MAX).await);
+            assert!(m.contains("20000 x 20000 pixels"), "{m}");
+        }
+        // Decoding 400 megapixels takes seconds; reading a header does not.
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// Zoom multiplies the base size, but never past the output budget.
+    #[tokio::test]
+    async fn zoomed_images_stay_within_the_output_budget() {
+        let input = encoded(&rgb_image(1600, 2263), ImageFormat::Png);
+        let png = render_page(Renderable::Image, chunks(&input), 1, 300, MAX)
+            .await
+            .expect("renders at 300%");
+        let (w, h) = decode_png(&png).dimensions();
+        assert!(u64::from(w) * u64::from(h) <= MAX_OUTPUT_PIXELS, "{w}x{h}");
+        assert!(w > 4000 && h > 5700, "{w}x{h}");
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_render_slot_is_bounded() {
+        static SMALL: Queue = Queue::new(1, 1, Duration::from_millis(200));
+        let held = SMALL.slot().await.expect("a free slot");
+        // One may wait, and gives up after the timeout.
+        let started = std::time::Instant::now();
+        let waiter = tokio::spawn(async { SMALL.slot().await.map(drop) });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The line is full: turned away at once.
+        assert!(matches!(SMALL.slot().await, Err(RenderError::Busy)));
+        assert!(started.elapsed() < Duration::from_millis(150));
+        assert!(matches!(
+            waiter.await.expect("joins"),
+            Err(RenderError::Busy)
+        ));
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        // Giving up left the line: the next waiter gets the slot once it is free.
+        let waiter = tokio::spawn(async { SMALL.slot().await.map(drop) });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(held);
+        assert!(waiter.await.expect("joins").is_ok());
     }
 
     /// `png` with a tEXt chunk (metadata) inserted after IHDR.
