@@ -7,7 +7,9 @@
 //!   in memory and writes nothing but the page to stdout). Images are decoded in memory.
 //! - **Bounded input, output, time, memory and concurrency.** Content larger than the
 //!   caller's `max_bytes` is refused as "too large to show"; at most [`MAX_OUTPUT_BYTES`] of
-//!   PNG are produced; a render that takes longer than 60 s is killed; at most
+//!   PNG are produced; each poppler process may map at most [`POPPLER_MAX_KIB`] of memory
+//!   (poppler's own allocations follow what the file states, e.g. its page count); a
+//!   render that takes longer than 60 s is killed; at most
 //!   [`MAX_CONCURRENT`] renders run at once, at most [`MAX_WAITING`] more wait for a slot, and
 //!   none waits longer than 10 s: the rest get [`RenderError::Busy`] at once.
 //! - **Page counts are checked, not trusted.** A PDF's page count (from its page tree, which
@@ -141,6 +143,14 @@ const RENDER_TIMEOUT: Duration = Duration::from_secs(60);
 /// well under a second, so a request still waiting after this is behind a backlog it should
 /// not join.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most virtual memory one poppler process may map, in KiB (1 GiB). A page bitmap is
+/// at most a [`PDF_SLICE_PX`] square (72 MB), and measured peaks are about 100 MB for such
+/// a page and about 40 bytes per page the page tree states for `pdfinfo` (a 350-byte PDF
+/// stating 30 million pages made `pdfinfo` take 1.2 GB); this leaves room for large
+/// embedded images and fonts while such a file fails instead of taking the server's memory.
+const POPPLER_MAX_KIB: u64 = 1024 * 1024;
+/// The exit status of a shell whose `exec` found no such program.
+const SHELL_NOT_FOUND: i32 = 127;
 /// How much of a renderer's stderr is kept (for choosing the user message); never returned.
 const MAX_STDERR_BYTES: usize = 4096;
 /// Bounds for image decoding: a side, and the decoder's allocations (the pixel buffer).
@@ -734,8 +744,17 @@ fn log_failure(f: &Finished) {
     );
 }
 
+/// Starts a renderer under an address-space limit of [`POPPLER_MAX_KIB`]: `sh` sets the
+/// (soft) limit and `exec`s the renderer in its place, so the child is the renderer itself
+/// (and `kill_on_drop` reaches it). The renderer and its arguments are positional
+/// parameters, never part of the script. Where a lower hard limit is already in force,
+/// that one bounds the renderer instead.
 fn spawn(job: &Job) -> Result<Child, RenderError> {
-    Command::new(job.program)
+    let script = format!(r#"ulimit -S -v {POPPLER_MAX_KIB} 2>/dev/null; exec "$0" "$@""#);
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(job.program)
         .args(&job.args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -743,13 +762,8 @@ fn spawn(job: &Job) -> Result<Child, RenderError> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                tracing::error!(program = job.program, "render: renderer not installed");
-                unreadable(NO_POPPLER)
-            } else {
-                tracing::error!(program = job.program, error = %e, "render: cannot start renderer");
-                unreadable(PDF_FAILED)
-            }
+            tracing::error!(program = job.program, error = %e, "render: cannot start renderer");
+            unreadable(PDF_FAILED)
         })
 }
 
@@ -851,6 +865,11 @@ async fn finish(
         tracing::warn!(program = job.program, error = %e, "render: cannot wait for renderer");
         unreadable(PDF_FAILED)
     })?;
+    if status.code() == Some(SHELL_NOT_FOUND) {
+        // `exec` found no such program (poppler does not exit with 127 itself).
+        tracing::error!(program = job.program, "render: renderer not installed");
+        return Err(unreadable(NO_POPPLER));
+    }
     Ok(Finished {
         program: job.program,
         success: status.success(),
@@ -1247,6 +1266,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn renderers_run_under_the_memory_limit() {
+        let job = Job {
+            program: "sh",
+            args: vec!["-c".into(), "ulimit -S -v".into()],
+            capture: Capture::Bytes,
+        };
+        let (done, _) = run_poppler(vec![job], chunks(b""), MAX)
+            .await
+            .expect("runs");
+        match &done[0].captured {
+            Captured::Bytes(out) => {
+                let limit: u64 = String::from_utf8_lossy(out)
+                    .trim()
+                    .parse()
+                    .expect("a number");
+                assert!(limit <= POPPLER_MAX_KIB, "{limit}");
+            }
+            _ => panic!("expected the output"),
+        }
+    }
+
+    #[tokio::test]
     async fn too_large_input_is_refused() {
         let doc = three_pages();
         let small = doc.len() as u64 - 1;
@@ -1467,6 +1508,15 @@ mod tests {
         let doc = claiming(u64::from(MAX_PAGES) + 1, 200_000);
         let m = unreadable_msg(page_count(Renderable::Pdf, chunks(&doc), MAX).await);
         assert!(m.contains("more than the 10000"), "{m}");
+    }
+
+    /// Poppler allocates for the page count a file states before anything can check it;
+    /// the memory limit makes such a file fail instead of taking gigabytes.
+    #[tokio::test]
+    async fn a_pdf_stating_30_million_pages_fails_within_the_memory_limit() {
+        let doc = claiming(30_000_000, 0);
+        let m = unreadable_msg(page_count(Renderable::Pdf, chunks(&doc), MAX).await);
+        assert_eq!(m, PDF_FAILED);
     }
 
     /// Poppler renders a page the page tree states but the file lacks as one blank pixel;
