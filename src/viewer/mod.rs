@@ -7,6 +7,11 @@
 //! (`file.view` with the grant's state as of now), so a page URL stops answering the moment
 //! the grant expires or is revoked. Opening a file and every page read are audited with
 //! the grant id, before anything is returned.
+//!
+//! Bounded whatever the file states: a viewer page lists at most [`PAGES_PER_VIEW`] page
+//! images with links to the neighbouring windows, so its size does not grow with the page
+//! count, and the count itself is checked against the file ([`render::checked_pages`]);
+//! a window or page past it is 404.
 
 use serde::Serialize;
 use serde_json::json;
@@ -27,6 +32,47 @@ use crate::App;
 /// The largest file the viewer renders (the renderers hold a document in memory).
 pub const MAX_VIEW_BYTES: u64 = 256 * 1024 * 1024;
 
+/// The most page images one viewer page shows; the others are a link away.
+pub const PAGES_PER_VIEW: u32 = 20;
+
+/// The pages one viewer page shows: `first..=last` of `total`, and where the neighbouring
+/// windows start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PageWindow {
+    pub total: u32,
+    pub first: u32,
+    pub last: u32,
+    pub previous: Option<u32>,
+    pub next: Option<u32>,
+    /// Where the last window starts.
+    pub final_window: u32,
+    /// `first..=last`, at most [`PAGES_PER_VIEW`] of them.
+    pub pages: Vec<u32>,
+}
+
+impl PageWindow {
+    /// The window of a `total`-page document that holds page `at` (1 if none is given),
+    /// or `None` when there is no such page.
+    pub fn containing(total: u32, at: Option<u32>) -> Option<PageWindow> {
+        let at = at.unwrap_or(1);
+        if at == 0 || at > total {
+            return None;
+        }
+        let start = |page: u32| (page - 1) / PAGES_PER_VIEW * PAGES_PER_VIEW + 1;
+        let first = start(at);
+        let last = total.min(first.saturating_add(PAGES_PER_VIEW - 1));
+        Some(PageWindow {
+            total,
+            first,
+            last,
+            previous: first.checked_sub(PAGES_PER_VIEW),
+            next: (last < total).then(|| last + 1),
+            final_window: start(total),
+            pages: (first..=last).collect(),
+        })
+    }
+}
+
 /// A file opened in the viewer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Opened {
@@ -39,6 +85,8 @@ pub struct Opened {
     pub version: i32,
     /// The number of pages, or why the file cannot be shown.
     pub pages: Result<u32, String>,
+    /// The pages this viewer page shows, when the file can be shown.
+    pub window: Option<PageWindow>,
     /// Other files of the record, to switch between them.
     pub others: Vec<(FileId, String)>,
 }
@@ -75,9 +123,16 @@ fn user_error(e: RenderError) -> AppError {
     }
 }
 
-/// Opens file `file` under view grant `grant_id`: counts its pages (or says why it cannot
-/// be shown) and audits the opening.
-pub async fn open(app: &App, who: &Principal, grant_id: Uuid, file: FileId) -> AppResult<Opened> {
+/// Opens file `file` under view grant `grant_id` at the window holding page `at` (the
+/// first if `None`): counts its pages (or says why it cannot be shown) and audits the
+/// opening. A page past the count is [`AppError::NotFound`].
+pub async fn open(
+    app: &App,
+    who: &Principal,
+    grant_id: Uuid,
+    file: FileId,
+    at: Option<u32>,
+) -> AppResult<Opened> {
     let c = check(app, who, grant_id, file).await?;
     let pages = match render::renderable(&c.file.media_type) {
         None => Err(format!(
@@ -96,6 +151,10 @@ pub async fn open(app: &App, who: &Principal, grant_id: Uuid, file: FileId) -> A
             }
         }
     };
+    let window = match &pages {
+        Ok(n) => Some(PageWindow::containing(*n, at).ok_or(AppError::NotFound)?),
+        Err(_) => None,
+    };
     let others: Vec<(FileId, String)> = files::list_unchecked(app, &c._permit)
         .await?
         .into_iter()
@@ -109,6 +168,7 @@ pub async fn open(app: &App, who: &Principal, grant_id: Uuid, file: FileId) -> A
                 .detail(json!({
                     "grant": grant_id, "record": c.grant.record_id, "reference": c.reference,
                     "pages": pages.as_ref().ok(), "renderable": pages.is_ok(),
+                    "shown": window.as_ref().map(|w| [w.first, w.last]),
                 })),
         )
         .await?;
@@ -121,6 +181,7 @@ pub async fn open(app: &App, who: &Principal, grant_id: Uuid, file: FileId) -> A
         file_name: c.file.original_name,
         version: c.file.version,
         pages,
+        window,
         others,
     })
 }
@@ -160,4 +221,42 @@ pub async fn page(
         )
         .await?;
     Ok(png)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_hold_at_most_pages_per_view() {
+        let w = PageWindow::containing(45, None).unwrap();
+        assert_eq!(
+            (w.first, w.last, w.previous, w.next),
+            (1, 20, None, Some(21))
+        );
+        assert_eq!(w.pages, (1..=20).collect::<Vec<_>>());
+        assert_eq!(w.final_window, 41);
+        let w = PageWindow::containing(45, Some(27)).unwrap();
+        assert_eq!(
+            (w.first, w.last, w.previous, w.next),
+            (21, 40, Some(1), Some(41))
+        );
+        let w = PageWindow::containing(45, Some(45)).unwrap();
+        assert_eq!(
+            (w.first, w.last, w.previous, w.next),
+            (41, 45, Some(21), None)
+        );
+        assert_eq!(w.pages.len(), 5);
+        let w = PageWindow::containing(1, None).unwrap();
+        assert_eq!((w.first, w.last, w.previous, w.next), (1, 1, None, None));
+        let w = PageWindow::containing(u32::MAX, Some(u32::MAX)).unwrap();
+        assert_eq!(w.pages.len() as u32, u32::MAX % PAGES_PER_VIEW);
+        for (total, at) in [(45, 0), (45, 46), (0, 1), (3, u32::MAX)] {
+            assert_eq!(
+                PageWindow::containing(total, Some(at)),
+                None,
+                "{total} {at}"
+            );
+        }
+    }
 }

@@ -5,13 +5,26 @@
 //! - **No plaintext on disk.** Decrypted content is only ever held in memory or written to
 //!   the stdin pipe of a renderer process (`pdfinfo -`, `pdftoppm … -`; poppler keeps stdin
 //!   in memory and writes nothing but the page to stdout). Images are decoded in memory.
-//! - **Bounded input, output, time and concurrency.** Content larger than the caller's
-//!   `max_bytes` is refused as "too large to show"; at most [`MAX_OUTPUT_BYTES`] of PNG are
-//!   produced; a rendered page is at most [`MAX_SIDE_PX`] pixels on each side (a PDF page
-//!   larger than that at the chosen zoom is cropped to its top-left part, so poppler's page
-//!   bitmap stays bounded); image decoding is bounded by [`image::Limits`]; a render that
-//!   takes longer than 60 s is killed; at most [`MAX_CONCURRENT`] renders run at once, and a
-//!   request that cannot get a slot within 30 s gets [`RenderError::Busy`].
+//! - **Bounded input, output, time, memory and concurrency.** Content larger than the
+//!   caller's `max_bytes` is refused as "too large to show"; at most [`MAX_OUTPUT_BYTES`] of
+//!   PNG are produced; each poppler process may map at most [`POPPLER_MAX_KIB`] of memory
+//!   (poppler's own allocations follow what the file states, e.g. its page count); a
+//!   render that takes longer than 60 s is killed; at most
+//!   [`MAX_CONCURRENT`] renders run at once, at most [`MAX_WAITING`] more wait for a slot, and
+//!   none waits longer than 10 s: the rest get [`RenderError::Busy`] at once.
+//! - **Page counts are checked, not trusted.** A PDF's page count (from its page tree, which
+//!   the file itself states) is refused when the file is too small to hold that many pages
+//!   ([`MIN_PDF_BYTES_PER_PAGE`]) or when it exceeds [`MAX_PAGES`]; page numbers past the
+//!   checked count, and pages within it that the file does not hold, are
+//!   [`RenderError::PageOutOfRange`] and never rendered.
+//! - **Pixels are bounded end to end.** A PDF page is rendered into at most a
+//!   [`PDF_SLICE_PX`] square (a larger page is cropped to its top-left part, so poppler's page
+//!   bitmap stays bounded whatever the page size claims). An image's dimensions are read from
+//!   its header and checked against [`MAX_IMAGE_PIXELS`] before any pixel is decoded; the
+//!   decoder is bounded by [`image::Limits`]; the output size is computed before resizing and
+//!   clamped to [`MAX_OUTPUT_PIXELS`] (and [`MAX_SIDE_PX`] a side) whatever the zoom; and the
+//!   resize writes straight into that output, with no intermediate buffer. The memory budget
+//!   this gives is worked out at [`MAX_IMAGE_PIXELS`].
 //! - **Metadata is stripped.** Every page is re-encoded as a fresh PNG from pixels only, so
 //!   EXIF (GPS, camera, description…), XMP, comments, ICC profiles and PDF metadata, text,
 //!   attachments and scripts are not part of the output. JPEG/TIFF orientation is applied to
@@ -24,6 +37,7 @@
 use std::fmt::Display;
 use std::io::Cursor;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -81,10 +95,43 @@ pub fn zoom(requested: Option<u32>) -> u32 {
 
 /// Renders that may run at once (each is one or two poppler processes or one decode).
 pub const MAX_CONCURRENT: usize = 2;
+/// Requests that may wait for a render slot; more are turned away with `Busy` at once, so a
+/// burst cannot pile up requests (each holding a connection) behind the slots.
+pub const MAX_WAITING: usize = 16;
+/// How long a `Busy` client should wait before trying again, in seconds (`Retry-After`).
+pub const RETRY_AFTER_SECS: u32 = 5;
 /// The most PNG bytes one page may produce.
 pub const MAX_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
-/// The most pixels on either side of a rendered page.
+/// The most pixels on either side of a rendered image.
 pub const MAX_SIDE_PX: u32 = 8192;
+/// The most pixels a rendered page may have, whatever the zoom: 24 megapixels is a tabloid
+/// page (11 x 17 in) at the highest zoom's 288 dpi, or a 1600 x 2263 scan shown at 300 %
+/// clamped from 32.6 to 24 megapixels.
+pub const MAX_OUTPUT_PIXELS: u64 = 24_000_000;
+/// A PDF page is rendered into at most this square (4896² ≈ 24 megapixels, 72 MB of RGB in
+/// poppler's bitmap; measured: a 200 x 200 in page at 288 dpi peaks at 104 MB resident, where
+/// an 8192 square took 272 MB). 4896 is a tabloid page's long side at 288 dpi.
+pub const PDF_SLICE_PX: u32 = 4896;
+/// The most pages a PDF may have to be shown: paging keeps each viewer page small whatever
+/// the count, but no archived document needs more, and a larger count is most likely a lie.
+pub const MAX_PAGES: u32 = 10_000;
+/// The fewest bytes a PDF can spend on one page. Each page needs its own page object, a
+/// reference in its parent's `/Kids` and a cross-reference entry; even packed into
+/// compressed object and cross-reference streams, distinct object numbers do not compress
+/// below a few bytes each, and real pages carry content streams of tens of bytes or more.
+/// A file with fewer bytes than this per claimed page states a page count it cannot hold.
+pub const MIN_PDF_BYTES_PER_PAGE: u64 = 16;
+/// The most pixels an image may have to be shown, checked from its header before decoding.
+///
+/// The memory budget of one image render, with these limits: the compressed input (at most
+/// the caller's `max_bytes`), plus the decoded image (at most [`MAX_IMAGE_ALLOC`]: 100
+/// megapixels of 8-bit RGBA is 400 MB; deeper images must be smaller), plus the output (at
+/// most [`MAX_OUTPUT_RAW_BYTES`]; the decoded image is freed before the output is rotated,
+/// which may copy it once), plus the PNG (at most [`MAX_OUTPUT_BYTES`]). That is at most
+/// about 384 + 128 + 64 MiB ≈ 580 MiB besides the input, so [`MAX_CONCURRENT`] renders stay
+/// under 1.2 GiB. Before these bounds a 20000 x 20000 grey PNG (389 KB) cost 1.85 GB, as
+/// the resize kept a 32-bit float RGBA buffer of the source's width by the output's height.
+pub const MAX_IMAGE_PIXELS: u64 = 100_000_000;
 
 /// PDF resolution at zoom 100.
 const BASE_DPI: u32 = 96;
@@ -92,15 +139,27 @@ const BASE_DPI: u32 = 96;
 const BASE_IMAGE_WIDTH: u32 = 1600;
 /// The longest one render (including reading the content) may take.
 const RENDER_TIMEOUT: Duration = Duration::from_secs(60);
-/// The longest a request waits for a render slot before it gets `Busy`.
-const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest a request waits for a render slot before it gets `Busy`. A page renders in
+/// well under a second, so a request still waiting after this is behind a backlog it should
+/// not join.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most virtual memory one poppler process may map, in KiB (1 GiB). A page bitmap is
+/// at most a [`PDF_SLICE_PX`] square (72 MB), and measured peaks are about 100 MB for such
+/// a page and about 40 bytes per page the page tree states for `pdfinfo` (a 350-byte PDF
+/// stating 30 million pages made `pdfinfo` take 1.2 GB); this leaves room for large
+/// embedded images and fonts while such a file fails instead of taking the server's memory.
+const POPPLER_MAX_KIB: u64 = 1024 * 1024;
+/// The exit status of a shell whose `exec` found no such program.
+const SHELL_NOT_FOUND: i32 = 127;
 /// How much of a renderer's stderr is kept (for choosing the user message); never returned.
 const MAX_STDERR_BYTES: usize = 4096;
-/// Bounds for image decoding.
+/// Bounds for image decoding: a side, and the decoder's allocations (the pixel buffer).
 const MAX_IMAGE_SIDE: u32 = 20_000;
-const MAX_IMAGE_ALLOC: u64 = 512 * 1024 * 1024;
+const MAX_IMAGE_ALLOC: u64 = 384 * 1024 * 1024;
+/// The most bytes of pixels a resized image may hold (before PNG encoding).
+const MAX_OUTPUT_RAW_BYTES: u64 = 128 * 1024 * 1024;
 
-static SLOTS: Semaphore = Semaphore::const_new(MAX_CONCURRENT);
+static QUEUE: Queue = Queue::new(MAX_CONCURRENT, MAX_WAITING, QUEUE_TIMEOUT);
 
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 const PDF_FAILED: &str = "this PDF could not be rendered (it may be damaged)";
@@ -108,6 +167,8 @@ const PDF_PASSWORD: &str = "this PDF is protected by a password and cannot be sh
 const IMAGE_FAILED: &str = "this image could not be shown (it may be damaged)";
 const TOO_LARGE: &str = "this document is too large to show";
 const TOO_SLOW: &str = "this document took too long to render";
+const PDF_IMPLAUSIBLE: &str =
+    "this PDF states more pages than the file can hold (it may be damaged)";
 const NO_POPPLER: &str = "the PDF renderer (poppler-utils) is not installed on the server";
 
 /// Why a page could not be rendered. Every message is safe to show a user: it contains no
@@ -134,10 +195,11 @@ fn unreadable(message: &str) -> RenderError {
     RenderError::Unreadable(message.to_string())
 }
 
-/// Number of pages. A PDF is fed to `pdfinfo -` and its `Pages:` line is read; an image has
-/// its header decoded (to check that it is an image this viewer can show) and has 1 page.
-/// Only the first page of a multi-page TIFF can be shown (the `image` crate decodes only
-/// that one), so a TIFF always counts as 1 page.
+/// Number of pages. A PDF is fed to `pdfinfo -` and its `Pages:` line is read, then checked
+/// against the file's size and [`MAX_PAGES`] ([`checked_pages`]); an image has its header
+/// decoded (to check that it is an image this viewer can show, within [`MAX_IMAGE_PIXELS`])
+/// and has 1 page. Only the first page of a multi-page TIFF can be shown (the `image` crate
+/// decodes only that one), so a TIFF always counts as 1 page.
 pub async fn page_count<S, E>(
     kind: Renderable,
     content: S,
@@ -150,12 +212,13 @@ where
     match kind {
         Renderable::Pdf => {
             let _slot = slot().await?;
-            let done = run_poppler(vec![pdfinfo()], content, max_bytes).await?;
-            pages_of(&done[0])
+            let (done, size) = run_poppler(vec![pdfinfo()], content, max_bytes).await?;
+            checked_pages(pages_of(&done[0])?, size)
         }
         Renderable::Image => {
-            let buf = collect(content, max_bytes).await?;
+            // The slot is taken first, so requests waiting for one hold no content.
             let slot = slot().await?;
+            let buf = collect(content, max_bytes).await?;
             blocking(move || {
                 let _slot = slot;
                 image_header(&buf).map(|_| 1)
@@ -165,13 +228,36 @@ where
     }
 }
 
+/// The page count a PDF of `size` bytes states, if it is believable: a count the file is
+/// too small to hold (fewer than [`MIN_PDF_BYTES_PER_PAGE`] bytes a page) is a damaged or
+/// hostile file, and a count above [`MAX_PAGES`] is more than the viewer shows.
+pub fn checked_pages(stated: u32, size: u64) -> Result<u32, RenderError> {
+    if u64::from(stated).saturating_mul(MIN_PDF_BYTES_PER_PAGE) > size {
+        tracing::debug!(
+            stated,
+            size,
+            "render: PDF states more pages than it can hold"
+        );
+        return Err(unreadable(PDF_IMPLAUSIBLE));
+    }
+    if stated > MAX_PAGES {
+        return Err(RenderError::Unreadable(format!(
+            "this PDF has {stated} pages, more than the {MAX_PAGES} the viewer can show"
+        )));
+    }
+    Ok(stated)
+}
+
 /// Page `page` (1-based) as PNG bytes, at `zoom` percent (snapped to [`ZOOM_LEVELS`]).
 ///
 /// A PDF page is rendered by `pdftoppm` (crop box, annotations shown) at 96 × zoom / 100
-/// dpi, i.e. 48 to 288 dpi; `pdfinfo` runs alongside on the same stream to tell a missing
-/// page from a damaged file. An image (page 1 only; for a TIFF, its first page) is
-/// oriented, scaled to fit 1600 px wide at zoom 100 (never larger than the original size
-/// times zoom / 100) and re-encoded as PNG.
+/// dpi, i.e. 48 to 288 dpi; `pdfinfo` runs alongside on the same stream (twice: for the
+/// count, checked as [`page_count`] does, and for the page's size) to tell a missing page
+/// from a damaged file, and a page the page tree states but the file lacks is missing too,
+/// never rendered. An image
+/// (page 1 only; for a TIFF, its first page) is oriented, scaled to fit 1600 px wide at
+/// zoom 100 (never larger than the original size times zoom / 100, nor than
+/// [`MAX_OUTPUT_PIXELS`]) and re-encoded as PNG.
 pub async fn render_page<S, E>(
     kind: Renderable,
     content: S,
@@ -187,20 +273,21 @@ where
     match kind {
         Renderable::Pdf => {
             let _slot = slot().await?;
-            if page == 0 {
+            if page == 0 || page > MAX_PAGES {
                 // pdftoppm treats page 0 as page 1; only count the pages.
-                let done = run_poppler(vec![pdfinfo()], content, max_bytes).await?;
-                let pages = pages_of(&done[0])?;
+                let (done, size) = run_poppler(vec![pdfinfo()], content, max_bytes).await?;
+                let pages = checked_pages(pages_of(&done[0])?, size)?;
                 return Err(RenderError::PageOutOfRange { page, pages });
             }
-            let mut done = run_poppler(
-                vec![pdfinfo(), pdftoppm(page, zoom_percent)],
+            let (mut done, size) = run_poppler(
+                vec![pdfinfo(), pdfinfo_page(page), pdftoppm(page, zoom_percent)],
                 content,
                 max_bytes,
             )
             .await?;
-            let pages = pages_of(&done[0])?;
-            if page > pages {
+            let pages = checked_pages(pages_of(&done[0])?, size)?;
+            if page > pages || !page_exists(&done[1]) {
+                // Past the count, or stated by the page tree but not in the file.
                 return Err(RenderError::PageOutOfRange { page, pages });
             }
             let Some(rendered) = done.pop() else {
@@ -217,8 +304,8 @@ where
             }
         }
         Renderable::Image => {
-            let buf = collect(content, max_bytes).await?;
             let slot = slot().await?;
+            let buf = collect(content, max_bytes).await?;
             blocking(move || {
                 let _slot = slot;
                 if page != 1 {
@@ -232,16 +319,59 @@ where
     }
 }
 
-/// Waits (bounded) for one of the render slots.
-async fn slot() -> Result<SemaphorePermit<'static>, RenderError> {
-    match tokio::time::timeout(QUEUE_TIMEOUT, SLOTS.acquire()).await {
-        Ok(Ok(permit)) => Ok(permit),
-        Ok(Err(_closed)) => Err(RenderError::Busy),
-        Err(_elapsed) => {
-            tracing::debug!("render: no render slot became free in time");
-            Err(RenderError::Busy)
+/// The render slots and the bounded line in front of them.
+struct Queue {
+    slots: Semaphore,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+    timeout: Duration,
+}
+
+/// One place in the line; leaving it (however the wait ends) frees the place.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Queue {
+    const fn new(slots: usize, max_waiting: usize, timeout: Duration) -> Queue {
+        Queue {
+            slots: Semaphore::const_new(slots),
+            waiting: AtomicUsize::new(0),
+            max_waiting,
+            timeout,
         }
     }
+
+    /// A free slot, else a bounded wait for one: `Busy` at once when the line is full,
+    /// and `Busy` when no slot frees up within the timeout.
+    async fn slot(&self) -> Result<SemaphorePermit<'_>, RenderError> {
+        if let Ok(permit) = self.slots.try_acquire() {
+            return Ok(permit);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            tracing::debug!("render: too many requests waiting for a render slot");
+            return Err(RenderError::Busy);
+        }
+        let _place = Waiting(&self.waiting);
+        match tokio::time::timeout(self.timeout, self.slots.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_closed)) => Err(RenderError::Busy),
+            Err(_elapsed) => {
+                tracing::debug!("render: no render slot became free in time");
+                Err(RenderError::Busy)
+            }
+        }
+    }
+}
+
+/// Waits (bounded) for one of the render slots.
+async fn slot() -> Result<SemaphorePermit<'static>, RenderError> {
+    QUEUE.slot().await
 }
 
 /// Reads the whole content into memory, refusing more than `max_bytes`.
@@ -341,13 +471,30 @@ fn image_reader(buf: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, RenderError> {
     Ok(reader)
 }
 
-/// Decodes only the header; returns the stored dimensions.
+/// Decodes only the header; returns the stored dimensions once they are within
+/// [`MAX_IMAGE_PIXELS`], so nothing larger is ever decoded.
 fn image_header(buf: &[u8]) -> Result<(u32, u32), RenderError> {
-    image_reader(buf)?.into_dimensions().map_err(image_error)
+    let (width, height) = image_reader(buf)?.into_dimensions().map_err(image_error)?;
+    if u64::from(width) * u64::from(height) > MAX_IMAGE_PIXELS {
+        tracing::debug!(width, height, "render: image has too many pixels");
+        return Err(RenderError::Unreadable(format!(
+            "this image is too large to show: {width} x {height} pixels, more than the {} \
+             megapixels the viewer shows",
+            MAX_IMAGE_PIXELS / 1_000_000
+        )));
+    }
+    Ok((width, height))
 }
 
-/// The size a `width` × `height` image is shown at, at `zoom_percent`.
-fn image_target(width: u32, height: u32, zoom_percent: u32) -> (u32, u32) {
+/// The most output pixels for an image of `bytes_per_pixel`: [`MAX_OUTPUT_PIXELS`], fewer
+/// for deep colour so that the output holds at most [`MAX_OUTPUT_RAW_BYTES`].
+fn output_pixels(bytes_per_pixel: u8) -> u64 {
+    MAX_OUTPUT_PIXELS.min(MAX_OUTPUT_RAW_BYTES / u64::from(bytes_per_pixel.max(1)))
+}
+
+/// The size a `width` × `height` image is shown at, at `zoom_percent`, with at most
+/// `max_pixels` pixels and [`MAX_SIDE_PX`] a side.
+fn image_target(width: u32, height: u32, zoom_percent: u32, max_pixels: u64) -> (u32, u32) {
     let (w, h) = (f64::from(width.max(1)), f64::from(height.max(1)));
     let base = (f64::from(BASE_IMAGE_WIDTH) / w).min(1.0);
     let mut scale = base * f64::from(zoom_percent) / 100.0;
@@ -355,11 +502,24 @@ fn image_target(width: u32, height: u32, zoom_percent: u32) -> (u32, u32) {
     if longest > f64::from(MAX_SIDE_PX) {
         scale *= f64::from(MAX_SIDE_PX) / longest;
     }
-    let side = |v: f64| ((v * scale).round() as u32).clamp(1, MAX_SIDE_PX);
-    (side(w), side(h))
+    let area = w * h * scale * scale;
+    let max_pixels = max_pixels.max(1);
+    if area > max_pixels as f64 {
+        scale *= (max_pixels as f64 / area).sqrt();
+    }
+    let rounded = |v: f64| ((v * scale).round() as u32).clamp(1, MAX_SIDE_PX);
+    let (tw, th) = (rounded(w), rounded(h));
+    if u64::from(tw) * u64::from(th) <= max_pixels {
+        return (tw, th);
+    }
+    // Rounding up went over the budget; rounding down cannot.
+    let floored = |v: f64| ((v * scale).floor() as u32).clamp(1, MAX_SIDE_PX);
+    (floored(w), floored(h))
 }
 
 fn render_image(buf: &[u8], zoom_percent: u32) -> Result<Vec<u8>, RenderError> {
+    // Refuses too many pixels from the header, before anything is decoded.
+    image_header(buf)?;
     let mut decoder = image_reader(buf)?.into_decoder().map_err(image_error)?;
     // `ImageReader::decode` makes this check too; `into_decoder` alone does not.
     image_limits()
@@ -368,13 +528,35 @@ fn render_image(buf: &[u8], zoom_percent: u32) -> Result<Vec<u8>, RenderError> {
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(image_error)?;
-    img.apply_orientation(orientation);
+    let max_pixels = output_pixels(decoder.color_type().bytes_per_pixel());
+    let img = DynamicImage::from_decoder(decoder).map_err(image_error)?;
 
-    let (w, h) = image_target(img.width(), img.height(), zoom_percent);
-    if (w, h) != (img.width(), img.height()) {
-        img = img.resize_exact(w, h, image::imageops::FilterType::Triangle);
-    }
+    // The output size is computed upright, then resized to in the stored orientation, and
+    // the (small) result is turned: the decoded image is never copied.
+    use image::metadata::Orientation::{Rotate270, Rotate270FlipH, Rotate90, Rotate90FlipH};
+    let turned = matches!(
+        orientation,
+        Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH
+    );
+    let (w, h) = if turned {
+        (img.height(), img.width())
+    } else {
+        (img.width(), img.height())
+    };
+    let (tw, th) = image_target(w, h, zoom_percent, max_pixels);
+    let (tw, th) = if turned { (th, tw) } else { (tw, th) };
+    let mut img = if (tw, th) != (img.width(), img.height()) {
+        // Area averaging (and linear interpolation when enlarging) straight into the
+        // output buffer; `resize_exact` would first build a 32-bit float RGBA image as wide
+        // as the source and as tall as the output.
+        let resized = img.thumbnail_exact(tw, th);
+        // The decoded image is the largest buffer: free it before anything else is made.
+        drop(img);
+        resized
+    } else {
+        img
+    };
+    img.apply_orientation(orientation);
     // PNG takes 8- and 16-bit samples; float TIFFs are converted.
     let img = match img.color() {
         image::ColorType::L8
@@ -388,14 +570,46 @@ fn render_image(buf: &[u8], zoom_percent: u32) -> Result<Vec<u8>, RenderError> {
         c if c.has_alpha() => DynamicImage::ImageRgba8(img.to_rgba8()),
         _ => DynamicImage::ImageRgb8(img.to_rgb8()),
     };
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, ImageFormat::Png)
-        .map_err(image_error)?;
-    let out = out.into_inner();
-    if out.len() > MAX_OUTPUT_BYTES {
-        return Err(unreadable(TOO_LARGE));
+    let mut out = Capped {
+        png: Cursor::new(Vec::new()),
+        over: false,
+    };
+    match img.write_to(&mut out, ImageFormat::Png) {
+        Ok(()) => Ok(out.png.into_inner()),
+        Err(_) if out.over => {
+            tracing::debug!("render: page image exceeds the output limit");
+            Err(unreadable(TOO_LARGE))
+        }
+        Err(e) => Err(image_error(e)),
     }
-    Ok(out)
+}
+
+/// A PNG being written, refused once it would exceed [`MAX_OUTPUT_BYTES`] (rather than
+/// checked after it has been made whole).
+struct Capped {
+    png: Cursor<Vec<u8>>,
+    over: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let end = (self.png.position() as usize).saturating_add(buf.len());
+        if end > MAX_OUTPUT_BYTES {
+            self.over = true;
+            return Err(std::io::Error::other("page image too large"));
+        }
+        std::io::Write::write(&mut self.png, buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::io::Seek for Capped {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.png.seek(pos)
+    }
 }
 
 // ----- PDF (poppler) -----
@@ -407,11 +621,15 @@ enum Capture {
     /// Only the number on the last `Pages:` line (pdfinfo); the rest, which includes the
     /// document's metadata, is discarded as it is read.
     PagesLine,
+    /// Only the size on the last `Page N size:` line (pdfinfo -f N -l N), likewise.
+    PageSizeLine,
 }
 
 enum Captured {
     Bytes(Vec<u8>),
     Pages(Option<u32>),
+    /// Width and height in points.
+    PageSize(Option<(f64, f64)>),
 }
 
 struct Job {
@@ -437,17 +655,29 @@ fn pdfinfo() -> Job {
     }
 }
 
+/// pdfinfo for one page: its size, which is 0 x 0 when the page tree states the page but
+/// does not hold it (pdftoppm would render such a page as a blank pixel).
+fn pdfinfo_page(page: u32) -> Job {
+    let page = page.to_string();
+    Job {
+        program: "pdfinfo",
+        args: ["-f", &page, "-l", &page, "-"].map(String::from).to_vec(),
+        capture: Capture::PageSizeLine,
+    }
+}
+
 fn pdftoppm(page: u32, zoom_percent: u32) -> Job {
     let dpi = (BASE_DPI * zoom_percent / 100).to_string();
     let page = page.to_string();
-    let max = MAX_SIDE_PX.to_string();
+    let max = PDF_SLICE_PX.to_string();
     let args: [&[&str]; 6] = [
         // This page only.
         &["-f", &page, "-l", &page],
         &["-r", &dpi],
         // The visible page area, as PDF viewers show it (the media box if there is none).
         &["-cropbox"],
-        // Render at most the top-left MAX_SIDE_PX square: bounds poppler's page bitmap.
+        // Render at most the top-left PDF_SLICE_PX square: poppler allocates its page
+        // bitmap for this slice only, so a page of any stated size stays bounded.
         &["-x", "0", "-y", "0", "-W", &max, "-H", &max],
         // One PNG file, to stdout as no output file prefix is given.
         &["-png", "-singlefile"],
@@ -470,6 +700,11 @@ fn pages_of(info: &Finished) -> Result<u32, RenderError> {
             Err(unreadable(pdf_message(&info.stderr)))
         }
     }
+}
+
+/// Whether a finished [`pdfinfo_page`] found the page in the file.
+fn page_exists(info: &Finished) -> bool {
+    matches!(info.captured, Captured::PageSize(Some((w, h))) if info.success && w > 0.0 && h > 0.0)
 }
 
 fn pdf_message(stderr: &[u8]) -> &'static str {
@@ -509,8 +744,17 @@ fn log_failure(f: &Finished) {
     );
 }
 
+/// Starts a renderer under an address-space limit of [`POPPLER_MAX_KIB`]: `sh` sets the
+/// (soft) limit and `exec`s the renderer in its place, so the child is the renderer itself
+/// (and `kill_on_drop` reaches it). The renderer and its arguments are positional
+/// parameters, never part of the script. Where a lower hard limit is already in force,
+/// that one bounds the renderer instead.
 fn spawn(job: &Job) -> Result<Child, RenderError> {
-    Command::new(job.program)
+    let script = format!(r#"ulimit -S -v {POPPLER_MAX_KIB} 2>/dev/null; exec "$0" "$@""#);
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(job.program)
         .args(&job.args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -518,24 +762,19 @@ fn spawn(job: &Job) -> Result<Child, RenderError> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                tracing::error!(program = job.program, "render: renderer not installed");
-                unreadable(NO_POPPLER)
-            } else {
-                tracing::error!(program = job.program, error = %e, "render: cannot start renderer");
-                unreadable(PDF_FAILED)
-            }
+            tracing::error!(program = job.program, error = %e, "render: cannot start renderer");
+            unreadable(PDF_FAILED)
         })
 }
 
 /// Runs the jobs, all fed the same content on stdin as it streams in, and waits for all of
-/// them. Each child is killed if this future is dropped or fails (`kill_on_drop`), which
+/// them; returns what they did and the content's size in bytes. Each child is killed if this future is dropped or fails (`kill_on_drop`), which
 /// happens on a stream error, on too much input or output, and on timeout.
 async fn run_poppler<S, E>(
     jobs: Vec<Job>,
     content: S,
     max_bytes: u64,
-) -> Result<Vec<Finished>, RenderError>
+) -> Result<(Vec<Finished>, u64), RenderError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: Display,
@@ -554,8 +793,8 @@ where
         waits.push(finish(job, child, stdout, stderr));
     }
     let work = async {
-        let ((), done) = tokio::try_join!(feed(stdins, content, max_bytes), try_join_all(waits))?;
-        Ok(done)
+        let (size, done) = tokio::try_join!(feed(stdins, content, max_bytes), try_join_all(waits))?;
+        Ok((done, size))
     };
     match tokio::time::timeout(RENDER_TIMEOUT, work).await {
         Ok(r) => r,
@@ -566,13 +805,15 @@ where
     }
 }
 
-/// Copies the content into every renderer's stdin, then closes them. A renderer that has
-/// stopped reading is left out (its exit status tells what happened).
+/// Copies the content into every renderer's stdin, then closes them, and returns its size.
+/// A renderer that has stopped reading is left out (its exit status tells what happened).
+/// Once all have stopped the rest is not read, so the size may fall short of the content's:
+/// that only makes [`checked_pages`] stricter.
 async fn feed<S, E>(
     mut stdins: Vec<Option<ChildStdin>>,
     mut content: S,
     max_bytes: u64,
-) -> Result<(), RenderError>
+) -> Result<u64, RenderError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: Display,
@@ -599,7 +840,7 @@ where
         }
     }
     drop(stdins);
-    Ok(())
+    Ok(total)
 }
 
 async fn finish(
@@ -611,7 +852,12 @@ async fn finish(
     let out = async {
         match job.capture {
             Capture::Bytes => read_capped(stdout).await.map(Captured::Bytes),
-            Capture::PagesLine => scan_pages(stdout).await.map(Captured::Pages),
+            Capture::PagesLine => scan_last(stdout, parse_pages_line)
+                .await
+                .map(Captured::Pages),
+            Capture::PageSizeLine => scan_last(stdout, parse_page_size_line)
+                .await
+                .map(Captured::PageSize),
         }
     };
     let (captured, stderr) = tokio::try_join!(out, read_stderr(stderr))?;
@@ -619,6 +865,11 @@ async fn finish(
         tracing::warn!(program = job.program, error = %e, "render: cannot wait for renderer");
         unreadable(PDF_FAILED)
     })?;
+    if status.code() == Some(SHELL_NOT_FOUND) {
+        // `exec` found no such program (poppler does not exit with 127 itself).
+        tracing::error!(program = job.program, "render: renderer not installed");
+        return Err(unreadable(NO_POPPLER));
+    }
     Ok(Finished {
         program: job.program,
         success: status.success(),
@@ -663,10 +914,14 @@ async fn read_stderr(mut stderr: ChildStderr) -> Result<Vec<u8>, RenderError> {
     Ok(kept)
 }
 
-/// The number on the last `Pages:` line of pdfinfo's output. Lines are scanned as they
-/// stream by and only the first bytes of each are kept, so metadata of any length costs no
-/// memory. The last such line wins: the document's own strings (title etc.) come first.
-async fn scan_pages<R: AsyncRead + Unpin>(mut r: R) -> Result<Option<u32>, RenderError> {
+/// What `parse` finds on the last line of pdfinfo's output it accepts. Lines are scanned
+/// as they stream by and only the first bytes of each are kept, so metadata of any length
+/// costs no memory. The last such line wins: the document's own strings (title etc.) come
+/// first.
+async fn scan_last<R: AsyncRead + Unpin, T>(
+    mut r: R,
+    parse: fn(&[u8]) -> Option<T>,
+) -> Result<Option<T>, RenderError> {
     const KEEP: usize = 64;
     let mut buf = [0u8; 8192];
     let mut line: Vec<u8> = Vec::with_capacity(KEEP);
@@ -678,7 +933,7 @@ async fn scan_pages<R: AsyncRead + Unpin>(mut r: R) -> Result<Option<u32>, Rende
         }
         for &b in &buf[..n] {
             if b == b'\n' {
-                if let Some(p) = parse_pages_line(&line) {
+                if let Some(p) = parse(&line) {
                     pages = Some(p);
                 }
                 line.clear();
@@ -687,7 +942,7 @@ async fn scan_pages<R: AsyncRead + Unpin>(mut r: R) -> Result<Option<u32>, Rende
             }
         }
     }
-    if let Some(p) = parse_pages_line(&line) {
+    if let Some(p) = parse(&line) {
         pages = Some(p);
     }
     Ok(pages)
@@ -699,6 +954,25 @@ fn parse_pages_line(line: &[u8]) -> Option<u32> {
     }
     let rest = line.strip_prefix(b"Pages:")?;
     std::str::from_utf8(rest).ok()?.trim().parse().ok()
+}
+
+/// `Page    3 size:  612 x 792 pts (letter)` → (612, 792).
+fn parse_page_size_line(line: &[u8]) -> Option<(f64, f64)> {
+    if line.len() > 64 {
+        return None;
+    }
+    let rest = std::str::from_utf8(line.strip_prefix(b"Page ")?).ok()?;
+    let mut words = rest.split_whitespace();
+    words.next()?.parse::<u32>().ok()?;
+    if words.next()? != "size:" {
+        return None;
+    }
+    let width = words.next()?.parse::<f64>().ok()?;
+    if words.next()? != "x" {
+        return None;
+    }
+    let height = words.next()?.parse::<f64>().ok()?;
+    (width.is_finite() && height.is_finite()).then_some((width, height))
 }
 
 #[cfg(test)]
@@ -724,7 +998,7 @@ mod tests {
         stream::iter(parts).boxed()
     }
 
-    use super::pdf_fixture::{assemble, document, Page};
+    use super::pdf_fixture::{assemble, claiming, document, Page};
 
     /// A PDF with one page per (width, height, text): a blue square in the top-left
     /// corner, and the text.
@@ -837,6 +1111,16 @@ mod tests {
         assert_eq!(parse_pages_line(b"Pages:           3"), Some(3));
         assert_eq!(parse_pages_line(b"Pages: x"), None);
         assert_eq!(parse_pages_line(b"Title: Pages: 9"), None);
+        assert_eq!(
+            parse_page_size_line(b"Page    3 size:  612 x 792 pts (letter)"),
+            Some((612.0, 792.0))
+        );
+        assert_eq!(
+            parse_page_size_line(b"Page 5000 size:  0 x 0 pts"),
+            Some((0.0, 0.0))
+        );
+        assert_eq!(parse_page_size_line(b"Page    3 rot:   0"), None);
+        assert_eq!(parse_page_size_line(b"Pages:           3"), None);
     }
 
     #[tokio::test]
@@ -844,19 +1128,56 @@ mod tests {
         let mut out = b"Title:  ".to_vec();
         out.extend(std::iter::repeat_n(b'x', 100_000));
         out.extend_from_slice(b"\nPages: 999\nPages:           3\nEncrypted: no\n");
-        assert_eq!(scan_pages(&out[..]).await.expect("scans"), Some(3));
+        assert_eq!(
+            scan_last(&out[..], parse_pages_line).await.expect("scans"),
+            Some(3)
+        );
     }
 
     #[test]
     fn image_target_sizes() {
-        assert_eq!(image_target(40, 30, 100), (40, 30));
-        assert_eq!(image_target(40, 30, 200), (80, 60));
-        assert_eq!(image_target(40, 30, 50), (20, 15));
-        assert_eq!(image_target(3200, 1000, 100), (1600, 500));
-        assert_eq!(image_target(3200, 1000, 300), (4800, 1500));
+        let max = MAX_OUTPUT_PIXELS;
+        assert_eq!(image_target(40, 30, 100, max), (40, 30));
+        assert_eq!(image_target(40, 30, 200, max), (80, 60));
+        assert_eq!(image_target(40, 30, 50, max), (20, 15));
+        assert_eq!(image_target(3200, 1000, 100, max), (1600, 500));
+        assert_eq!(image_target(3200, 1000, 300, max), (4800, 1500));
         // Very tall images stay within the side limit.
-        let (w, h) = image_target(1000, 20_000, 300);
+        let (w, h) = image_target(1000, 20_000, 300, max);
         assert!(h <= MAX_SIDE_PX && w >= 1, "{w}x{h}");
+    }
+
+    /// Zoom cannot multiply an image past the output budget: the size is computed and
+    /// clamped before any resize, keeping the aspect ratio.
+    #[test]
+    fn image_target_is_clamped_to_the_output_budget_at_any_zoom() {
+        // A 1600 x 2263 scan at 300 % would be 4800 x 6789 (32.6 megapixels).
+        let (w, h) = image_target(1600, 2263, 300, MAX_OUTPUT_PIXELS);
+        assert!(u64::from(w) * u64::from(h) <= MAX_OUTPUT_PIXELS, "{w}x{h}");
+        assert!(w >= 4100 && h >= 5800, "{w}x{h}");
+        assert!((f64::from(h) / f64::from(w) - 2263.0 / 1600.0).abs() < 0.01);
+        for (width, height) in [
+            (10_000, 10_000),
+            (1, 100_000_000),
+            (100_000_000, 1),
+            (1600, 15_000),
+            (u32::MAX, u32::MAX),
+        ] {
+            for zoom in ZOOM_LEVELS {
+                for max in [MAX_OUTPUT_PIXELS, output_pixels(16)] {
+                    let (w, h) = image_target(width, height, *zoom, max);
+                    assert!(
+                        u64::from(w) * u64::from(h) <= max
+                            && (1..=MAX_SIDE_PX).contains(&w)
+                            && (1..=MAX_SIDE_PX).contains(&h),
+                        "{width}x{height} at {zoom}% within {max}: {w}x{h}"
+                    );
+                }
+            }
+        }
+        // Deep colour gets fewer pixels, so the output buffer stays within its bytes.
+        assert_eq!(output_pixels(4), MAX_OUTPUT_PIXELS);
+        assert_eq!(output_pixels(16) * 16, MAX_OUTPUT_RAW_BYTES);
     }
 
     #[tokio::test]
@@ -942,6 +1263,28 @@ mod tests {
                 .map(|_| ()),
         );
         assert_eq!(m, NO_POPPLER);
+    }
+
+    #[tokio::test]
+    async fn renderers_run_under_the_memory_limit() {
+        let job = Job {
+            program: "sh",
+            args: vec!["-c".into(), "ulimit -S -v".into()],
+            capture: Capture::Bytes,
+        };
+        let (done, _) = run_poppler(vec![job], chunks(b""), MAX)
+            .await
+            .expect("runs");
+        match &done[0].captured {
+            Captured::Bytes(out) => {
+                let limit: u64 = String::from_utf8_lossy(out)
+                    .trim()
+                    .parse()
+                    .expect("a number");
+                assert!(limit <= POPPLER_MAX_KIB, "{limit}");
+            }
+            _ => panic!("expected the output"),
+        }
     }
 
     #[tokio::test]
@@ -1128,6 +1471,159 @@ mod tests {
         assert_eq!(m, TOO_LARGE);
         let m = unreadable_msg(render_page(Renderable::Image, chunks(&png), 1, 100, MAX).await);
         assert_eq!(m, TOO_LARGE);
+    }
+
+    #[test]
+    fn page_counts_are_checked_against_the_size_and_the_cap() {
+        assert_eq!(checked_pages(3, 1000).expect("plausible"), 3);
+        assert_eq!(checked_pages(62, 1000).expect("plausible"), 62);
+        assert_eq!(unreadable_msg(checked_pages(63, 1000)), PDF_IMPLAUSIBLE);
+        assert_eq!(unreadable_msg(checked_pages(999_999, 461)), PDF_IMPLAUSIBLE);
+        assert_eq!(
+            unreadable_msg(checked_pages(u32::MAX, u64::MAX)),
+            format!(
+                "this PDF has {} pages, more than the 10000 the viewer can show",
+                u32::MAX
+            )
+        );
+        assert_eq!(
+            checked_pages(MAX_PAGES, MAX).expect("at the cap"),
+            MAX_PAGES
+        );
+        assert!(checked_pages(MAX_PAGES + 1, MAX).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_tiny_pdf_claiming_999999_pages_is_refused() {
+        let doc = claiming(999_999, 0);
+        assert!(doc.len() < 500);
+        let m = unreadable_msg(page_count(Renderable::Pdf, chunks(&doc), MAX).await);
+        assert_eq!(m, PDF_IMPLAUSIBLE);
+        for page in [1, 2, 999_999] {
+            let m =
+                unreadable_msg(render_page(Renderable::Pdf, chunks(&doc), page, 100, MAX).await);
+            assert_eq!(m, PDF_IMPLAUSIBLE, "page {page}");
+        }
+        // Big enough for its count, but past the cap.
+        let doc = claiming(u64::from(MAX_PAGES) + 1, 200_000);
+        let m = unreadable_msg(page_count(Renderable::Pdf, chunks(&doc), MAX).await);
+        assert!(m.contains("more than the 10000"), "{m}");
+    }
+
+    /// Poppler allocates for the page count a file states before anything can check it;
+    /// the memory limit makes such a file fail instead of taking gigabytes.
+    #[tokio::test]
+    async fn a_pdf_stating_30_million_pages_fails_within_the_memory_limit() {
+        let doc = claiming(30_000_000, 0);
+        let m = unreadable_msg(page_count(Renderable::Pdf, chunks(&doc), MAX).await);
+        assert_eq!(m, PDF_FAILED);
+    }
+
+    /// Poppler renders a page the page tree states but the file lacks as one blank pixel;
+    /// the viewer says it is not there instead.
+    #[tokio::test]
+    async fn stated_pages_the_file_lacks_are_out_of_range() {
+        let doc = claiming(10_000, 170_000);
+        assert_eq!(
+            page_count(Renderable::Pdf, chunks(&doc), MAX)
+                .await
+                .expect("counts"),
+            10_000
+        );
+        let png = render_page(Renderable::Pdf, chunks(&doc), 1, 100, MAX)
+            .await
+            .expect("page 1 is real");
+        assert_eq!(decode_png(&png).dimensions(), (816, 1056));
+        for page in [2, 5000, 10_000] {
+            assert!(
+                matches!(
+                    render_page(Renderable::Pdf, chunks(&doc), page, 100, MAX).await,
+                    Err(RenderError::PageOutOfRange { pages: 10_000, .. })
+                ),
+                "page {page}"
+            );
+        }
+    }
+
+    /// A page of 200 x 200 inches at 300 % would be a 57600 px square bitmap; it is
+    /// rendered into the bounded slice instead.
+    #[tokio::test]
+    async fn huge_pdf_pages_render_within_the_slice() {
+        let doc = pdf(&[(14_400, 14_400, "Poster")]);
+        let png = render_page(Renderable::Pdf, chunks(&doc), 1, 300, MAX)
+            .await
+            .expect("renders");
+        let (w, h) = decode_png(&png).dimensions();
+        assert!(w <= PDF_SLICE_PX && h <= PDF_SLICE_PX, "{w}x{h}");
+        assert!(u64::from(w) * u64::from(h) <= MAX_OUTPUT_PIXELS, "{w}x{h}");
+    }
+
+    /// A grey `side` x `side` PNG; the all-zero pixel buffer is never written, so it costs
+    /// no memory, and it compresses to a few hundred kilobytes.
+    fn uniform_png(side: u32) -> Vec<u8> {
+        use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+        use image::ImageEncoder;
+        let pixels = vec![0u8; side as usize * side as usize];
+        let mut out = Vec::new();
+        PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::NoFilter)
+            .write_image(&pixels, side, side, image::ExtendedColorType::L8)
+            .expect("encodes");
+        out
+    }
+
+    #[tokio::test]
+    async fn a_20000_square_png_is_refused_from_its_header() {
+        let png = uniform_png(20_000);
+        assert!(png.len() < 2_000_000, "{}", png.len());
+        let started = std::time::Instant::now();
+        let m = unreadable_msg(page_count(Renderable::Image, chunks(&png), MAX).await);
+        assert!(m.contains("too large to show: 20000 x 20000 pixels"), "{m}");
+        for zoom in [100, 300] {
+            let m =
+                unreadable_msg(render_page(Renderable::Image, chunks(&png), 1, zoom, MAX).await);
+            assert!(m.contains("20000 x 20000 pixels"), "{m}");
+        }
+        // Decoding 400 megapixels takes seconds; reading a header does not.
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// Zoom multiplies the base size, but never past the output budget.
+    #[tokio::test]
+    async fn zoomed_images_stay_within_the_output_budget() {
+        let input = encoded(&rgb_image(1600, 2263), ImageFormat::Png);
+        let png = render_page(Renderable::Image, chunks(&input), 1, 300, MAX)
+            .await
+            .expect("renders at 300%");
+        let (w, h) = decode_png(&png).dimensions();
+        assert!(u64::from(w) * u64::from(h) <= MAX_OUTPUT_PIXELS, "{w}x{h}");
+        assert!(w > 4000 && h > 5700, "{w}x{h}");
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_render_slot_is_bounded() {
+        static SMALL: Queue = Queue::new(1, 1, Duration::from_millis(200));
+        let held = SMALL.slot().await.expect("a free slot");
+        // One may wait, and gives up after the timeout.
+        let started = std::time::Instant::now();
+        let waiter = tokio::spawn(async { SMALL.slot().await.map(drop) });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The line is full: turned away at once.
+        assert!(matches!(SMALL.slot().await, Err(RenderError::Busy)));
+        assert!(started.elapsed() < Duration::from_millis(150));
+        assert!(matches!(
+            waiter.await.expect("joins"),
+            Err(RenderError::Busy)
+        ));
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        // Giving up left the line: the next waiter gets the slot once it is free.
+        let waiter = tokio::spawn(async { SMALL.slot().await.map(drop) });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(held);
+        assert!(waiter.await.expect("joins").is_ok());
     }
 
     /// `png` with a tEXt chunk (metadata) inserted after IHDR.

@@ -1,7 +1,8 @@
-//! The viewer's pages: `GET /view/{grant}/files/{file}` (the document, page by page) and
-//! the grant-bound page images it shows. Both answer uncached and under a strict
-//! Content-Security-Policy; images answer `inline`. There is no route that sends the
-//! original file.
+//! The viewer's pages: `GET /view/{grant}/files/{file}?p=N` (the document, a window of
+//! at most [`viewer::PAGES_PER_VIEW`] pages around page N) and the grant-bound page images
+//! it shows. Both answer uncached and under a strict Content-Security-Policy; images answer
+//! `inline`. A busy renderer answers 503 with `Retry-After`. There is no route that sends
+//! the original file.
 
 use std::io::Cursor;
 
@@ -12,10 +13,10 @@ use rocket::{get, routes, Request, Route, State};
 
 use super::me;
 use crate::auth::Principal;
-use crate::error::AppResult;
+use crate::error::AppError;
 use crate::records::model::FileId;
 use crate::viewer;
-use crate::viewer::render::ZOOM_LEVELS;
+use crate::viewer::render::{RETRY_AFTER_SECS, ZOOM_LEVELS};
 use crate::App;
 
 pub fn routes() -> Vec<Route> {
@@ -64,6 +65,29 @@ impl<'r, 'o: 'r, R: Responder<'r, 'o>> Responder<'r, 'o> for Guarded<R> {
     }
 }
 
+/// An error from a viewer route, answered as [`AppError`] answers it; a 503 (all render
+/// slots busy) also says when to try again, so clients back off instead of piling up.
+pub(super) struct ViewerError(AppError);
+
+impl From<AppError> for ViewerError {
+    fn from(e: AppError) -> Self {
+        ViewerError(e)
+    }
+}
+
+impl<'r> Responder<'r, 'static> for ViewerError {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let busy = self.0.status() == rocket::http::Status::ServiceUnavailable;
+        let mut res = self.0.respond_to(req)?;
+        if busy {
+            res.set_raw_header("Retry-After", RETRY_AFTER_SECS.to_string());
+        }
+        Ok(res)
+    }
+}
+
+type ViewerResult<T> = Result<T, ViewerError>;
+
 /// A rendered page.
 struct Png(Vec<u8>);
 
@@ -76,24 +100,24 @@ impl<'r> Responder<'r, 'static> for Png {
     }
 }
 
-#[get("/view/<grant>/files/<file>?<zoom>")]
+/// The viewer page: the window of pages that holds page `p` (the first if none), with
+/// links to the other windows and a "go to page" form; a page past the count is 404.
+#[get("/view/<grant>/files/<file>?<zoom>&<p>")]
 async fn view_page(
     app: &State<App>,
     who: Principal,
     grant: &str,
     file: FileId,
     zoom: Option<u32>,
-) -> AppResult<Guarded<RawHtml<String>>> {
-    let opened = viewer::open(app, &who, crate::http::id(grant)?, file).await?;
+    p: Option<u32>,
+) -> ViewerResult<Guarded<RawHtml<String>>> {
+    let opened = viewer::open(app, &who, crate::http::id(grant)?, file, p).await?;
     let zoom = crate::viewer::render::zoom(zoom);
-    let (pages, problem) = match &opened.pages {
-        Ok(n) => ((1..=*n).collect::<Vec<u32>>(), None),
-        Err(why) => (Vec::new(), Some(why.clone())),
-    };
+    let problem = opened.pages.as_ref().err().cloned();
     let html = app.templates.render(
         "viewer.html",
         context! {
-            me => me(&who), csrf => who.csrf_token(), v => opened, pages => pages,
+            me => me(&who), csrf => who.csrf_token(), w => opened.window.clone(), v => opened,
             problem => problem, zoom => zoom, zooms => ZOOM_LEVELS,
         },
     )?;
@@ -112,7 +136,7 @@ async fn page_image(
     file: FileId,
     page: u32,
     zoom: Option<u32>,
-) -> AppResult<Guarded<Png>> {
+) -> ViewerResult<Guarded<Png>> {
     let png = viewer::page(app, &who, crate::http::id(grant)?, file, page, zoom).await?;
     Ok(Guarded {
         inner: Png(png),

@@ -1,6 +1,7 @@
 //! The view-only viewer, end to end: page images for a multi-page PDF and for JPEG and TIFF
-//! scans, the headers every answer carries, no original bytes under a view grant, and
-//! page URLs that stop answering the moment the grant is revoked or expires.
+//! scans, the headers every answer carries, no original bytes under a view grant, page
+//! URLs that stop answering the moment the grant is revoked or expires, and bounds that
+//! hold whatever a file claims (page counts, pages that are not there, pixels).
 
 use std::io::Cursor;
 
@@ -10,7 +11,7 @@ use strongroom::users::Role;
 
 use crate::archive::{setup, upload};
 use crate::common::{bearer, TestApp};
-use crate::pdf_fixture::{document, Page};
+use crate::pdf_fixture::{claiming, document, Page};
 
 const PURPOSE: &str = "reviewing the signed contract for complaint #4711";
 const MARKER: &str = "STRONGROOM-VIEWER-MARKER-7f3a";
@@ -309,4 +310,181 @@ async fn page_urls_answer_403_right_after_revocation_and_after_expiry() {
     .await
     .unwrap();
     assert!(denied >= 3, "{denied}");
+}
+
+/// How many page images a viewer page shows.
+fn page_images(html: &str) -> usize {
+    html.matches("<img ").count()
+}
+
+#[tokio::test]
+async fn a_tiny_pdf_claiming_999999_pages_gets_a_small_viewer_page_and_no_page_renders() {
+    let w = world().await;
+    let liar = claiming(999_999, 0);
+    assert!(liar.len() < 500, "{}", liar.len());
+    let file = w.file("liar.pdf", &liar).await;
+    let grant = w.view_grant().await;
+    let view = format!("/view/{grant}/files/{file}");
+    let (s, _, body) = w.fetch(&view, &w.employee).await;
+    assert_eq!(s, Status::Ok);
+    assert!(body.len() < 200_000, "{} bytes of HTML", body.len());
+    let html = String::from_utf8(body).unwrap();
+    assert!(
+        html.contains("states more pages than the file can hold"),
+        "{html}"
+    );
+    assert_eq!(page_images(&html), 0, "{html}");
+    for page in [1, 2, 500_000, 999_999] {
+        let (s, h, _) = w.fetch(&format!("{view}/pages/{page}"), &w.employee).await;
+        assert_eq!(s, Status::UnprocessableEntity, "page {page}");
+        assert_ne!(header(&h, "Content-Type"), Some("image/png"));
+    }
+}
+
+/// A count the file's size does not rule out is paged: each viewer page lists at most 20
+/// page images and links to the others, and the pages the file does not hold are missing,
+/// not rendered as blanks.
+#[tokio::test]
+async fn a_pdf_claiming_10000_pages_is_shown_20_at_a_time_and_missing_pages_are_404() {
+    let w = world().await;
+    let liar = claiming(10_000, 170_000);
+    let file = w.file("padded.pdf", &liar).await;
+    let grant = w.view_grant().await;
+    let view = format!("/view/{grant}/files/{file}");
+    for (query, first, last) in [
+        ("", 1, 20),
+        ("?p=5000", 4981, 5000),
+        ("?p=9999&zoom=200", 9981, 10_000),
+    ] {
+        let (s, _, body) = w.fetch(&format!("{view}{query}"), &w.employee).await;
+        assert_eq!(s, Status::Ok, "{query}");
+        assert!(body.len() < 200_000, "{query}: {} bytes", body.len());
+        let html = String::from_utf8(body).unwrap();
+        assert_eq!(page_images(&html), 20, "{query}");
+        for p in [first, last] {
+            assert!(
+                html.contains(&format!("{view}/pages/{p}?zoom=")),
+                "{query}: {p}"
+            );
+        }
+        assert!(!html.contains(&format!("/pages/{}?", last + 1)), "{query}");
+        assert!(
+            html.contains(&format!("Pages {first}–{last} of 10000")),
+            "{query}"
+        );
+        assert!(html.contains(r#"<form method="get""#) && html.contains(r#"name="p""#));
+    }
+    // Only page 1 is in the file: the others the page tree states are not rendered.
+    let (s, h, body) = w.fetch(&format!("{view}/pages/1"), &w.employee).await;
+    assert_eq!(s, Status::Ok, "{}", String::from_utf8_lossy(&body));
+    assert_page_headers(&h);
+    assert_eq!(png_size(&body), (816, 1056));
+    for page in [2u64, 5000, 10_000, 10_001, 4_000_000_000] {
+        let (s, h, _) = w.fetch(&format!("{view}/pages/{page}"), &w.employee).await;
+        assert_eq!(s, Status::NotFound, "page {page}");
+        assert_ne!(header(&h, "Content-Type"), Some("image/png"));
+    }
+    for p in [0u64, 10_001, 4_000_000_000] {
+        let (s, _, _) = w.fetch(&format!("{view}?p={p}"), &w.employee).await;
+        assert_eq!(s, Status::NotFound, "p={p}");
+    }
+}
+
+#[tokio::test]
+async fn a_long_pdf_is_paged_with_previous_next_and_go_to_page() {
+    let w = world().await;
+    let file = w.file("long.pdf", &pdf(45)).await;
+    let grant = w.view_grant().await;
+    let view = format!("/view/{grant}/files/{file}");
+    let (s, _, body) = w.fetch(&view, &w.employee).await;
+    assert_eq!(s, Status::Ok);
+    let html = String::from_utf8(body).unwrap();
+    assert_eq!(page_images(&html), 20);
+    assert!(html.contains("Pages 1–20 of 45"), "{html}");
+    assert!(html.contains("45 pages"));
+    assert!(html.contains(&format!(r#"href="{view}?zoom=100&amp;p=21" rel="next""#)));
+    assert!(html.contains(&format!(r#"href="{view}?zoom=100&amp;p=41">Last"#)));
+    assert!(!html.contains(r#"rel="prev""#));
+    assert!(html.contains(&format!(r#"<form method="get" action="{view}">"#)));
+    assert!(!html.contains("<script"));
+    // "Go to page 27" lands on the window that holds it, at the zoom in use.
+    let (s, _, body) = w.fetch(&format!("{view}?zoom=150&p=27"), &w.employee).await;
+    assert_eq!(s, Status::Ok);
+    let html = String::from_utf8(body).unwrap();
+    assert_eq!(page_images(&html), 20);
+    assert!(html.contains("Pages 21–40 of 45"), "{html}");
+    assert!(html.contains(&format!("{view}/pages/27?zoom=150")));
+    assert!(html.contains(&format!(r#"href="{view}?zoom=150&amp;p=1" rel="prev""#)));
+    assert!(html.contains(&format!(r#"href="{view}?zoom=150&amp;p=41" rel="next""#)));
+    let (s, _, body) = w.fetch(&format!("{view}?p=45"), &w.employee).await;
+    assert_eq!(s, Status::Ok);
+    let html = String::from_utf8(body).unwrap();
+    assert_eq!(page_images(&html), 5);
+    assert!(!html.contains(r#"rel="next""#));
+    let (s, _, _) = w.fetch(&format!("{view}?p=46"), &w.employee).await;
+    assert_eq!(s, Status::NotFound);
+    let (s, _, _) = w.fetch(&format!("{view}/pages/46"), &w.employee).await;
+    assert_eq!(s, Status::NotFound);
+    // Which window was shown is in the audit trail.
+    let shown: Vec<Value> = sqlx::query_scalar(
+        "SELECT detail->'shown' FROM audit_events WHERE action = 'file.view.open' ORDER BY seq",
+    )
+    .fetch_all(&w.app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        shown,
+        vec![json!([1, 20]), json!([21, 40]), json!([41, 45])]
+    );
+}
+
+/// A grey 20000 x 20000 PNG, encoded without ever touching the pixel buffer (all zeros, so
+/// it stays unallocated) and compressed to a few hundred kilobytes.
+fn huge_png() -> Vec<u8> {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    use image::ImageEncoder;
+    let (width, height) = (20_000u32, 20_000u32);
+    let pixels = vec![0u8; (width * height) as usize];
+    let mut out = Vec::new();
+    PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::NoFilter)
+        .write_image(&pixels, width, height, image::ExtendedColorType::L8)
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn a_20000_square_png_is_refused_from_its_header_promptly() {
+    let w = world().await;
+    let png = huge_png();
+    assert!(png.len() < 2_000_000, "{}", png.len());
+    let file = w.file("poster.png", &png).await;
+    let grant = w.view_grant().await;
+    let view = format!("/view/{grant}/files/{file}");
+    let started = std::time::Instant::now();
+    let (s, _, body) = w.fetch(&view, &w.employee).await;
+    assert_eq!(s, Status::Ok);
+    let html = String::from_utf8(body).unwrap();
+    assert!(
+        html.contains("too large to show: 20000 x 20000 pixels"),
+        "{html}"
+    );
+    assert_eq!(page_images(&html), 0);
+    for zoom in [100, 300] {
+        let (s, h, body) = w
+            .fetch(&format!("{view}/pages/1?zoom={zoom}"), &w.employee)
+            .await;
+        assert_eq!(s, Status::UnprocessableEntity);
+        assert_ne!(header(&h, "Content-Type"), Some("image/png"));
+        assert!(
+            String::from_utf8_lossy(&body).contains("20000 x 20000 pixels"),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // Decoding alone would take seconds; the header is read in microseconds.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
