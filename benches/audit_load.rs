@@ -31,6 +31,7 @@
 //! profile's `strongroom`). Everything lives in one temp dir that is removed at the end, also
 //! on failure; the server is stopped with SIGTERM (it stops its PostgreSQL cluster itself),
 //! and a watchdog stops the cluster and removes the dir if this process dies first.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure should stop it loudly
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};

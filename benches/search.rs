@@ -26,6 +26,7 @@
 //! off) plus maintenance_work_mem and max_wal_size for the load; the rest are PostgreSQL's
 //! defaults, as for `strongroom serve`. The temp dir and the cluster are removed at the end,
 //! and by a watchdog if this process dies first.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure should stop it loudly
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

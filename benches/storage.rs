@@ -34,6 +34,7 @@
 //! removed at the end, also on failure; the server is stopped with SIGTERM (it stops its
 //! PostgreSQL cluster itself), and a watchdog stops the cluster and removes the dir if this
 //! process dies first.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure should stop it loudly
 
 #[path = "../tests/fixtures/pdf.rs"]
 mod pdf_fixture;

@@ -37,6 +37,7 @@ pub struct SignedIn {
     pub user: User,
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn login(
     db: &Db,
     config: &Config,
@@ -157,6 +158,7 @@ pub async fn login(
 /// throttle and account key as sign-in: a stolen session cannot guess more than the
 /// sign-in limit allows, and each failure and lockout is audited. `Ok(())` only when the
 /// password is right.
+#[tracing::instrument(skip_all)]
 pub async fn check_current_password(
     db: &Db,
     config: &Config,
@@ -252,6 +254,7 @@ async fn give_back(db: &Db, keys: &[&str]) {
     }
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn logout(db: &Db, who: &Authenticated) -> AppResult<()> {
     unit!(db, |tx| {
         session::end(&mut tx, who.session_id()).await?;

@@ -115,6 +115,7 @@ pub(crate) async fn find_held(
 }
 
 /// The grant of request `request_id` that `who` holds, if it is of `kind`.
+#[tracing::instrument(skip_all)]
 pub(crate) async fn held_for_request(
     conn: &mut PgConnection,
     who: &Principal,
@@ -155,6 +156,7 @@ pub async fn active_grant(
 }
 
 /// The grants of requests `ids`, keyed by request (one query for a whole list).
+#[tracing::instrument(skip_all)]
 pub(crate) async fn of_requests(
     conn: &mut PgConnection,
     ids: &[Uuid],
@@ -359,6 +361,7 @@ pub async fn active_grants(app: &App, who: &Principal) -> AppResult<Vec<ActiveGr
 
 /// Marks grants whose time has passed as expired, in the caller's unit of work. Several
 /// nodes may run it at once: rows are taken with `FOR UPDATE SKIP LOCKED`.
+#[tracing::instrument(skip_all)]
 pub(crate) async fn expire_due(tx: &mut Tx, system: &Actor) -> AppResult<u64> {
     let grants: Vec<(Uuid,)> = sqlx::query_as(
         "UPDATE grants SET state = 'expired' WHERE id IN \

@@ -19,6 +19,7 @@ use crate::policy::{ManageCategory, ReadCategory};
 use crate::{unit, App};
 
 /// All categories with their full paths. The tree is small (hundreds of nodes).
+#[tracing::instrument(skip_all)]
 pub async fn all(app: &App) -> AppResult<Vec<Category>> {
     unit!(app.db, |tx| Ok(with_paths(
         repo::all_categories(&mut tx).await?
@@ -52,6 +53,7 @@ fn with_paths(mut cats: Vec<Category>) -> Vec<Category> {
 }
 
 /// [`all`] inside the caller's unit of work.
+#[tracing::instrument(skip_all)]
 pub(crate) async fn all_in(conn: &mut PgConnection) -> AppResult<Vec<Category>> {
     Ok(with_paths(repo::all_categories(conn).await?))
 }
@@ -81,11 +83,13 @@ pub async fn get_for(app: &App, who: &Principal, id: CategoryId) -> AppResult<Ca
 }
 
 /// One category (its path from a walk up its ancestors, not a read of the whole tree).
+#[tracing::instrument(skip_all)]
 pub async fn get(app: &App, id: CategoryId) -> AppResult<Category> {
     unit!(app.db, |tx| get_in(&mut tx, id).await)
 }
 
 /// [`get`] inside the caller's unit of work.
+#[tracing::instrument(skip_all)]
 pub(crate) async fn get_in(conn: &mut PgConnection, id: CategoryId) -> AppResult<Category> {
     repo::one_category(conn, id)
         .await?
@@ -178,6 +182,7 @@ pub async fn create(app: &App, who: &Principal, mut new: NewCategory) -> AppResu
     })
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn update(
     app: &App,
     who: &Principal,

@@ -62,6 +62,7 @@ pub(crate) fn clean_media_type(raw: Option<&str>) -> String {
 }
 
 /// Encrypts and stores one uploaded file as a new version of the record's files.
+#[tracing::instrument(skip_all)]
 pub async fn upload<R: AsyncRead + Unpin + Send>(
     app: &App,
     who: &Principal,
@@ -130,6 +131,7 @@ pub async fn upload<R: AsyncRead + Unpin + Send>(
 /// Records a stored object as the next version of the record's files, with its audit event,
 /// in the caller's transaction.
 #[allow(clippy::too_many_arguments)]
+#[tracing::instrument(skip_all)]
 pub(crate) async fn insert_row(
     tx: &mut Tx,
     who: &Principal,
@@ -198,6 +200,7 @@ pub async fn list(app: &App, who: &Principal, record: RecordId) -> AppResult<Vec
 }
 
 /// The files of the record a permit was issued for.
+#[tracing::instrument(skip_all)]
 pub(crate) async fn list_in<A: Action>(
     conn: &mut PgConnection,
     permit: &Permit<A>,
@@ -212,6 +215,7 @@ pub(crate) async fn list_in<A: Action>(
 }
 
 /// The files of the record a permit was issued for.
+#[tracing::instrument(skip_all)]
 pub(crate) async fn list_unchecked<A: Action>(
     app: &App,
     permit: &Permit<A>,
@@ -221,6 +225,7 @@ pub(crate) async fn list_unchecked<A: Action>(
 
 /// File `file` of the record a permit was issued for (NotFound when it belongs to another
 /// record).
+#[tracing::instrument(skip_all)]
 pub(crate) async fn find<A: Action>(
     app: &App,
     permit: &Permit<A>,
@@ -243,6 +248,7 @@ pub(crate) async fn find<A: Action>(
 /// stream with an error (no unauthenticated byte is ever yielded) and is audited as
 /// `file.integrity_failure`. Used by the viewer and exports, under a checked grant: the
 /// file must belong to the record the permit was issued for (else NotFound).
+#[tracing::instrument(skip_all)]
 pub async fn open_content(
     app: &App,
     permit: &impl ReadsContent,

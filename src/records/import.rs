@@ -149,6 +149,7 @@ fn parse_row(
     })
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn run(
     app: &App,
     who: &Principal,

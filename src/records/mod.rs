@@ -69,6 +69,7 @@ fn check_title(title: &str) -> AppResult<String> {
 
 /// Loads a record and its category and checks `A` on it. A refused or missing record is
 /// audited (without values); the permit is bound to the record.
+#[tracing::instrument(skip_all)]
 pub(crate) async fn load_for<A: Action>(
     app: &App,
     who: &Principal,
@@ -79,6 +80,7 @@ pub(crate) async fn load_for<A: Action>(
 
 /// [`load_for`] for an action taken under a grant: the policy is told the grant's state
 /// (`Active` only while it is valid and not revoked).
+#[tracing::instrument(skip_all)]
 pub(crate) async fn load_with<A: Action>(
     app: &App,
     who: &Principal,
@@ -90,6 +92,7 @@ pub(crate) async fn load_with<A: Action>(
 }
 
 /// [`load_with`] inside the caller's unit of work.
+#[tracing::instrument(skip_all)]
 pub(crate) async fn load_in<A: Action>(
     tx: &mut Tx,
     app: &App,
@@ -118,6 +121,7 @@ pub(crate) async fn load_in<A: Action>(
 
 /// The category of record `record` (for actions decided on a record found through another
 /// object, such as a loan's request).
+#[tracing::instrument(skip_all)]
 pub(crate) async fn category_of_record(
     conn: &mut PgConnection,
     record: uuid::Uuid,
@@ -207,6 +211,7 @@ pub async fn create(app: &App, who: &Principal, new: NewRecord) -> AppResult<Rec
 }
 
 /// Files one record inside the caller's transaction (also used by the bulk import).
+#[tracing::instrument(skip_all)]
 pub(crate) async fn create_in(
     tx: &mut Tx,
     app: &App,
@@ -269,6 +274,7 @@ pub async fn get(app: &App, who: &Principal, id: RecordId) -> AppResult<RecordVi
 }
 
 /// [`get`] inside the caller's unit of work.
+#[tracing::instrument(skip_all)]
 pub(crate) async fn get_in(
     tx: &mut Tx,
     app: &App,
@@ -281,6 +287,7 @@ pub(crate) async fn get_in(
 }
 
 /// The record a permit was issued for, as `who` may see it (audited if unmasked).
+#[tracing::instrument(skip_all)]
 pub(crate) async fn shown(
     tx: &mut Tx,
     app: &App,
@@ -340,6 +347,7 @@ async fn view_in(
     ))
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn update(
     app: &App,
     who: &Principal,
@@ -488,11 +496,13 @@ pub async fn update(
 
 /// The revisions of a record: who changed what, when and why. Values of sensitive fields
 /// never appear; non-sensitive ones show as they were and became.
+#[tracing::instrument(skip_all)]
 pub async fn revisions(app: &App, who: &Principal, id: RecordId) -> AppResult<Vec<Revision>> {
     unit!(app.db, |tx| revisions_in(&mut tx, app, who, id).await)
 }
 
 /// [`revisions`] inside the caller's unit of work.
+#[tracing::instrument(skip_all)]
 pub(crate) async fn revisions_in(
     tx: &mut Tx,
     app: &App,
@@ -504,6 +514,7 @@ pub(crate) async fn revisions_in(
 }
 
 /// The revisions of the record a permit was issued for.
+#[tracing::instrument(skip_all)]
 pub(crate) async fn revisions_of(
     tx: &mut Tx,
     permit: &Permit<ReadRecord>,

@@ -78,6 +78,7 @@ fn code(field: &str, v: &str) -> AppResult<String> {
 
 /// Creates a storeroom, a shelf in it, or a box on a shelf (whichever the deepest code given
 /// names); the levels above must exist, except that a storeroom is created with its name.
+#[tracing::instrument(skip_all)]
 pub async fn create_place(app: &App, who: &Principal, p: NewPlace) -> AppResult<Vec<BoxEntry>> {
     app.db
         .authorize::<ManageRegister>(&app.policies, who, None, None)
@@ -148,6 +149,7 @@ pub async fn create_place(app: &App, who: &Principal, p: NewPlace) -> AppResult<
     list(app, who).await
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn list(app: &App, who: &Principal) -> AppResult<Vec<BoxEntry>> {
     app.db
         .authorize::<ManageRegister>(&app.policies, who, None, None)
@@ -164,6 +166,7 @@ pub async fn list(app: &App, who: &Principal) -> AppResult<Vec<BoxEntry>> {
     })
 }
 
+#[tracing::instrument(skip_all)]
 pub(crate) async fn find_box(conn: &mut PgConnection, loc: &Location) -> AppResult<Uuid> {
     let id: Option<Uuid> = sqlx::query_scalar(
         "SELECT b.id FROM boxes b JOIN shelves s ON s.id = b.shelf_id \
@@ -187,6 +190,7 @@ pub(crate) async fn find_box(conn: &mut PgConnection, loc: &Location) -> AppResu
 }
 
 /// Puts a newly filed record's paper file in a box.
+#[tracing::instrument(skip_all)]
 pub(crate) async fn place(
     conn: &mut PgConnection,
     who: &Principal,
@@ -214,6 +218,7 @@ pub(crate) async fn place(
 }
 
 /// Moves a record's paper file to another box and/or changes its status.
+#[tracing::instrument(skip_all)]
 pub async fn move_file(app: &App, who: &Principal, id: RecordId, m: Move) -> AppResult<()> {
     let reason = m.reason.trim();
     if reason.chars().count() < 3 {
@@ -291,11 +296,13 @@ pub async fn move_file(app: &App, who: &Principal, id: RecordId, m: Move) -> App
     })
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn moves(app: &App, who: &Principal, id: RecordId) -> AppResult<Vec<MoveEntry>> {
     unit!(app.db, |tx| moves_in(&mut tx, app, who, id).await)
 }
 
 /// [`moves`] inside the caller's unit of work.
+#[tracing::instrument(skip_all)]
 pub(crate) async fn moves_in(
     tx: &mut Tx,
     app: &App,
@@ -307,6 +314,7 @@ pub(crate) async fn moves_in(
 }
 
 /// The moves of the record a permit was issued for.
+#[tracing::instrument(skip_all)]
 pub(crate) async fn moves_of(
     tx: &mut Tx,
     permit: &Permit<ReadRecord>,

@@ -88,6 +88,7 @@ fn url(request_id: Uuid) -> String {
 
 /// Prepares (or prepares again, while not yet downloaded) the download of an approved
 /// export. A new preparation replaces the previous link and password.
+#[tracing::instrument(skip_all)]
 pub async fn prepare(
     app: &App,
     who: &Principal,
@@ -152,6 +153,7 @@ pub async fn prepare(
 /// Starts the one download of an export. Without a prepared link, one is made (without
 /// a password) and used at once. The claim, and its audit event listing the files with
 /// their stored sizes and SHA-256, commit before the first byte is sent.
+#[tracing::instrument(skip_all)]
 pub async fn download(app: &App, who: &Principal, request_id: Uuid) -> AppResult<Download> {
     let grant_id = export_grant(app, who, request_id, "export.download").await?;
     let (permit, grant, record, _) =

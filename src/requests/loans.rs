@@ -51,6 +51,7 @@ const LOAN_SELECT: &str = "SELECT l.id, l.request_id, l.record_id, r.reference, 
      FROM loans l JOIN records r ON r.id = l.record_id JOIN users b ON b.id = l.borrower_id \
      JOIN users c ON c.id = l.checked_out_by";
 
+#[tracing::instrument(skip_all)]
 pub async fn checkout(app: &App, who: &Principal, request: Uuid, c: Checkout) -> AppResult<Loan> {
     desk(app, who).await?;
     if c.due_date < Utc::now().date_naive() {
@@ -195,6 +196,7 @@ async fn get_in(conn: &mut sqlx::PgConnection, id: Uuid) -> AppResult<Loan> {
         .await?)
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn give_back(app: &App, who: &Principal, request: Uuid, r: Return) -> AppResult<Loan> {
     desk(app, who).await?;
     let condition = r.condition.trim();
@@ -263,6 +265,7 @@ pub struct Ready {
 
 /// Approved borrow requests with their grant in force and no loan yet: what the loans
 /// desk can hand out.
+#[tracing::instrument(skip_all)]
 pub async fn ready(app: &App, who: &Principal) -> AppResult<Vec<Ready>> {
     desk(app, who).await?;
     unit!(app.db, |tx| {
@@ -282,6 +285,7 @@ pub async fn ready(app: &App, who: &Principal) -> AppResult<Vec<Ready>> {
     })
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn list(app: &App, who: &Principal, overdue_only: bool) -> AppResult<Vec<Loan>> {
     desk(app, who).await?;
     let filter = if overdue_only {
@@ -311,6 +315,7 @@ fn cell(v: &str) -> String {
 }
 
 /// The loans register as CSV.
+#[tracing::instrument(skip_all)]
 pub async fn register_csv(app: &App, who: &Principal) -> AppResult<String> {
     let loans = list(app, who, false).await?;
     let mut out = String::from("reference,title,borrower,approved_by,checked_out_by,out_at,due_date,returned_at,condition,overdue\n");

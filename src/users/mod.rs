@@ -74,6 +74,7 @@ async fn manage(app: &App, who: &Principal, id: Option<UserId>) -> AppResult<()>
 }
 
 /// Creates an account from the command line.
+#[tracing::instrument(skip_all)]
 pub async fn create_by_operator(
     pool: &PgPool,
     hasher: &password::Hasher,
@@ -84,6 +85,7 @@ pub async fn create_by_operator(
 }
 
 /// Disables an account from the command line.
+#[tracing::instrument(skip_all)]
 pub async fn disable_by_operator(pool: &PgPool, actor: &Actor, id: UserId) -> AppResult<User> {
     disable_as(&Db::new(pool.clone()), actor, id).await
 }
@@ -161,6 +163,7 @@ async fn insert(
 /// On first start with no accounts at all, creates `admin` with a random one-time password
 /// that must be changed at first sign-in. Returns the password only when it created the
 /// account; several nodes starting at once create it once.
+#[tracing::instrument(skip_all)]
 pub async fn bootstrap_admin(
     pool: &PgPool,
     hasher: &password::Hasher,
@@ -197,12 +200,14 @@ pub async fn bootstrap_admin(
     })
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn get(pool: &PgPool, id: UserId) -> AppResult<User> {
     unit!(Db::new(pool.clone()), |tx| repo::find(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound))
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn find_by_username(pool: &PgPool, username: &str) -> AppResult<Option<User>> {
     unit!(Db::new(pool.clone()), |tx| Ok(repo::find_by_username(
         &mut tx, username
@@ -211,6 +216,7 @@ pub async fn find_by_username(pool: &PgPool, username: &str) -> AppResult<Option
 }
 
 /// The account and its password hash, for sign-in only.
+#[tracing::instrument(skip_all)]
 pub(crate) async fn credentials(
     conn: &mut PgConnection,
     username: &str,
@@ -248,6 +254,7 @@ async fn disable_as(db: &Db, actor: &Actor, id: UserId) -> AppResult<User> {
 
 /// Sets a new password chosen by an administrator; the person must change it at next
 /// sign-in, and their current sessions end.
+#[tracing::instrument(skip_all)]
 pub async fn reset_password(
     pool: &PgPool,
     hasher: &password::Hasher,
@@ -276,6 +283,7 @@ pub async fn reset_password(
 /// A person changes their own password, proving the current one (throttled like sign-in).
 /// Their other sessions end.
 #[allow(clippy::too_many_arguments)]
+#[tracing::instrument(skip_all)]
 pub async fn change_own_password(
     db: &Db,
     config: &crate::config::Config,

@@ -126,6 +126,7 @@ fn user_error(e: RenderError) -> AppError {
 /// Opens file `file` under view grant `grant_id` at the window holding page `at` (the
 /// first if `None`): counts its pages (or says why it cannot be shown) and audits the
 /// opening. A page past the count is [`AppError::NotFound`].
+#[tracing::instrument(skip_all)]
 pub async fn open(
     app: &App,
     who: &Principal,
@@ -188,6 +189,7 @@ pub async fn open(
 
 /// Page `page` (1-based) of file `file` as a PNG, under view grant `grant_id`, at `zoom`
 /// percent. Audited (grant, file, page, zoom) before it is returned.
+#[tracing::instrument(skip_all)]
 pub async fn page(
     app: &App,
     who: &Principal,

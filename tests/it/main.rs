@@ -1,5 +1,6 @@
 //! The one integration-test binary (it links once). Every test gets its own database
 //! cloned from a migrated template on the run's private PostgreSQL cluster.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure should stop it loudly
 
 mod archive;
 mod audit_page;
