@@ -124,6 +124,23 @@ impl Tx {
         self.refusals.push((actor.clone(), event));
     }
 
+    /// The answer for an object that does not exist: 404, with the refused action audited
+    /// like any other refusal (a probe for ids leaves its trace).
+    pub fn not_found(
+        &mut self,
+        who: &Principal,
+        action: &'static str,
+        object: (&'static str, String),
+    ) -> AppError {
+        self.refuse(
+            &who.actor(),
+            Event::new(action, Outcome::Denied)
+                .object(object.0, object.1)
+                .detail(serde_json::json!({ "reason": "not_found" })),
+        );
+        AppError::NotFound
+    }
+
     /// Asks the policy for action A on `r` (None: the vault as a whole) for `who`, inside
     /// this unit of work: a refusal is audited (`A` denied, naming `object` when given)
     /// even though the unit then rolls back.

@@ -15,7 +15,7 @@ use sqlx::PgConnection;
 use crate::audit::{Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::policy::{ManageCategory, ReadCategory};
+use crate::policy::{Action, ManageCategory, ReadCategory};
 use crate::{unit, App};
 
 /// All categories with their full paths. The tree is small (hundreds of nodes).
@@ -71,7 +71,12 @@ pub async fn list(app: &App, who: &Principal) -> AppResult<Vec<Category>> {
 #[tracing::instrument(skip_all, fields(category = %id))]
 pub async fn get_for(app: &App, who: &Principal, id: CategoryId) -> AppResult<Category> {
     unit!(app.db, |tx| {
-        let c = get_in(&mut tx, id).await?;
+        let c = match repo::one_category(&mut tx, id).await? {
+            Some(c) => c,
+            None => {
+                return Err(tx.not_found(who, ReadCategory::NAME, ("category", id.to_string())))
+            }
+        };
         tx.authorize::<ReadCategory>(
             &app.policies,
             who,
@@ -196,7 +201,10 @@ pub async fn update(
             None,
             Some(("category", id.to_string())),
         )?;
-        get_in(&mut tx, id).await
+        match repo::one_category(&mut tx, id).await? {
+            Some(c) => Ok(c),
+            None => Err(tx.not_found(who, ManageCategory::NAME, ("category", id.to_string()))),
+        }
     })?;
     let name = changes.name.clone().unwrap_or_else(|| current.name.clone());
     let department = changes

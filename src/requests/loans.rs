@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::audit::{Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::policy::{ManageLoans, Permit};
+use crate::policy::{Action, ManageLoans, Permit};
 use crate::{unit, App};
 
 #[derive(Debug, Deserialize)]
@@ -81,7 +81,12 @@ pub async fn checkout(app: &App, who: &Principal, request: Uuid, c: Checkout) ->
             kind,
             state,
             valid_until,
-        } = row.ok_or(AppError::NotFound)?;
+        } = match row {
+            Some(r) => r,
+            None => {
+                return Err(tx.not_found(who, ManageLoans::NAME, ("request", request.to_string())))
+            }
+        };
         // The loan is decided on the record lent.
         let category = crate::records::category_of_record(&mut tx, record).await?;
         tx.authorize::<ManageLoans>(
@@ -207,6 +212,22 @@ pub async fn give_back(app: &App, who: &Principal, request: Uuid, r: Return) -> 
         ));
     }
     unit!(app.db, |tx| {
+        // The loan is decided on the record lent; an unknown request is 404, audited.
+        let record: Option<Uuid> =
+            sqlx::query_scalar("SELECT record_id FROM access_requests WHERE id = $1")
+                .bind(request)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(record) = record else {
+            return Err(tx.not_found(who, ManageLoans::NAME, ("request", request.to_string())));
+        };
+        let category = crate::records::category_of_record(&mut tx, record).await?;
+        tx.authorize::<ManageLoans>(
+            &app.policies,
+            who,
+            Some(&category.resource().of(record)),
+            Some(("request", request.to_string())),
+        )?;
         let open: Option<(Uuid, Uuid)> = sqlx::query_as(
             "SELECT id, record_id FROM loans WHERE request_id = $1 AND returned_at IS NULL FOR UPDATE",
         )

@@ -14,7 +14,7 @@ use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 
 use crate::auth::Principal;
-use crate::policy::ManageUsers;
+use crate::policy::{Action, ManageUsers};
 use crate::tx::Db;
 use crate::{unit, App};
 
@@ -57,6 +57,11 @@ pub async fn list(app: &App, who: &Principal) -> AppResult<Vec<User>> {
 #[tracing::instrument(skip_all, fields(user = %id))]
 pub async fn disable(app: &App, who: &Principal, id: UserId) -> AppResult<User> {
     manage(app, who, Some(id)).await?;
+    // An unknown account is 404, audited like any refusal.
+    unit!(app.db, |tx| match repo::find(&mut tx, id).await? {
+        Some(_) => Ok(()),
+        None => Err(tx.not_found(who, ManageUsers::NAME, ("user", id.to_string()))),
+    })?;
     disable_as(&app.db, &who.actor(), id).await
 }
 

@@ -64,9 +64,13 @@ async fn runtime_role_cannot_disable_triggers_or_rewrite_audit_events() {
     assert_eq!(sqlstate(&err), "42501", "{err}");
     assert!(err.to_string().contains("must be owner"), "{err}");
     for sql in [
-        "UPDATE audit_events SET detail = '{\"forged\": true}' WHERE seq = 1",
-        "DELETE FROM audit_events WHERE seq = 1",
+        "UPDATE audit_events SET detail = '{\"forged\": true}' WHERE pos = 1",
+        "DELETE FROM audit_events WHERE pos = 1",
         "TRUNCATE audit_events",
+        "UPDATE audit_chain SET hash = prev_hash",
+        "DELETE FROM audit_chain",
+        "TRUNCATE audit_chain",
+        "ALTER TABLE audit_chain DISABLE TRIGGER ALL",
         "SET session_replication_role = replica",
         "CREATE TABLE public.sneaky (v int)",
     ] {

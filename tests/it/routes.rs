@@ -97,3 +97,108 @@ async fn malformed_json_is_a_clear_422() {
     let body = res.into_string().await.unwrap();
     assert!(body.contains("password"), "{body}");
 }
+
+/// Every API route that names an object by id reaches the one authorization path: for an
+/// id that names nothing, a person holding every role gets 404, and the refusal is in the
+/// audit trail with that id. A new route with an id must be added to `body_for`, so it
+/// cannot be forgotten.
+#[tokio::test]
+async fn every_api_route_with_an_id_reaches_the_policy_and_audits_an_unknown_id() {
+    let app = TestApp::new().await;
+    let token = app
+        .user_token(
+            "everyone",
+            &[
+                strongroom::users::Role::Archivist,
+                strongroom::users::Role::Employee,
+                strongroom::users::Role::Supervisor,
+                strongroom::users::Role::Auditor,
+                strongroom::users::Role::Admin,
+            ],
+            "Retail",
+        )
+        .await;
+    let routes: Vec<(Method, String)> = app
+        .client
+        .rocket()
+        .routes()
+        .map(|r| (r.method, r.uri.to_string()))
+        .filter(|(_, uri)| {
+            let path = uri.split('?').next().unwrap_or("");
+            path.starts_with("/api/") && path.contains('<')
+        })
+        .collect();
+    assert!(routes.len() >= 15, "{routes:?}");
+    for (method, uri) in routes {
+        let path = uri.split('?').next().unwrap().to_string();
+        let id = uuid::Uuid::new_v4().to_string();
+        let concrete: String = path
+            .split('/')
+            .map(|seg| {
+                if seg.starts_with('<') {
+                    id.as_str()
+                } else {
+                    seg
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let Some(body) = body_for(method, &path) else {
+            panic!("{method} {path}: add this route (and a valid body) to body_for");
+        };
+        let status = if path.ends_with("/files") && method == Method::Post {
+            let rec = concrete
+                .trim_start_matches("/api/v1/records/")
+                .trim_end_matches("/files");
+            crate::archive::upload(&app, &token, rec, "scan.pdf", b"%PDF-1.4")
+                .await
+                .0
+        } else {
+            let mut req = app
+                .client
+                .req(method, concrete.clone())
+                .header(crate::common::bearer(&token));
+            if let Some(b) = body {
+                req = req.header(rocket::http::ContentType::JSON).body(b);
+            }
+            req.dispatch().await.status()
+        };
+        assert_eq!(status, Status::NotFound, "{method} {concrete}");
+        let audited: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM audit_events WHERE outcome = 'denied' AND object_id = $1",
+        )
+        .bind(&id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        assert!(
+            audited >= 1,
+            "{method} {path}: the refusal of an unknown id is not audited"
+        );
+    }
+}
+
+/// A valid body for each API route that takes an id (`Some(None)`: no body).
+fn body_for(method: Method, path: &str) -> Option<Option<&'static str>> {
+    let b = match (method, path) {
+        (Method::Get, _) => None,
+        (Method::Post, "/api/v1/requests/<rid>/approve") => Some(r#"{"comment": "ok"}"#),
+        (Method::Post, "/api/v1/requests/<rid>/reject") => Some(r#"{"comment": "not needed"}"#),
+        (Method::Post, "/api/v1/requests/<rid>/cancel") => None,
+        (Method::Post, "/api/v1/grants/<gid>/revoke") => Some(r#"{"reason": "complaint closed"}"#),
+        (Method::Post, "/api/v1/loans/<rid>/checkout") => Some(r#"{"due_date": "2099-01-01"}"#),
+        (Method::Post, "/api/v1/loans/<rid>/return") => Some(r#"{"condition": "intact"}"#),
+        (Method::Post, "/api/v1/exports/<rid>") => Some(r#"{"encrypt": false}"#),
+        (Method::Post, "/api/v1/records/<id>/physical") => {
+            Some(r#"{"status": "missing", "reason": "not on its shelf"}"#)
+        }
+        (Method::Post, "/api/v1/records/<id>/files") => None,
+        (Method::Post, "/api/v1/users/<id>/disable") => None,
+        (Method::Patch, "/api/v1/records/<id>") => {
+            Some(r#"{"title": "Corrected title", "reason": "typo in the title"}"#)
+        }
+        (Method::Patch, "/api/v1/categories/<id>") => Some(r#"{"name": "Renamed"}"#),
+        _ => return None,
+    };
+    Some(b)
+}

@@ -427,7 +427,7 @@ async fn a_long_pdf_is_paged_with_previous_next_and_go_to_page() {
     assert_eq!(s, Status::NotFound);
     // Which window was shown is in the audit trail.
     let shown: Vec<Value> = sqlx::query_scalar(
-        "SELECT detail->'shown' FROM audit_events WHERE action = 'file.view.open' ORDER BY seq",
+        "SELECT detail->'shown' FROM audit_events WHERE action = 'file.view.open' ORDER BY pos",
     )
     .fetch_all(&w.app.db)
     .await
