@@ -219,3 +219,47 @@ macro_rules! unit {
         $tx.finish(result).await
     }};
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.push((path.display().to_string(), text));
+            }
+        }
+    }
+
+    /// The rule this module exists for, checked on the sources: no transaction is begun
+    /// anywhere else (the database setup in `db.rs` runs as the owner role, outside any
+    /// request), and the HTML and JSON handlers never reach the database themselves.
+    #[test]
+    fn nothing_else_begins_a_transaction_and_handlers_do_not_query() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        sources(&root, &mut files);
+        assert!(files.len() > 30);
+        let me = root.join("tx.rs").display().to_string();
+        let setup = root.join("db.rs").display().to_string();
+        for (path, text) in &files {
+            if *path != me && *path != setup {
+                assert!(
+                    !text.contains(".begin()") && !text.contains("start_unit("),
+                    "{path} begins a transaction of its own: use unit!"
+                );
+            }
+            let handler = path.contains("/src/web/") || path.contains("/src/api/");
+            if handler && !path.ends_with("template_tests.rs") {
+                for needle in ["sqlx::", ".pool()", "PgPool", "PgConnection"] {
+                    assert!(!text.contains(needle), "{path} reaches the database: {needle}");
+                }
+            }
+        }
+    }
+}

@@ -442,6 +442,11 @@ pub async fn read(
     who: &crate::auth::Principal,
     q: Query,
 ) -> AppResult<Vec<StoredEvent>> {
+    crate::text::check_form(
+        [("actor", &q.actor), ("object", &q.object), ("action", &q.action)]
+            .into_iter()
+            .filter_map(|(n, v)| v.as_deref().map(|v| (n, v))),
+    )?;
     crate::unit!(app.db, |tx| {
         tx.authorize::<crate::policy::ReadAudit>(&app.policies, who, None, None)?;
         let events = repo::list(&mut tx, &q).await?;

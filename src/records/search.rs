@@ -96,6 +96,24 @@ fn auditable_text(q: &str) -> String {
 /// rule shows) is audited in the same unit of work.
 #[tracing::instrument(skip_all)]
 pub async fn search(app: &App, who: &Principal, query: SearchQuery) -> AppResult<SearchPage> {
+    // Query strings follow the same text rules as bodies: no control characters (a NUL
+    // would otherwise reach PostgreSQL and its log).
+    crate::text::check_form(
+        [
+            ("q", &query.q),
+            ("phone", &query.phone),
+            ("id_number", &query.id_number),
+            ("category", &query.category),
+            ("from", &query.from),
+            ("to", &query.to),
+            ("storeroom", &query.storeroom),
+            ("shelf", &query.shelf),
+            ("box", &query.box_code),
+            ("status", &query.status),
+        ]
+        .into_iter()
+        .filter_map(|(n, v)| v.as_deref().map(|v| (n, v))),
+    )?;
     unit!(app.db, |tx| search_in(&mut tx, app, who, query).await)
 }
 

@@ -323,3 +323,16 @@ async fn a_failure_after_a_row_lock_releases_the_lock_before_the_answer() {
     let r = w.approve(&id).await;
     assert_eq!(r["state"], "approved");
 }
+
+#[tokio::test]
+async fn a_nul_in_a_query_string_is_a_422_naming_the_parameter() {
+    let w = world().await;
+    let (s, e) = w.app.get("/api/v1/records?q=ab%00cd", &w.employee).await;
+    assert_eq!(s, Status::UnprocessableEntity, "{e}");
+    assert_eq!(e["error"]["field"], "q");
+    let auditor = w.app.user_token("aud", &[Role::Auditor], "Retail").await;
+    let (s, e) = w.app.get("/api/v1/audit?actor=x%00y", &auditor).await;
+    assert_eq!(s, Status::UnprocessableEntity, "{e}");
+    assert_eq!(e["error"]["field"], "actor");
+    assert!(!crate::common::captured_logs().contains("ab\u{0}cd"));
+}
