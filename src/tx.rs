@@ -257,7 +257,10 @@ mod tests {
             let handler = path.contains("/src/web/") || path.contains("/src/api/");
             if handler && !path.ends_with("template_tests.rs") {
                 for needle in ["sqlx::", ".pool()", "PgPool", "PgConnection"] {
-                    assert!(!text.contains(needle), "{path} reaches the database: {needle}");
+                    assert!(
+                        !text.contains(needle),
+                        "{path} reaches the database: {needle}"
+                    );
                 }
             }
         }

@@ -168,7 +168,7 @@ async fn upload_file(
     csrf: crate::auth::csrf::HeaderToken,
     data: Data<'_>,
 ) -> AppResult<(Status, Json<FileInfo>)> {
-    csrf.check(&who)?;
+    csrf.verify(app, &who).await?;
     let boundary = ct
         .filter(|c| c.is_form_data())
         .and_then(|c| {

@@ -443,9 +443,13 @@ pub async fn read(
     q: Query,
 ) -> AppResult<Vec<StoredEvent>> {
     crate::text::check_form(
-        [("actor", &q.actor), ("object", &q.object), ("action", &q.action)]
-            .into_iter()
-            .filter_map(|(n, v)| v.as_deref().map(|v| (n, v))),
+        [
+            ("actor", &q.actor),
+            ("object", &q.object),
+            ("action", &q.action),
+        ]
+        .into_iter()
+        .filter_map(|(n, v)| v.as_deref().map(|v| (n, v))),
     )?;
     crate::unit!(app.db, |tx| {
         tx.authorize::<crate::policy::ReadAudit>(&app.policies, who, None, None)?;

@@ -49,7 +49,7 @@ impl<T> std::ops::Deref for CsrfForm<T> {
 /// this data guard, so without it the page could not say which field was wrong.
 struct Refused(std::sync::Mutex<Option<(Option<String>, String)>>);
 
-fn refuse(req: &Request<'_>, err: AppError) -> (Status, AppError) {
+pub(crate) fn refuse(req: &Request<'_>, err: AppError) -> (Status, AppError) {
     if let AppError::Invalid { field, message } = &err {
         let slot = req.local_cache(|| Refused(std::sync::Mutex::new(None)));
         if let Ok(mut s) = slot.0.lock() {
@@ -183,6 +183,17 @@ impl<'r> rocket::request::FromRequest<'r> for HeaderToken {
 }
 
 impl HeaderToken {
+    /// Checks the token; a refusal is audited (`auth.csrf`).
+    pub async fn verify(&self, app: &crate::App, who: &Authenticated) -> Result<(), AppError> {
+        let result = self.check(who);
+        if result.is_err() {
+            let event = crate::audit::Event::new("auth.csrf", crate::audit::Outcome::Denied)
+                .detail(serde_json::json!({"reason": "upload without its token"}));
+            app.db.record(&who.actor(), event).await?;
+        }
+        result
+    }
+
     pub fn check(&self, who: &Authenticated) -> Result<(), AppError> {
         if !who.via_cookie() {
             return Ok(());

@@ -88,11 +88,39 @@ enum NoSession {
     Unchecked,
 }
 
+/// Checks every parameter of the query string (names and percent-decoded values) with the
+/// text rules of `crate::text`.
+fn check_query(req: &Request<'_>) -> Result<(), AppError> {
+    let Some(q) = req.uri().query() else {
+        return Ok(());
+    };
+    let decode = |s: &str| {
+        rocket::http::RawStr::new(&s.replace('+', " "))
+            .percent_decode_lossy()
+            .into_owned()
+    };
+    let pairs: Vec<(String, String)> = q
+        .as_str()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((n, v)) => (decode(n), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect();
+    crate::text::check_form(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+}
+
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for Authenticated {
     type Error = AppError;
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        // Query strings follow the same text rules as bodies: a NUL or a bidi control in a
+        // parameter is a 422 naming it, before anything reaches the database or the trail.
+        if let Err(e) = check_query(req) {
+            return Outcome::Error(super::csrf::refuse(req, e));
+        }
         // Cached so that several guards on one request look the session up once.
         let cached: &Result<Authenticated, NoSession> = req
             .local_cache_async(async {

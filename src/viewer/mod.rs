@@ -102,7 +102,22 @@ struct Checked {
 async fn check(app: &App, who: &Principal, grant_id: Uuid, file: FileId) -> AppResult<Checked> {
     let (permit, grant, record, _) =
         use_grant::<ViewWithGrant>(app, who, grant_id, Kind::View).await?;
-    let file = files::find(app, &permit, file).await?;
+    let file = match files::find(app, &permit, file).await {
+        Ok(f) => f,
+        Err(AppError::NotFound) => {
+            // Not a file of the grant's record (or no file at all): refused, and audited.
+            app.db
+                .record(
+                    &who.actor(),
+                    Event::new("file.view", Outcome::Denied)
+                        .object("file", file)
+                        .detail(json!({"grant": grant_id, "reason": "not a file of the grant's record"})),
+                )
+                .await?;
+            return Err(AppError::NotFound);
+        }
+        Err(e) => return Err(e),
+    };
     Ok(Checked {
         _permit: permit,
         grant,

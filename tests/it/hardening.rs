@@ -334,5 +334,15 @@ async fn a_nul_in_a_query_string_is_a_422_naming_the_parameter() {
     let (s, e) = w.app.get("/api/v1/audit?actor=x%00y", &auditor).await;
     assert_eq!(s, Status::UnprocessableEntity, "{e}");
     assert_eq!(e["error"]["field"], "actor");
+    // Every route's query string, bidi controls and line breaks included.
+    for (path, field) in [
+        ("/api/v1/requests?state=%00", "state"),
+        ("/api/v1/records?q=Zh%E2%80%AEang", "q"),
+        ("/api/v1/records?box=%0A", "box"),
+    ] {
+        let (s, e) = w.app.get(path, &w.employee).await;
+        assert_eq!(s, Status::UnprocessableEntity, "{path}: {e}");
+        assert_eq!(e["error"]["field"], field, "{path}");
+    }
     assert!(!crate::common::captured_logs().contains("ab\u{0}cd"));
 }
