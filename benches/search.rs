@@ -210,7 +210,7 @@ impl Api {
 }
 
 async fn add_user(pool: &PgPool, username: &str, role: Role, department: &str) -> Result<Uuid> {
-    let u = users::create(
+    let u = users::create_by_operator(
         pool,
         &strongroom::auth::password::Hasher::new(1, std::time::Duration::from_secs(60)),
         &Actor::system("bench"),

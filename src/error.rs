@@ -215,8 +215,10 @@ pub type AppResult<T> = Result<T, AppError>;
 /// How HTML error pages are rendered: given to the server at build time (by the web
 /// interface), so this module needs nothing above it.
 pub struct ErrorPages {
-    render: Box<dyn Fn(Status, &str) -> Option<String> + Send + Sync>,
+    render: RenderPage,
 }
+
+type RenderPage = Box<dyn Fn(Status, &str) -> Option<String> + Send + Sync>;
 
 impl ErrorPages {
     pub fn new(render: impl Fn(Status, &str) -> Option<String> + Send + Sync + 'static) -> Self {

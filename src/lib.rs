@@ -58,6 +58,10 @@ pub struct Vault {
 }
 
 /// Assembles the server. The binary and the tests call this same function.
+#[allow(
+    clippy::expect_used,
+    reason = "start-up: the templates are compiled into the binary and rendered by unit tests"
+)]
 pub fn build(config: Config, db: PgPool, vault: Vault) -> Rocket<Build> {
     let rocket_config = rocket::Config {
         address: config.address,

@@ -75,15 +75,15 @@ pub(super) async fn unchained(
     limit: i64,
 ) -> sqlx::Result<Vec<StoredEvent>> {
     let (xid, pos) = after(head);
-    sqlx::query_as(&format!(
+    sqlx::query_as(
         "SELECT e.pos, NULL::bigint AS seq, e.id, e.occurred_at, e.actor_id, e.actor, e.action, \
          e.object_type, e.object_id, e.outcome, e.client_addr, e.request_id, e.detail, \
          NULL::bytea AS prev_hash, NULL::bytea AS hash \
          FROM audit_events e \
          WHERE (e.xid, e.pos) > ($1::xid8, $2) \
            AND e.xid < pg_snapshot_xmin(pg_current_snapshot()) \
-         ORDER BY e.xid, e.pos LIMIT $3"
-    ))
+         ORDER BY e.xid, e.pos LIMIT $3",
+    )
     .bind(xid)
     .bind(pos)
     .bind(limit)

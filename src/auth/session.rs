@@ -70,8 +70,14 @@ pub async fn create(
     })
 }
 
-/// Finds the live session for a token, and marks it used. Expired, idle and disabled
-/// sessions are not found.
+/// How stale `last_seen_at` may get before a request refreshes it. Refreshing on every
+/// request made every read a write (a commit and a WAL flush per request, and concurrent
+/// requests of one session queued on its row); the idle timeout is counted in minutes, so
+/// a refresh at most once a minute loses nothing that matters.
+const TOUCH_AFTER_SECONDS: f64 = 60.0;
+
+/// Finds the live session for a token, and marks it used (at most once a minute).
+/// Expired, idle and disabled sessions are not found.
 pub async fn lookup(
     pool: &PgPool,
     token: &SecretString,
@@ -82,22 +88,32 @@ pub async fn lookup(
         session_id: Uuid,
         csrf_token: String,
         expires_at: DateTime<Utc>,
+        stale: bool,
         #[sqlx(flatten)]
         user: UserRow,
     }
     let row: Option<Row> = sqlx::query_as(
-        "UPDATE sessions s SET last_seen_at = now() \
-         FROM users u \
-         WHERE s.token_hash = $1 AND u.id = s.user_id AND u.status = 'active' \
-           AND s.expires_at > now() AND s.last_seen_at > now() - $2 * interval '1 second' \
-         RETURNING s.id AS session_id, s.csrf_token, s.expires_at, \
+        "SELECT s.id AS session_id, s.csrf_token, s.expires_at, \
+           (s.last_seen_at < now() - $3 * interval '1 second') AS stale, \
            u.id, u.username, u.display_name, u.department, u.roles, u.status, \
-           u.must_change_password, u.created_at, u.disabled_at",
+           u.must_change_password, u.created_at, u.disabled_at \
+         FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.token_hash = $1 AND u.status = 'active' \
+           AND s.expires_at > now() AND s.last_seen_at > now() - $2 * interval '1 second'",
     )
     .bind(hash_token(token.expose_secret()))
     .bind(idle.num_seconds() as f64)
+    .bind(TOUCH_AFTER_SECONDS)
     .fetch_optional(pool)
     .await?;
+    if let Some(r) = &row {
+        if r.stale {
+            sqlx::query("UPDATE sessions SET last_seen_at = now() WHERE id = $1")
+                .bind(r.session_id)
+                .execute(pool)
+                .await?;
+        }
+    }
     Ok(row.map(|r| ActiveSession {
         id: r.session_id,
         user: r.user.into(),

@@ -229,7 +229,7 @@ async fn reordered_events_are_detected() {
     tamper(
         &app,
         &[
-            &format!("UPDATE audit_chain SET event_id = '00000000-0000-0000-0000-000000000000' WHERE seq = 2"),
+            "UPDATE audit_chain SET event_id = '00000000-0000-0000-0000-000000000000' WHERE seq = 2",
             &format!("UPDATE audit_chain SET event_id = '{id2}' WHERE seq = 3"),
             &format!("UPDATE audit_chain SET event_id = '{id3}' WHERE seq = 2"),
         ],
