@@ -19,12 +19,13 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::bundle::{self, Entry, FileDigest};
-use super::{use_grant, Kind};
+use super::Kind;
 use crate::audit::{Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::policy::ExportWithGrant;
 use crate::records::files;
+use crate::records::under_grant;
 use crate::{unit, App};
 
 /// How long a prepared download link stays usable (never beyond the grant).
@@ -59,7 +60,7 @@ pub struct Download {
 
 /// The grant of export request `request_id` that `who` holds; otherwise NotFound, audited
 /// as a refused `action`. Whether the grant may be used is then the policy's decision
-/// (`record.export` with the grant's state, in [`use_grant`]).
+/// (`record.export` with the grant's state, in [`under_grant`]).
 async fn export_grant(
     app: &App,
     who: &Principal,
@@ -97,7 +98,7 @@ pub async fn prepare(
 ) -> AppResult<Prepared> {
     let grant_id = export_grant(app, who, request_id, "export.create").await?;
     let (permit, grant, record, _) =
-        use_grant::<ExportWithGrant>(app, who, grant_id, Kind::Export).await?;
+        under_grant::<ExportWithGrant>(app, who, grant_id, Kind::Export).await?;
     let files = files::list_unchecked(app, &permit).await?;
     let password = opts.encrypt.then(bundle::new_password);
     let sealed = password
@@ -157,7 +158,7 @@ pub async fn prepare(
 pub async fn download(app: &App, who: &Principal, request_id: Uuid) -> AppResult<Download> {
     let grant_id = export_grant(app, who, request_id, "export.download").await?;
     let (permit, grant, record, _) =
-        use_grant::<ExportWithGrant>(app, who, grant_id, Kind::Export).await?;
+        under_grant::<ExportWithGrant>(app, who, grant_id, Kind::Export).await?;
     // The manifest's metadata: as this person may see the record now (audited if unmasked).
     let view = crate::records::get(app, who, record.id).await?;
     let files = files::list_unchecked(app, &permit).await?;

@@ -25,9 +25,7 @@ use uuid::Uuid;
 
 pub use workflow::{Kind, Route, Workflows};
 
-pub use crate::grants::{active_grant, active_grants, revoke, ActiveGrant, GrantView, HeldGrant};
-/// Using a grant is decided on its record: see [`crate::records::under_grant`].
-pub(crate) use crate::records::under_grant as use_grant;
+pub use crate::grants::{active_grant, active_grants, revoke, ActiveGrant, GrantView};
 
 use crate::audit::{Event, Outcome};
 use crate::auth::Principal;

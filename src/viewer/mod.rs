@@ -23,10 +23,11 @@ use self::render::{RenderError, Renderable};
 use crate::audit::{Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
+use crate::grants::{HeldGrant, Kind};
 use crate::policy::{Permit, ViewWithGrant};
 use crate::records::files;
 use crate::records::model::{FileId, FileInfo};
-use crate::requests::{use_grant, HeldGrant, Kind};
+use crate::records::under_grant;
 use crate::App;
 
 /// The largest file the viewer renders (the renderers hold a document in memory).
@@ -101,7 +102,7 @@ struct Checked {
 
 async fn check(app: &App, who: &Principal, grant_id: Uuid, file: FileId) -> AppResult<Checked> {
     let (permit, grant, record, _) =
-        use_grant::<ViewWithGrant>(app, who, grant_id, Kind::View).await?;
+        under_grant::<ViewWithGrant>(app, who, grant_id, Kind::View).await?;
     let file = match files::find(app, &permit, file).await {
         Ok(f) => f,
         Err(AppError::NotFound) => {

@@ -474,7 +474,26 @@ fn image_reader(buf: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, RenderError> {
 /// Decodes only the header; returns the stored dimensions once they are within
 /// [`MAX_IMAGE_PIXELS`], so nothing larger is ever decoded.
 fn image_header(buf: &[u8]) -> Result<(u32, u32), RenderError> {
-    let (width, height) = image_reader(buf)?.into_dimensions().map_err(image_error)?;
+    let decoder = image_reader(buf)?.into_decoder().map_err(image_error)?;
+    let (width, height) = decoder.dimensions();
+    // Deep colour decodes to more bytes a pixel: a 16-bit RGBA image under the pixel cap
+    // can still need more than the decoder may allocate. Say so now, on the viewer page,
+    // rather than as a broken page image.
+    if u64::from(width) * u64::from(height) <= MAX_IMAGE_PIXELS
+        && decoder.total_bytes() > MAX_IMAGE_ALLOC
+    {
+        tracing::debug!(
+            width,
+            height,
+            "render: image needs too much memory to decode"
+        );
+        return Err(RenderError::Unreadable(format!(
+            "this image is too large to show: {width} x {height} pixels at {} bytes a pixel \
+             needs more memory than the viewer decodes with ({} MB)",
+            u64::from(decoder.color_type().bytes_per_pixel()),
+            MAX_IMAGE_ALLOC / 1_000_000
+        )));
+    }
     if u64::from(width) * u64::from(height) > MAX_IMAGE_PIXELS {
         tracing::debug!(width, height, "render: image has too many pixels");
         return Err(RenderError::Unreadable(format!(
@@ -1589,6 +1608,28 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    /// A 16-bit RGBA image under the pixel cap but over the decoder's memory: refused from
+    /// its header with a clear message, on the viewer page and for its page image alike.
+    #[tokio::test]
+    async fn a_deep_colour_image_over_the_decoding_memory_is_refused_from_its_header() {
+        use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+        use image::ImageEncoder;
+        let side = 7_200u32; // 51.8 megapixels, 8 bytes each: 415 MB decoded
+        let pixels = vec![0u8; side as usize * side as usize * 8];
+        let mut png = Vec::new();
+        PngEncoder::new_with_quality(&mut png, CompressionType::Fast, FilterType::NoFilter)
+            .write_image(&pixels, side, side, image::ExtendedColorType::Rgba16)
+            .expect("encodes");
+        drop(pixels);
+        let m = unreadable_msg(page_count(Renderable::Image, chunks(&png), MAX).await);
+        assert!(
+            m.contains("needs more memory than the viewer decodes"),
+            "{m}"
+        );
+        let m = unreadable_msg(render_page(Renderable::Image, chunks(&png), 1, 100, MAX).await);
+        assert!(m.contains("needs more memory"), "{m}");
     }
 
     /// Zoom multiplies the base size, but never past the output budget.
