@@ -245,19 +245,25 @@ pub async fn sequence(pool: &PgPool) -> AppResult<u64> {
 }
 
 /// Chains until nothing committed is left unchained (what a clean stop and the command
-/// line's `verify-audit` do). Events of transactions still open are left for later.
+/// line's `verify-audit` do). Events of transactions still open, and any event behind a
+/// transaction still open anywhere in the cluster, wait: this gives them up to
+/// [`SEQUENCE_ALL_WAIT`] to finish, then returns what it chained.
 pub async fn sequence_all(pool: &PgPool) -> AppResult<u64> {
+    let deadline = tokio::time::Instant::now() + SEQUENCE_ALL_WAIT;
     let mut total = 0;
-    for _ in 0..100 {
-        let n = sequence(pool).await?;
-        total += n;
-        if repo::pending(&mut *pool.acquire().await?).await? == 0 {
-            break;
+    loop {
+        total += sequence(pool).await?;
+        if repo::pending(&mut *pool.acquire().await?).await? == 0
+            || tokio::time::Instant::now() >= deadline
+        {
+            return Ok(total);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    Ok(total)
 }
+
+/// How long [`sequence_all`] waits for open transactions to finish.
+pub const SEQUENCE_ALL_WAIT: Duration = Duration::from_secs(30);
 
 /// Runs the sequencer every [`SEQUENCE_INTERVAL`] until the task is dropped.
 pub async fn run_sequencer(pool: PgPool) {

@@ -61,6 +61,12 @@ pub async fn login(
         }
         if allowed {
             allowed = throttle::reserve(&mut tx, &account_key, &limits_account).await?;
+            if !allowed {
+                // Refused for the account: the address's reservation is not used.
+                if let Some(k) = &address_key {
+                    throttle::release(&mut tx, k).await?;
+                }
+            }
         }
         Ok(allowed)
     })?;
@@ -73,8 +79,11 @@ pub async fn login(
         tracing::warn!(target: "security", "sign-in refused: locked out");
         return Err(AppError::TooManyAttempts);
     }
-    let reserved: Vec<&str> = std::iter::once(account_key.as_str())
-        .chain(address_key.as_deref())
+    // Address first, then account: the order every unit locks the counters in.
+    let reserved: Vec<&str> = address_key
+        .as_deref()
+        .into_iter()
+        .chain(std::iter::once(account_key.as_str()))
         .collect();
     let checked = async {
         let found = unit!(db, |tx| users::credentials(&mut tx, username).await)?;
@@ -102,11 +111,13 @@ pub async fn login(
     };
     if let (None, Some(user)) = (reason, user) {
         let s = unit!(db, |tx| {
-            throttle::clear(&mut tx, &account_key).await?;
-            // A success is not a failure from this address either.
+            // Counters are always locked address first, then account (as `reserve` does),
+            // so concurrent sign-ins cannot deadlock. A success is not a failure from this
+            // address either.
             if let Some(k) = &address_key {
                 throttle::release(&mut tx, k).await?;
             }
+            throttle::clear(&mut tx, &account_key).await?;
             let s = session::create(
                 &mut tx,
                 user.id,
@@ -135,13 +146,13 @@ pub async fn login(
     let reason = reason.unwrap_or("unknown");
     unit!(db, |tx| {
         let mut locked = Vec::new();
-        if throttle::confirm_failure(&mut tx, &account_key, &limits_account).await? {
-            locked.push("account");
-        }
         if let Some(k) = &address_key {
             if throttle::confirm_failure(&mut tx, k, &limits_address).await? {
                 locked.push("address");
             }
+        }
+        if throttle::confirm_failure(&mut tx, &account_key, &limits_account).await? {
+            locked.push("account");
         }
         tx.audit(
             &actor,

@@ -2,12 +2,14 @@
 //! by the name as typed (lower-cased), whether or not such an account exists, so a lockout
 //! never tells an attacker which names are real.
 //!
-//! Guarantees: an attempt is counted *before* its password is checked, in one atomic
-//! statement (`reserve`), and is checked only when that count stays within the limit; so
-//! however many guesses arrive at once, at most `max_failures` of them reach argon2 per
-//! window. Only a successful check clears the account's count; an attempt that could not be
-//! checked at all (hashing busy, an error) gives its reservation back (`release`). A failed
-//! check that brings the count to the limit starts the lockout (`confirm_failure`).
+//! Guarantees: an attempt is counted *before* its password is checked (`reserve`, under
+//! the counter's row lock) and is checked only while failures plus attempts being checked
+//! stay below the limit; so however many guesses arrive at once, at most `max_failures` of
+//! them reach argon2 per window. Attempts being checked are not failures: only a failed
+//! check adds a failure, and the failure that reaches the limit starts the lockout
+//! (`confirm_failure`), so good attempts in flight never lock an account. Only a successful
+//! check clears the account's count; an attempt that could not be checked at all (hashing
+//! busy, an error) gives its reservation back (`release`).
 //! Sign-in and the current-password check of a password change share the account key.
 
 use sqlx::PgConnection;
@@ -48,37 +50,64 @@ pub fn address_key(addr: &str) -> String {
 }
 
 /// Counts one attempt for `key` before its password is checked. Returns true when the
-/// attempt may go on to the check: the key is not locked and this attempt is within the
-/// limit. Run it outside any longer transaction, so concurrent attempts see each other.
+/// attempt may go on to the check: the key is not locked, and its failures plus the
+/// attempts being checked right now stay below the limit; the attempt is then counted as
+/// being checked (`in_flight`). A refused attempt changes nothing. Run it in its own short
+/// unit of work: the row lock serialises concurrent attempts.
 pub async fn reserve(conn: &mut PgConnection, key: &str, limits: &Limits) -> sqlx::Result<bool> {
-    // A counter restarts when its lockout has ended, or, unlocked, when its window has
-    // passed. The row lock taken by ON CONFLICT DO UPDATE serialises concurrent attempts,
-    // so each one sees every earlier reservation.
-    sqlx::query_scalar(
-        "INSERT INTO login_throttle AS t (key, failures, first_failure_at) VALUES ($1, 1, now()) \
-         ON CONFLICT (key) DO UPDATE SET \
-           failures = CASE WHEN t.locked_until <= now() \
-                             OR (t.locked_until IS NULL \
-                                 AND t.first_failure_at <= now() - $2 * interval '1 second') \
-                           THEN 1 ELSE t.failures + 1 END, \
-           first_failure_at = CASE WHEN t.locked_until <= now() \
-                             OR (t.locked_until IS NULL \
-                                 AND t.first_failure_at <= now() - $2 * interval '1 second') \
-                           THEN now() ELSE t.first_failure_at END, \
-           locked_until = CASE WHEN t.locked_until <= now() THEN NULL ELSE t.locked_until END \
-         RETURNING failures <= $3 AND locked_until IS NULL",
+    sqlx::query(
+        "INSERT INTO login_throttle (key, failures, in_flight, first_failure_at) \
+         VALUES ($1, 0, 0, now()) ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(key)
+    .execute(&mut *conn)
+    .await?;
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        failures: i32,
+        in_flight: i32,
+        locked: bool,
+        /// The lockout has ended, or (unlocked) the window has passed: the count restarts.
+        restart: bool,
+    }
+    let r: Row = sqlx::query_as(
+        "SELECT failures, in_flight, (locked_until > now()) IS TRUE AS locked, \
+           (locked_until <= now()) IS TRUE \
+             OR (locked_until IS NULL AND first_failure_at <= now() - $2 * interval '1 second') \
+             AS restart \
+         FROM login_throttle WHERE key = $1 FOR UPDATE",
     )
     .bind(key)
     .bind(limits.window_seconds)
-    .bind(limits.max_failures)
-    .fetch_one(conn)
-    .await
+    .fetch_one(&mut *conn)
+    .await?;
+    if r.locked {
+        return Ok(false);
+    }
+    let failures = if r.restart { 0 } else { r.failures };
+    let allowed = failures.saturating_add(r.in_flight) < limits.max_failures;
+    sqlx::query(
+        "UPDATE login_throttle SET \
+           failures = $2, \
+           first_failure_at = CASE WHEN $3 THEN now() ELSE first_failure_at END, \
+           locked_until = CASE WHEN $3 THEN NULL ELSE locked_until END, \
+           in_flight = in_flight + $4 \
+         WHERE key = $1",
+    )
+    .bind(key)
+    .bind(failures)
+    .bind(r.restart)
+    .bind(i32::from(allowed))
+    .execute(&mut *conn)
+    .await?;
+    Ok(allowed)
 }
 
-/// Gives back a reservation whose password was never checked.
+/// Gives back a reservation whose password was never checked, or whose check succeeded
+/// (for the address key).
 pub async fn release(conn: &mut PgConnection, key: &str) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE login_throttle SET failures = failures - 1 WHERE key = $1 AND failures > 0",
+        "UPDATE login_throttle SET in_flight = in_flight - 1 WHERE key = $1 AND in_flight > 0",
     )
     .bind(key)
     .execute(conn)
@@ -86,16 +115,21 @@ pub async fn release(conn: &mut PgConnection, key: &str) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// The reserved attempt failed its check (it is already counted). Returns true when this
-/// failure starts a lockout.
+/// The reserved attempt failed its check: it becomes a failure. Returns true when this
+/// failure starts a lockout (the failures reach the limit).
 pub async fn confirm_failure(
     conn: &mut PgConnection,
     key: &str,
     limits: &Limits,
 ) -> sqlx::Result<bool> {
     let started: Option<bool> = sqlx::query_scalar(
-        "UPDATE login_throttle SET locked_until = now() + $3 * interval '1 second' \
-         WHERE key = $1 AND failures >= $2 AND locked_until IS NULL RETURNING true",
+        "UPDATE login_throttle t SET \
+           in_flight = GREATEST(t.in_flight - 1, 0), \
+           failures = t.failures + 1, \
+           locked_until = CASE WHEN t.locked_until IS NULL AND t.failures + 1 >= $2 \
+                               THEN now() + $3 * interval '1 second' ELSE t.locked_until END \
+         FROM login_throttle old WHERE t.key = $1 AND old.key = $1 \
+         RETURNING old.locked_until IS NULL AND t.locked_until IS NOT NULL",
     )
     .bind(key)
     .bind(limits.max_failures)
