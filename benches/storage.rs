@@ -43,10 +43,14 @@ use std::io::{BufRead, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "common/server.rs"]
+mod server;
+use server::Cleanup;
 
 use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
@@ -88,63 +92,6 @@ fn main() {
     if let Err(e) = result {
         eprintln!("storage bench failed: {e:#}");
         std::process::exit(1);
-    }
-}
-
-/// Owns what the bench starts; dropping it (normal end, error or panic) stops the server
-/// and removes the temp dir.
-struct Cleanup {
-    dir: PathBuf,
-    server: Option<Child>,
-    watchdog: Option<Child>,
-}
-
-impl Cleanup {
-    fn server_log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// SIGTERM, then up to 60 s for a clean stop (the server stops its cluster), then SIGKILL.
-    fn stop_server(&mut self) -> Result<()> {
-        let Some(mut child) = self.server.take() else {
-            return Ok(());
-        };
-        if child.try_wait()?.is_some() {
-            bail!("the server had already exited");
-        }
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                if !status.success() {
-                    bail!("the server exited with {status} after SIGTERM");
-                }
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("the server did not stop within 60 s of SIGTERM; killed");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Err(e) = self.stop_server() {
-            eprintln!("stopping the server: {e:#}");
-        }
-        if let Some(mut w) = self.watchdog.take() {
-            // EOF on its stdin: it stops a cluster still running and removes the dir.
-            drop(w.stdin.take());
-            let _ = w.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
