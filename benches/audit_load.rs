@@ -34,17 +34,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure should stop it loudly
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 #[path = "common/server.rs"]
 mod server;
-use server::Cleanup;
+use server::{free_port, strongroom_cmd, Cleanup};
 
 use anyhow::{bail, Context, Result};
 use rand::rngs::StdRng;
@@ -707,30 +707,6 @@ fn login(port: u16, username: &str) -> Result<String> {
         bail!("login as {username}: {status} {body}");
     }
     Ok(body["token"].as_str().context("login token")?.to_string())
-}
-
-/// The binary with an environment that cannot point it elsewhere than its data dir.
-fn strongroom_cmd(bin: &Path) -> Command {
-    let mut c = Command::new(bin);
-    for var in [
-        "DATABASE_URL",
-        "STRONGROOM_DATA_DIR",
-        "STRONGROOM_OBJECT_STORE",
-        "STRONGROOM_MASTER_KEY_FILE",
-        "STRONGROOM_ADDRESS",
-        "STRONGROOM_PORT",
-        "STRONGROOM_PUBLIC_URL",
-        "STRONGROOM_LOG_FORMAT",
-    ] {
-        c.env_remove(var);
-    }
-    c.env("STRONGROOM_LOG_LEVEL", "warn");
-    c
-}
-
-fn free_port() -> Result<u16> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok(l.local_addr()?.port())
 }
 
 fn wait_healthy(cleanup: &mut Cleanup, port: u16) -> Result<()> {

@@ -40,7 +40,7 @@
 mod pdf_fixture;
 
 use std::io::{BufRead, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 
 #[path = "common/server.rs"]
 mod server;
-use server::Cleanup;
+use server::{free_port, strongroom_cmd, Cleanup};
 
 use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
@@ -1099,30 +1099,6 @@ fn write_random_file(path: &Path, size: u64) -> Result<[u8; 32]> {
     }
     out.flush()?;
     Ok(hasher.finalize().into())
-}
-
-/// The binary with an environment that cannot point it elsewhere than its data dir.
-fn strongroom_cmd(bin: &Path) -> Command {
-    let mut c = Command::new(bin);
-    for var in [
-        "DATABASE_URL",
-        "STRONGROOM_DATA_DIR",
-        "STRONGROOM_OBJECT_STORE",
-        "STRONGROOM_MASTER_KEY_FILE",
-        "STRONGROOM_ADDRESS",
-        "STRONGROOM_PORT",
-        "STRONGROOM_PUBLIC_URL",
-        "STRONGROOM_LOG_FORMAT",
-    ] {
-        c.env_remove(var);
-    }
-    c.env("STRONGROOM_LOG_LEVEL", "warn");
-    c
-}
-
-fn free_port() -> Result<u16> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok(l.local_addr()?.port())
 }
 
 fn wait_healthy(cleanup: &mut Cleanup, port: u16) -> Result<()> {

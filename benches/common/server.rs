@@ -1,7 +1,8 @@
 //! What the HTTP benches share: the server they start, and its orderly end.
 
-use std::path::PathBuf;
-use std::process::Child;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -61,4 +62,29 @@ impl Drop for Cleanup {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The binary with an environment that cannot point it elsewhere than its data dir.
+pub fn strongroom_cmd(bin: &Path) -> Command {
+    let mut c = Command::new(bin);
+    for var in [
+        "DATABASE_URL",
+        "DATABASE_OWNER_URL",
+        "STRONGROOM_DATA_DIR",
+        "STRONGROOM_OBJECT_STORE",
+        "STRONGROOM_MASTER_KEY_FILE",
+        "STRONGROOM_ADDRESS",
+        "STRONGROOM_PORT",
+        "STRONGROOM_PUBLIC_URL",
+        "STRONGROOM_LOG_FORMAT",
+    ] {
+        c.env_remove(var);
+    }
+    c.env("STRONGROOM_LOG_LEVEL", "warn");
+    c
+}
+
+pub fn free_port() -> Result<u16> {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(l.local_addr()?.port())
 }

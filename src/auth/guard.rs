@@ -1,13 +1,13 @@
 //! Request guards. `Authenticated` is the only way to obtain the signed-in person, and it
 //! can only be built here, from a live session. `Principal` additionally requires that the
-//! person is not still holding a one-time password, and `Require<R>` that they hold role R;
-//! routes state what they need in their signature, so a check cannot be forgotten.
+//! person is not still holding a one-time password; routes state what they need in their
+//! signature, so authentication cannot be forgotten. What a person may do is not a guard's
+//! business: the services ask the access policy (`crate::policy`), which audits refusals.
 //!
 //! Failures answer truthfully: no or an unknown/expired session is 401, but a session that
 //! could not be checked because the database failed is 503 (`unavailable`), so a signed-in
 //! person is not sent to the sign-in page during an outage.
 
-use std::marker::PhantomData;
 use std::ops::Deref;
 
 use rocket::http::Status;
@@ -217,68 +217,6 @@ impl<'r> FromRequest<'r> for Principal {
                 Outcome::Error(remember_failure(req, AppError::PasswordChangeRequired))
             }
             Outcome::Success(a) => Outcome::Success(Principal(a)),
-            Outcome::Error(e) => Outcome::Error(e),
-            Outcome::Forward(s) => Outcome::Forward(s),
-        }
-    }
-}
-
-/// Marker types for `Require<R>`.
-pub trait RoleMarker: Send + Sync + 'static {
-    const ROLE: Role;
-}
-
-macro_rules! role_marker {
-    ($($name:ident => $role:expr),* $(,)?) => {
-        $(
-            pub struct $name;
-            impl RoleMarker for $name {
-                const ROLE: Role = $role;
-            }
-        )*
-    };
-}
-
-role_marker! {
-    Admin => Role::Admin,
-    Auditor => Role::Auditor,
-    Archivist => Role::Archivist,
-    Supervisor => Role::Supervisor,
-    Employee => Role::Employee,
-}
-
-/// A principal holding role R.
-pub struct Require<R: RoleMarker> {
-    principal: Principal,
-    _role: PhantomData<R>,
-}
-
-impl<R: RoleMarker> Deref for Require<R> {
-    type Target = Principal;
-    fn deref(&self) -> &Principal {
-        &self.principal
-    }
-}
-
-#[rocket::async_trait]
-impl<'r, R: RoleMarker> FromRequest<'r> for Require<R> {
-    type Error = AppError;
-
-    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        match Principal::from_request(req).await {
-            Outcome::Success(p) if p.has_role(R::ROLE) => Outcome::Success(Require {
-                principal: p,
-                _role: PhantomData,
-            }),
-            Outcome::Success(p) => {
-                tracing::info!(
-                    target: "security",
-                    user_id = %p.user().id,
-                    required = %R::ROLE,
-                    "role required"
-                );
-                Outcome::Error(remember_failure(req, AppError::Forbidden))
-            }
             Outcome::Error(e) => Outcome::Error(e),
             Outcome::Forward(s) => Outcome::Forward(s),
         }

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::json;
 
-pub use guard::{Authenticated, Principal, Require};
+pub use guard::{Authenticated, Principal};
 
 use crate::audit::{Actor, Event, Outcome};
 use crate::config::Config;

@@ -364,12 +364,6 @@ impl Policies {
         self.decide(A::NAME, &user.roles, &user.department, Some(r))
     }
 
-    /// Whether `who` may read records of this kind (for filtering searches through the
-    /// same rule).
-    pub fn may_read(&self, who: &Principal, r: &Resource<'_>) -> bool {
-        self.allows::<ReadRecord>(who, r)
-    }
-
     /// Whether people with these roles and department may do the action named
     /// `action_name` on objects like `r`: a yes or no for the authorization matrix and the
     /// start-up checks. It yields no permit, so nothing can be opened with it.

@@ -18,6 +18,7 @@ use super::{categories, repo, view};
 use crate::audit::{Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
+use crate::policy::ReadRecord;
 use crate::tx::Tx;
 use crate::{unit, App};
 
@@ -127,7 +128,7 @@ async fn search_in(
     let all = categories::all_in(tx).await?;
     let visible: Vec<&Category> = all
         .iter()
-        .filter(|c| app.policies.may_read(who, &c.resource()))
+        .filter(|c| app.policies.allows::<ReadRecord>(who, &c.resource()))
         .collect();
     let mut scope: Vec<Uuid> = visible.iter().map(|c| c.id.0).collect();
     let sees_all = scope.len() == all.len();
