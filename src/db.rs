@@ -155,6 +155,25 @@ impl Database {
         }
     }
 
+    /// A connection as the role that owns the tables (the migrating role): backup reads
+    /// every table and the migration history in one snapshot, restore loads them.
+    pub async fn owner_connection(&self) -> anyhow::Result<PgConnection> {
+        let options = match &self.migrations {
+            Migrations::AsOwner { options, .. } => options.as_ref().clone(),
+            Migrations::OnPool => self.pool.connect_options().as_ref().clone(),
+        };
+        options
+            .application_name("strongroom-backup")
+            .connect()
+            .await
+            .context("connecting to PostgreSQL as the owner role")
+    }
+
+    /// Whether this database is the embedded cluster under the data dir.
+    pub fn is_embedded(&self) -> bool {
+        self.embedded.is_some()
+    }
+
     /// Warns when the server's own connection could rewrite the audit trail: a superuser,
     /// or the role that owns the tables.
     pub async fn warn_if_privileged(&self) -> anyhow::Result<()> {

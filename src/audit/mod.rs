@@ -279,6 +279,16 @@ pub async fn run_sequencer(pool: PgPool) {
     }
 }
 
+/// The `prev_hash` of the chain's first link.
+pub const GENESIS_HASH: [u8; 32] = GENESIS;
+
+/// The hash of the link for `e` (its `seq` set) after a link hashed `prev_hash`: what
+/// [`sequence`] writes and [`verify`] checks; the backup check re-walks a dumped chain
+/// with it.
+pub fn link_hash(prev_hash: &[u8], e: &StoredEvent) -> Vec<u8> {
+    chain_hash(prev_hash, e)
+}
+
 fn chain_hash(prev_hash: &[u8], e: &StoredEvent) -> Vec<u8> {
     let mut h = Sha256::new();
     h.update(prev_hash);

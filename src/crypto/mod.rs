@@ -69,6 +69,8 @@ pub const BLIND_INDEX_ID: &str = "blind-index";
 
 const FIELD_KEY_INFO: &[u8] = b"strongroom field encryption v1";
 const BLIND_INDEX_INFO: &[u8] = b"strongroom blind index v1";
+const BACKUP_INFO: &[u8] = b"strongroom backup v1";
+const BACKUP_VAULT_ID_INFO: &[u8] = b"strongroom backup vault id v1";
 /// Domain label in the data-key wrap AAD, so a wrap can never be confused with a field
 /// ciphertext even if both were ever made under the same key.
 const WRAP_AAD_LABEL: &[u8] = b"strongroom data key v1";
@@ -500,6 +502,33 @@ impl KeyRing {
         mac.update(&[0]);
         mac.update(normalized.as_bytes());
         mac.finalize().into_bytes().to_vec()
+    }
+
+    /// The keys of one backup file (see `src/backup/format.rs`): the stream key of its
+    /// body and the key of its header MAC, from HKDF-SHA256 with the backup's random salt
+    /// over the blind-index key, info `strongroom backup v1`. The blind-index secret is the
+    /// one line of the key file that is never rotated, so a backup stays readable after
+    /// KEK rotation; the key file itself is never in a backup.
+    pub fn backup_keys(&self, salt: &[u8]) -> (DataKey, Zeroizing<[u8; KEY_LEN]>) {
+        let mut okm = Zeroizing::new([0u8; 2 * KEY_LEN]);
+        // 64 bytes are far below HKDF-SHA256's limit, so this cannot fail.
+        let _ = Hkdf::<Sha256>::new(Some(salt), self.index_key.as_ref())
+            .expand(BACKUP_INFO, okm.as_mut());
+        let mut stream = DataKey([0u8; KEY_LEN]);
+        stream.0.copy_from_slice(&okm[..KEY_LEN]);
+        let mut mac = Zeroizing::new([0u8; KEY_LEN]);
+        mac.copy_from_slice(&okm[KEY_LEN..]);
+        (stream, mac)
+    }
+
+    /// A public 16-byte name of this key ring for backup headers (HKDF of the blind-index
+    /// key, info `strongroom backup vault id v1`): it tells a backup made under another
+    /// vault's key apart from a damaged one, and reveals nothing about the key.
+    pub fn backup_vault_id(&self) -> [u8; 16] {
+        let full = hkdf32(self.index_key.as_ref(), BACKUP_VAULT_ID_INFO);
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&full[..16]);
+        id
     }
 }
 
