@@ -1,13 +1,15 @@
 //! The backup file format (version 1): one file, encrypted and authenticated end to end.
 //!
 //! ```text
-//! header (105 bytes, in the clear):
+//! header (121 bytes, in the clear):
 //!   magic       8 bytes  "SRBACKUP"
 //!   version     1 byte   0x01
 //!   vault id   16 bytes  KeyRing::backup_vault_id(): names the key ring, reveals nothing
 //!   backup id  16 bytes  random UUID
 //!   salt       32 bytes  random; HKDF salt of this backup's keys
 //!   header MAC 32 bytes  HMAC-SHA256(mac key, the 73 bytes above)
+//!   checksum   16 bytes  SHA-256 of the 105 bytes above, first 16 bytes (unkeyed: tells
+//!                        accidental damage of the header apart from another vault's file)
 //! body: the STREAM construction of `crypto::stream` (a 16-byte stream header, then
 //!   64 KiB chunks each with its tag, a last-chunk flag in the nonce) under the stream key,
 //!   with the backup id as the stream's file id, over the plaintext below.
@@ -16,8 +18,8 @@
 //! The stream key and the MAC key come from [`KeyRing::backup_keys`] (HKDF-SHA256 with the
 //! salt over the vault's never-rotated blind-index key, info `strongroom backup v1`), so
 //! the master key file opens every backup of its vault and nothing else does. Reading
-//! checks, in order: the magic and version; the vault id (another vault's backup is
-//! reported FOREIGN); the header MAC (an altered header is BROKEN); then every chunk's tag
+//! checks, in order: the magic, the header checksum and the version; the vault id
+//! (another vault's backup is reported FOREIGN); the header MAC (an altered header is BROKEN); then every chunk's tag
 //! before its plaintext is used (an altered, reordered, dropped or truncated chunk is
 //! BROKEN, naming the chunk).
 //!
@@ -53,8 +55,9 @@ use crate::crypto::{CryptoError, KeyRing};
 pub const MAGIC: &[u8; 8] = b"SRBACKUP";
 pub const FORMAT_VERSION: u8 = 1;
 /// Bytes of the clear header (see the module header).
-pub const FILE_HEADER_LEN: usize = 8 + 1 + 16 + 16 + 32 + 32;
-const MACED_LEN: usize = FILE_HEADER_LEN - 32;
+pub const FILE_HEADER_LEN: usize = 8 + 1 + 16 + 16 + 32 + 32 + 16;
+const MACED_LEN: usize = 8 + 1 + 16 + 16 + 32;
+const CHECKED_LEN: usize = MACED_LEN + 32;
 /// The largest frame of entry data.
 pub const MAX_FRAME: usize = 1024 * 1024;
 /// The largest JSON metadata of an entry (the manifest included).
@@ -232,8 +235,12 @@ impl BackupWriter {
             entry: None,
             header,
         };
-        w.raw(&header.maced()).await?;
-        w.raw(&mac).await?;
+        let mut head = Vec::with_capacity(FILE_HEADER_LEN);
+        head.extend_from_slice(&header.maced());
+        head.extend_from_slice(&mac);
+        let check = Sha256::digest(&head);
+        head.extend_from_slice(&check[..16]);
+        w.raw(&head).await?;
         w.raw(&stream_header).await?;
         Ok(w)
     }
@@ -364,6 +371,9 @@ impl BackupReader {
         if n < head.len() {
             return Err(broken("the file ends inside its header (truncated)"));
         }
+        if Sha256::digest(&head[..CHECKED_LEN])[..16] != head[CHECKED_LEN..FILE_HEADER_LEN] {
+            return Err(broken("the header is damaged (its checksum fails)"));
+        }
         if head[8] != FORMAT_VERSION {
             return Err(broken(format!(
                 "format version {} is not supported (this release reads version {FORMAT_VERSION})",
@@ -390,7 +400,7 @@ impl BackupReader {
         }
         let (stream_key, mac_key) = keys.backup_keys(&header.salt);
         let expected = header.mac(&mac_key);
-        let got = &head[MACED_LEN..FILE_HEADER_LEN];
+        let got = &head[MACED_LEN..CHECKED_LEN];
         if !bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], got)) {
             return Err(broken("the header fails authentication (altered)"));
         }

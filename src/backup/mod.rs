@@ -926,7 +926,7 @@ impl std::fmt::Display for Report {
             rows("users"),
             rows("records"),
             rows("record_revisions"),
-            rows("requests"),
+            rows("access_requests"),
             rows("grants"),
             rows("loans"),
             rows("files"),

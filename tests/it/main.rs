@@ -6,6 +6,7 @@ mod archive;
 mod audit_page;
 mod audit_trail;
 mod auth;
+mod backup;
 mod common;
 mod db_roles;
 mod embedded_pg;
