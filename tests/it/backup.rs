@@ -25,12 +25,17 @@ use strongroom::storage::{FileRef, Store};
 
 use crate::common::{cluster, fresh_database, role_database_url, TestApp};
 
-const BIN: &str = env!("CARGO_BIN_EXE_strongroom");
+/// The binary under test; `STRONGROOM_TEST_BIN` points at a copy when several worktrees
+/// share one target directory (and so one `target/debug/strongroom`).
+fn bin() -> String {
+    std::env::var("STRONGROOM_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_strongroom").to_string())
+}
 const PASSWORD: &str = "a sturdy backup passphrase";
 
 /// The binary with the environment cleared of database and store settings, plus `env`.
 fn strongroom(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.args(args)
         .env_remove("DATABASE_URL")
         .env_remove("DATABASE_OWNER_URL")
@@ -255,7 +260,7 @@ fn backup_while_uploads_continue_then_restore_into_a_new_data_dir_brings_everyth
         .local_addr()
         .unwrap()
         .port();
-    let mut server = Command::new(BIN)
+    let mut server = Command::new(bin())
         .args(["serve", "--port", &port.to_string(), "--data-dir", &d(&src)])
         .env_remove("DATABASE_URL")
         .env_remove("DATABASE_OWNER_URL")
@@ -486,7 +491,7 @@ fn backup_while_uploads_continue_then_restore_into_a_new_data_dir_brings_everyth
         .local_addr()
         .unwrap()
         .port();
-    let mut server2 = Command::new(BIN)
+    let mut server2 = Command::new(bin())
         .args(["serve", "--port", &port2.to_string(), "--data-dir", &d(&dst)])
         .env_remove("DATABASE_URL")
         .env_remove("DATABASE_OWNER_URL")
