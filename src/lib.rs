@@ -17,6 +17,7 @@ pub mod pg;
 pub mod policy;
 pub mod records;
 pub mod requests;
+pub mod rotation;
 pub mod storage;
 pub mod telemetry;
 pub mod text;
@@ -92,6 +93,7 @@ pub fn build(config: Config, db: PgPool, vault: Vault) -> Rocket<Build> {
         })
         .manage(web::error_pages().expect("embedded templates are valid (unit-tested)"))
         .attach(telemetry::RequestTelemetry)
+        .attach(rotation::reload::KeyReload::fairing())
         .mount("/", web::routes())
         .mount("/api/v1", api::routes())
         .register("/", catchers![catch_all])

@@ -85,6 +85,19 @@ pub enum Command {
         #[arg(long)]
         from: PathBuf,
     },
+    /// Add a key-encryption key and re-wrap every data key and sealed field value under
+    /// it, in batches, while the server serves (resumable); or retire an old key.
+    RotateKeys {
+        /// Retire this key: refused while anything still uses it, and for the active key.
+        #[arg(long, value_name = "KEY_ID", conflicts_with = "resume")]
+        retire: Option<String>,
+        /// Add no key: only move what is not under the active key yet.
+        #[arg(long)]
+        resume: bool,
+        /// Rows per transaction.
+        #[arg(long, default_value_t = crate::rotation::DEFAULT_BATCH)]
+        batch_size: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -257,6 +270,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Backup { action, out } => crate::backup::cli::backup(&config, action, out).await,
         Command::Restore { from } => crate::backup::cli::restore(&config, &from).await,
+        Command::RotateKeys {
+            retire,
+            resume,
+            batch_size,
+        } => {
+            let keys = crate::crypto::KeyRing::open(&config.master_key_path()).context(
+                "loading the master key (setting `master_key_file`, or STRONGROOM_MASTER_KEY)",
+            )?;
+            let opts = crate::rotation::command::Options {
+                resume,
+                retire,
+                batch_size,
+            };
+            with_db(&config, |pool| {
+                crate::rotation::command::run(pool, keys, cli_actor(), opts)
+            })
+            .await
+        }
         Command::VerifyAudit => {
             with_db(&config, |pool| async move {
                 // Chain what is committed first (as a serving node would within a second),
@@ -372,7 +403,7 @@ async fn user_command(pool: sqlx::PgPool, cmd: UserCommand) -> anyhow::Result<i3
 pub fn open_vault(config: &Config) -> anyhow::Result<crate::Vault> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let keys = crate::crypto::KeyRing::load_or_create(&config.master_key_path())
+    let keys = crate::crypto::KeyRing::open(&config.master_key_path())
         .context("loading the master key (setting `master_key_file`)")?;
     let store =
         crate::storage::Store::from_settings(config.object_store.as_deref(), &config.data_dir)

@@ -31,20 +31,33 @@
 //! and its position in the file does not matter. Every other line is a KEK; the first one
 //! is the *active* KEK, used for all new wraps and field encryptions.
 //!
-//! Rotation (to be tooled later): generate a new KEK and insert its line at the top; it
-//! becomes active at the next start. Data keys and field values wrapped by older KEKs stay
-//! readable because each stored wrap records its KEK id; re-wrapping ([`KeyRing::rewrap`])
-//! moves them to the active KEK without touching file content, after which the old line can
-//! be removed. The blind-index line is never rotated by this procedure, so existing blind
-//! indexes stay valid.
+//! Rotation (`strongroom rotate-keys`, see [`crate::rotation`]): a new KEK line is inserted
+//! at the top and becomes active; data keys and field values wrapped by older KEKs stay
+//! readable because each stored wrap records its KEK id; re-wrapping ([`KeyRing::rewrap`],
+//! [`KeyRing::reseal_field`]) moves them to the active KEK without touching file content,
+//! after which the old line can be removed. The blind-index line is never rotated by this
+//! procedure, so existing blind indexes stay valid.
+//!
+//! # Where the keys come from
+//!
+//! A [`KeyRing`] is loaded from a [`KeySource`] (see [`source`]): the key file above, or
+//! the environment variable `STRONGROOM_MASTER_KEY` holding the same text; a KMS can
+//! implement the trait later. A key ring that came from a source can be reloaded in place
+//! ([`KeyRing::reload_if_changed`]): every clone made with [`KeyRing::share`] sees the new
+//! keys, each call works on one consistent snapshot, and a reload that would change the
+//! blind-index secret is refused. A KEK id the ring does not know triggers a reload before
+//! the lookup fails, so a server reads rows another process re-wrapped under a KEK it added
+//! a moment ago.
 
+pub mod source;
 pub mod stream;
 
+pub use source::{KeySource, Removed};
+
 use std::fmt;
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -55,6 +68,7 @@ use hmac::{Hmac, Mac};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -74,7 +88,7 @@ const BACKUP_VAULT_ID_INFO: &[u8] = b"strongroom backup vault id v1";
 /// Domain label in the data-key wrap AAD, so a wrap can never be confused with a field
 /// ciphertext even if both were ever made under the same key.
 const WRAP_AAD_LABEL: &[u8] = b"strongroom data key v1";
-const KEY_FILE_HEADER: &str = "# strongroom key ring v1: see src/crypto/mod.rs for the format. Keep this file secret and backed up.\n";
+pub(crate) const KEY_FILE_HEADER: &str = "# strongroom key ring v1: see src/crypto/mod.rs for the format. Keep this file secret and backed up.\n";
 
 /// Errors from key handling and decryption. They carry ids, paths and reasons, never key
 /// material or plaintext.
@@ -88,6 +102,13 @@ pub enum CryptoError {
         #[source]
         source: std::io::Error,
     },
+    /// A key source other than a file (the environment, a KMS) that cannot be read or
+    /// holds something invalid.
+    #[error("{origin}: {reason}")]
+    Source { origin: String, reason: String },
+    /// The key source cannot be changed by this program (e.g. the environment).
+    #[error("{origin} cannot be changed by strongroom: {hint}")]
+    ReadOnly { origin: String, hint: String },
     #[error("invalid key ring: {0}")]
     InvalidKeyRing(String),
     #[error("no key-encryption key with id {0:?} in the key ring")]
@@ -147,18 +168,55 @@ struct Kek {
     field_key: Zeroizing<[u8; KEY_LEN]>,
 }
 
-/// The key-encryption keys and the blind-index key. Cheap to share behind an `Arc`.
-pub struct KeyRing {
+/// One consistent set of keys: what a key source held when it was loaded.
+struct Ring {
     /// Never empty; `keks[0]` is the active KEK.
     keks: Vec<Kek>,
     /// HKDF(blind-index secret, BLIND_INDEX_INFO).
     index_key: Zeroizing<[u8; KEY_LEN]>,
 }
 
+impl Ring {
+    fn active(&self) -> &Kek {
+        // `KeyRing::build` refuses an empty ring.
+        &self.keks[0]
+    }
+
+    fn find(&self, id: &str) -> Option<&Kek> {
+        self.keks.iter().find(|k| k.id == id)
+    }
+}
+
+/// The key-encryption keys and the blind-index key.
+///
+/// Every method works on one snapshot of the keys, so a reload in the middle of a call
+/// cannot mix two rings: a wrap and the KEK id it reports always belong together.
+pub struct KeyRing {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    ring: RwLock<Arc<Ring>>,
+    /// Where the keys came from (None: built in memory, never reloaded).
+    source: Option<Arc<dyn KeySource>>,
+    seen: Mutex<Seen>,
+}
+
+/// The source's version token at the last load, and when the source was last asked.
+#[derive(Default)]
+struct Seen {
+    version: Option<String>,
+    at: Option<Instant>,
+}
+
+/// A source without a version token is asked at most this often when an unknown KEK id
+/// shows up.
+const UNVERSIONED_RELOAD_GAP: Duration = Duration::from_secs(1);
+
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyRing")
-            .field("kek_ids", &self.kek_ids().collect::<Vec<_>>())
+            .field("kek_ids", &self.kek_ids())
             .field("keys", &"<redacted>")
             .finish()
     }
@@ -171,7 +229,7 @@ fn hkdf32(ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; KEY_LEN]> {
     out
 }
 
-fn valid_key_id(id: &str) -> bool {
+pub(crate) fn valid_key_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id
@@ -179,13 +237,13 @@ fn valid_key_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn random_key() -> Zeroizing<[u8; KEY_LEN]> {
+pub(crate) fn random_key() -> Zeroizing<[u8; KEY_LEN]> {
     let mut k = Zeroizing::new([0u8; KEY_LEN]);
     OsRng.fill_bytes(k.as_mut());
     k
 }
 
-fn random_kek_id() -> String {
+pub(crate) fn random_kek_id() -> String {
     let mut b = [0u8; 4];
     OsRng.fill_bytes(&mut b);
     format!("k-{}", hex::encode(b))
@@ -221,13 +279,26 @@ impl KeyRing {
                 Kek { id, key, field_key }
             })
             .collect();
+        KeyRing::wrap_ring(
+            Ring {
+                keks,
+                index_key: hkdf32(index_secret.as_ref(), BLIND_INDEX_INFO),
+            },
+            None,
+        )
+    }
+
+    fn wrap_ring(ring: Ring, source: Option<Arc<dyn KeySource>>) -> KeyRing {
         KeyRing {
-            keks,
-            index_key: hkdf32(index_secret.as_ref(), BLIND_INDEX_INFO),
+            shared: Arc::new(Shared {
+                ring: RwLock::new(Arc::new(ring)),
+                source,
+                seen: Mutex::new(Seen::default()),
+            }),
         }
     }
 
-    fn build(
+    pub(crate) fn build(
         keks: Vec<(String, Zeroizing<[u8; KEY_LEN]>)>,
         index_secret: Zeroizing<[u8; KEY_LEN]>,
     ) -> Result<KeyRing, CryptoError> {
@@ -254,85 +325,157 @@ impl KeyRing {
     /// Loads the master key file, creating it (one fresh KEK and a blind-index secret,
     /// mode 0600) if it does not exist. Creation is atomic: the complete file is written
     /// under a temporary name and hard-linked into place, which fails if another process
-    /// got there first, in which case that process's file is loaded.
+    /// got there first, in which case that process's file is loaded. The ring remembers
+    /// the file, so it can be reloaded when the file changes.
     pub fn load_or_create(path: &Path) -> Result<KeyRing, CryptoError> {
-        let io_err = |source| CryptoError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        match fs::read_to_string(path) {
-            Ok(text) => return KeyRing::parse_file(path, &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(e)),
-        }
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)
-                .map_err(io_err)?;
-        }
-        let kek_id = random_kek_id();
-        let kek = random_key();
-        let index = random_key();
-        let mut text = Zeroizing::new(String::new());
-        text.push_str(KEY_FILE_HEADER);
-        text.push_str(&format!("{kek_id}:{}\n", BASE64.encode(kek.as_ref())));
-        text.push_str(&format!(
-            "{BLIND_INDEX_ID}:{}\n",
-            BASE64.encode(index.as_ref())
-        ));
+        let file = source::KeyFile::new(path);
+        file.create_if_missing()?;
+        file.warn_if_readable_by_others();
+        KeyRing::from_source(Arc::new(file))
+    }
 
-        let mut tmp_name = path.as_os_str().to_owned();
-        tmp_name.push(format!(
-            ".tmp-{}",
-            hex::encode(OsRng.next_u64().to_be_bytes())
-        ));
-        let tmp = PathBuf::from(tmp_name);
-        let written = (|| {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(io_err(e));
-        }
-        let linked = fs::hard_link(&tmp, path);
-        let _ = fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {
-                if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    // Best effort: makes the new directory entry durable.
-                    if let Ok(d) = fs::File::open(dir) {
-                        let _ = d.sync_all();
-                    }
-                }
-                tracing::info!(kek_id = %kek_id, path = %path.display(), "created a new master key file");
-                Ok(KeyRing::from_parts(vec![(kek_id, kek)], index))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let text = Zeroizing::new(fs::read_to_string(path).map_err(io_err)?);
-                KeyRing::parse_file(path, &text)
-            }
-            Err(e) => Err(io_err(e)),
+    /// The key ring of a deployment: from the environment variable
+    /// [`source::MASTER_KEY_ENV`] when it is set (the file is then not read), else from the
+    /// key file at `path` (created if missing), as [`KeyRing::load_or_create`].
+    pub fn open(path: &Path) -> Result<KeyRing, CryptoError> {
+        match source::EnvKeys::take(source::MASTER_KEY_ENV) {
+            Some(env) => KeyRing::from_source(Arc::new(env)),
+            None => KeyRing::load_or_create(path),
         }
     }
 
-    fn parse_file(path: &Path, text: &str) -> Result<KeyRing, CryptoError> {
-        if let Ok(meta) = fs::metadata(path) {
-            if meta.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(path = %path.display(), "the master key file is readable by other users; it should be mode 0600");
+    /// Loads the keys of `source` and remembers it for reloads.
+    pub fn from_source(source: Arc<dyn KeySource>) -> Result<KeyRing, CryptoError> {
+        let version = source.version();
+        let loaded = source.load()?;
+        let ring = loaded.ring();
+        let keys = KeyRing {
+            shared: Arc::new(Shared {
+                ring: RwLock::new(ring),
+                source: Some(source),
+                seen: Mutex::new(Seen {
+                    version,
+                    at: Some(Instant::now()),
+                }),
+            }),
+        };
+        Ok(keys)
+    }
+
+    /// Another handle on the same keys: a reload through either is seen by both.
+    pub fn share(&self) -> KeyRing {
+        KeyRing {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Where the keys come from (for messages), if they came from a source.
+    pub fn source(&self) -> Option<Arc<dyn KeySource>> {
+        self.shared.source.clone()
+    }
+
+    fn ring(&self) -> Arc<Ring> {
+        match self.shared.ring.read() {
+            Ok(r) => r.clone(),
+            // A writer only ever stores a complete ring, so a poisoned lock still holds one.
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Loads the keys from the source again and puts them in place (the next call of any
+    /// method uses them). Refused, keeping the keys in use, when the blind-index secret
+    /// differs (stored blind indexes would stop matching). Returns whether the KEK ids
+    /// (or their order) changed. A ring built in memory has nothing to reload: `Ok(false)`.
+    pub fn reload(&self) -> Result<bool, CryptoError> {
+        let Some(source) = &self.shared.source else {
+            return Ok(false);
+        };
+        let version = source.version();
+        let fresh = source.load()?.ring();
+        let current = self.ring();
+        if !bool::from(fresh.index_key.ct_eq(current.index_key.as_ref())) {
+            return Err(CryptoError::InvalidKeyRing(format!(
+                "{}: the blind-index secret differs from the one in use; keeping the keys in use \
+                 (the {BLIND_INDEX_ID} line must never change)",
+                source.describe()
+            )));
+        }
+        let ids = |r: &Ring| r.keks.iter().map(|k| k.id.clone()).collect::<Vec<_>>();
+        let changed = ids(&fresh) != ids(&current);
+        match self.shared.ring.write() {
+            Ok(mut r) => *r = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        let mut seen = self.shared.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.version = version;
+        seen.at = Some(Instant::now());
+        drop(seen);
+        if changed {
+            tracing::info!(
+                source = %source.describe(),
+                active = %self.active_kek_id(),
+                kek_ids = ?self.kek_ids(),
+                "key ring reloaded"
+            );
+        }
+        Ok(changed)
+    }
+
+    /// Reloads when the source says it changed (its version token differs), or, for a
+    /// source without a version token, at most once per second. Returns whether the KEK
+    /// ids changed.
+    pub fn reload_if_changed(&self) -> Result<bool, CryptoError> {
+        let Some(source) = &self.shared.source else {
+            return Ok(false);
+        };
+        let version = source.version();
+        {
+            let mut seen = self.shared.seen.lock().unwrap_or_else(|p| p.into_inner());
+            match &version {
+                Some(v) if seen.version.as_ref() == Some(v) => return Ok(false),
+                Some(_) => {}
+                None => {
+                    if seen
+                        .at
+                        .is_some_and(|t| t.elapsed() < UNVERSIONED_RELOAD_GAP)
+                    {
+                        return Ok(false);
+                    }
+                    seen.at = Some(Instant::now());
+                }
             }
         }
-        let bad = |reason: String| CryptoError::KeyFile {
-            path: path.to_path_buf(),
-            reason,
-        };
+        self.reload()
+    }
+
+    /// Runs `f` with the KEK `id`; when the ring does not know it, the source is asked
+    /// again first (another process may have just added it).
+    fn with_kek<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&Kek) -> Result<T, CryptoError>,
+    ) -> Result<T, CryptoError> {
+        let ring = self.ring();
+        if let Some(k) = ring.find(id) {
+            return f(k);
+        }
+        match self.reload_if_changed() {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reloading the key ring failed"),
+        }
+        let ring = self.ring();
+        match ring.find(id) {
+            Some(k) => f(k),
+            None => Err(CryptoError::UnknownKek(id.to_string())),
+        }
+    }
+
+    /// Parses the key file format; `bad` turns a reason into the caller's error (it names
+    /// line numbers, never line content).
+    pub(crate) fn parse_text(
+        text: &str,
+        bad: impl Fn(String) -> CryptoError,
+    ) -> Result<KeyRing, CryptoError> {
         let mut keks = Vec::new();
         let mut index = None;
         for (n, line) in text.lines().enumerate() {
@@ -372,25 +515,13 @@ impl KeyRing {
     }
 
     /// The id of the KEK used for new wraps and field encryptions.
-    pub fn active_kek_id(&self) -> &str {
-        &self.active().id
+    pub fn active_kek_id(&self) -> String {
+        self.ring().active().id.clone()
     }
 
     /// All KEK ids, active first.
-    pub fn kek_ids(&self) -> impl Iterator<Item = &str> {
-        self.keks.iter().map(|k| k.id.as_str())
-    }
-
-    fn active(&self) -> &Kek {
-        // `build` refuses an empty ring.
-        &self.keks[0]
-    }
-
-    fn kek(&self, id: &str) -> Result<&Kek, CryptoError> {
-        self.keks
-            .iter()
-            .find(|k| k.id == id)
-            .ok_or_else(|| CryptoError::UnknownKek(id.to_string()))
+    pub fn kek_ids(&self) -> Vec<String> {
+        self.ring().keks.iter().map(|k| k.id.clone()).collect()
     }
 
     fn wrap_aad(file_id: Uuid, kek_id: &str) -> Vec<u8> {
@@ -403,7 +534,8 @@ impl KeyRing {
 
     /// Wraps a file's data key with the active KEK.
     pub fn wrap(&self, dk: &DataKey, file_id: Uuid) -> WrappedKey {
-        let kek = self.active();
+        let ring = self.ring();
+        let kek = ring.active();
         let aad = KeyRing::wrap_aad(file_id, &kek.id);
         let wrapped = seal(&kek.key, &aad, dk.as_bytes());
         WrappedKey {
@@ -419,15 +551,16 @@ impl KeyRing {
         wrapped: &[u8],
         file_id: Uuid,
     ) -> Result<DataKey, CryptoError> {
-        let kek = self.kek(kek_id)?;
-        let aad = KeyRing::wrap_aad(file_id, kek_id);
-        let plain = open(&kek.key, &aad, wrapped)?;
-        if plain.len() != KEY_LEN {
-            return Err(CryptoError::Decrypt);
-        }
-        let mut dk = DataKey([0u8; KEY_LEN]);
-        dk.0.copy_from_slice(&plain);
-        Ok(dk)
+        self.with_kek(kek_id, |kek| {
+            let aad = KeyRing::wrap_aad(file_id, kek_id);
+            let plain = open(&kek.key, &aad, wrapped)?;
+            if plain.len() != KEY_LEN {
+                return Err(CryptoError::Decrypt);
+            }
+            let mut dk = DataKey([0u8; KEY_LEN]);
+            dk.0.copy_from_slice(&plain);
+            Ok(dk)
+        })
     }
 
     /// Re-wraps a data key under the active KEK (key rotation); the content is untouched.
@@ -457,7 +590,8 @@ impl KeyRing {
         field: &str,
         plaintext: &str,
     ) -> (String, Vec<u8>) {
-        let kek = self.active();
+        let ring = self.ring();
+        let kek = ring.active();
         let ct = seal(
             &kek.field_key,
             &KeyRing::field_aad(record_id, field),
@@ -474,12 +608,13 @@ impl KeyRing {
         kek_id: &str,
         ciphertext: &[u8],
     ) -> Result<Zeroizing<String>, CryptoError> {
-        let kek = self.kek(kek_id)?;
-        let plain = open(
-            &kek.field_key,
-            &KeyRing::field_aad(record_id, field),
-            ciphertext,
-        )?;
+        let plain = self.with_kek(kek_id, |kek| {
+            open(
+                &kek.field_key,
+                &KeyRing::field_aad(record_id, field),
+                ciphertext,
+            )
+        })?;
         // The tag verified, so this is what encrypt_field was given: valid UTF-8.
         match String::from_utf8(plain.to_vec()) {
             Ok(s) => Ok(Zeroizing::new(s)),
@@ -490,13 +625,28 @@ impl KeyRing {
         }
     }
 
+    /// Re-encrypts a sealed field value under the active KEK (key rotation): the same
+    /// record and field (associated data), a fresh nonce. The plaintext lives only in a
+    /// zeroized buffer for the length of the call.
+    pub fn reseal_field(
+        &self,
+        record_id: Uuid,
+        field: &str,
+        kek_id: &str,
+        ciphertext: &[u8],
+    ) -> Result<(String, Vec<u8>), CryptoError> {
+        let plain = self.decrypt_field(record_id, field, kek_id, ciphertext)?;
+        Ok(self.encrypt_field(record_id, field, &plain))
+    }
+
     /// The blind index of a (caller-normalized) value in a search domain: HMAC-SHA256 under
     /// the blind-index key of `domain ‖ 0x00 ‖ normalized`. Domains are code constants and
     /// must not contain a NUL byte. 32 bytes.
     pub fn blind_index(&self, domain: &str, normalized: &str) -> Vec<u8> {
         debug_assert!(!domain.contains('\0'), "blind-index domain contains NUL");
         // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.index_key.as_ref())
+        let ring = self.ring();
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(ring.index_key.as_ref())
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(domain.as_bytes());
         mac.update(&[0]);
@@ -569,6 +719,8 @@ fn open(key: &[u8; KEY_LEN], aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     fn ring() -> KeyRing {
         KeyRing::from_keys(vec![("k-00000001".into(), [7u8; 32])], [9u8; 32]).unwrap()

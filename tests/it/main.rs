@@ -21,6 +21,7 @@ mod pages;
 mod pdf_fixture;
 mod process;
 mod requests;
+mod rotation;
 mod routes;
 mod storage;
 mod viewer;
