@@ -34,6 +34,12 @@ const ENV_KEYS: &[&str] = &[
     "hash_wait_ms",
     "max_upload_bytes",
     "gc_grace_minutes",
+    "audit_signing_key_file",
+    "checkpoint_interval_seconds",
+    "expire_interval_seconds",
+    "session_purge_interval_seconds",
+    "gc_interval_seconds",
+    "node_name",
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +101,22 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// An object that no file row references is removed after this long.
     pub gc_grace_minutes: u32,
+    /// The Ed25519 key that signs audit checkpoints; unset means `audit-signing.key` beside
+    /// the master key file, generated with mode 0600. Every node uses the same file.
+    #[serde(default)]
+    pub audit_signing_key_file: Option<PathBuf>,
+    /// How often the head of the audit chain is signed into a checkpoint (when it moved).
+    pub checkpoint_interval_seconds: u32,
+    /// How often requests and grants whose time has come are expired.
+    pub expire_interval_seconds: u32,
+    /// How often dead sessions are removed.
+    pub session_purge_interval_seconds: u32,
+    /// How often unreferenced objects are collected.
+    pub gc_interval_seconds: u32,
+    /// This node's name in the job schedule (`job_schedule.last_node`); unset means
+    /// `<host name>:<process id>`.
+    #[serde(default)]
+    pub node_name: Option<String>,
 }
 
 fn default_hash_wait_ms() -> u32 {
@@ -126,6 +148,12 @@ impl Default for Config {
             hash_wait_ms: default_hash_wait_ms(),
             max_upload_bytes: 4 * 1024 * 1024 * 1024,
             gc_grace_minutes: 60,
+            audit_signing_key_file: None,
+            checkpoint_interval_seconds: 60,
+            expire_interval_seconds: 60,
+            session_purge_interval_seconds: 600,
+            gc_interval_seconds: 900,
+            node_name: None,
         }
     }
 }
@@ -244,6 +272,24 @@ impl Config {
         )?;
         positive("lockout_seconds", self.lockout_seconds)?;
         positive("gc_grace_minutes", self.gc_grace_minutes)?;
+        positive(
+            "checkpoint_interval_seconds",
+            self.checkpoint_interval_seconds,
+        )?;
+        positive("expire_interval_seconds", self.expire_interval_seconds)?;
+        positive(
+            "session_purge_interval_seconds",
+            self.session_purge_interval_seconds,
+        )?;
+        positive("gc_interval_seconds", self.gc_interval_seconds)?;
+        if let Some(name) = &self.node_name {
+            if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+                return Err(ConfigError::Invalid {
+                    setting: "node_name",
+                    reason: "must be 1 to 128 printable characters".into(),
+                });
+            }
+        }
         if self.max_upload_bytes == 0 {
             return Err(ConfigError::Invalid {
                 setting: "max_upload_bytes",
@@ -317,6 +363,18 @@ impl Config {
         self.master_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    /// The audit signing key file: the configured one, or `audit-signing.key` in the
+    /// master key file's directory.
+    pub fn audit_signing_key_path(&self) -> PathBuf {
+        self.audit_signing_key_file.clone().unwrap_or_else(|| {
+            let master = self.master_key_path();
+            match master.parent().filter(|p| !p.as_os_str().is_empty()) {
+                Some(dir) => dir.join("audit-signing.key"),
+                None => PathBuf::from("audit-signing.key"),
+            }
+        })
     }
 
     pub fn session_idle(&self) -> chrono::Duration {

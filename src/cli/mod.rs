@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
+use crate::audit::checkpoint::{AuditSigner, PublicKey};
 use crate::audit::{self, Actor, Verification};
 use crate::config::{Config, Overrides};
 use crate::db::Database;
@@ -42,7 +43,20 @@ pub enum Command {
     #[command(subcommand)]
     User(UserCommand),
     /// Walk the audit chain; exit 0 when intact, 1 naming the first broken event.
-    VerifyAudit,
+    VerifyAudit {
+        /// Also check the chain against the signed checkpoints in the object store: exit 1
+        /// naming the gap when events a checkpoint covers are missing or differ, or when a
+        /// checkpoint's signature does not verify.
+        #[arg(long)]
+        checkpoints: bool,
+        /// A trusted public key (64 hex digits, as `audit-public-key` prints); repeat for
+        /// earlier keys. Default: the key of the audit signing key file.
+        #[arg(long = "public-key", value_name = "HEX", requires = "checkpoints")]
+        public_key: Vec<String>,
+    },
+    /// Print the public key (hex) that verifies the audit checkpoints, creating the audit
+    /// signing key file if there is none yet.
+    AuditPublicKey,
     /// Policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -288,7 +302,48 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             })
             .await
         }
-        Command::VerifyAudit => {
+        Command::AuditPublicKey => {
+            let path = config.audit_signing_key_path();
+            let signer = AuditSigner::load_or_create(&path)
+                .context("loading the audit signing key (setting `audit_signing_key_file`)")?;
+            println!("{}", signer.public_key().hex());
+            eprintln!(
+                "audit checkpoint public key, id {} (signing key file {})",
+                signer.public_key().id(),
+                path.display()
+            );
+            Ok(0)
+        }
+        Command::VerifyAudit {
+            checkpoints: true,
+            public_key,
+        } => {
+            let trusted = trusted_keys(&config, &public_key)?;
+            let store = crate::storage::Store::from_settings(
+                config.object_store.as_deref(),
+                &config.data_dir,
+            )
+            .context("opening the object store (setting `object_store`)")?;
+            with_db(&config, |pool| async move {
+                audit::sequence_all(&pool)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let v = audit::verify(&pool)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!("{v}");
+                let report = audit::checkpoint::verify(&pool, &store, &trusted).await?;
+                println!("{report}");
+                Ok(match v {
+                    Verification::Intact { .. } if report.ok() => 0,
+                    _ => 1,
+                })
+            })
+            .await
+        }
+        Command::VerifyAudit {
+            checkpoints: false, ..
+        } => {
             with_db(&config, |pool| async move {
                 // Chain what is committed first (as a serving node would within a second),
                 // so the verdict covers every finished action.
@@ -306,6 +361,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             })
             .await
         }
+    }
+}
+
+/// The public keys `verify-audit --checkpoints` trusts: those given, or the one of the
+/// audit signing key file (which is never created here).
+fn trusted_keys(config: &Config, given: &[String]) -> anyhow::Result<Vec<PublicKey>> {
+    if !given.is_empty() {
+        return given
+            .iter()
+            .map(|k| PublicKey::from_hex(k).context("--public-key"))
+            .collect();
+    }
+    let path = config.audit_signing_key_path();
+    match AuditSigner::load(&path)? {
+        Some(signer) => Ok(vec![*signer.public_key()]),
+        None => bail!(
+            "no audit signing key at {}: pass --public-key HEX or set `audit_signing_key_file`",
+            path.display()
+        ),
     }
 }
 
@@ -429,13 +503,20 @@ pub fn open_vault(config: &Config) -> anyhow::Result<crate::Vault> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     // Keys and store first: a bad setting must stop the start before anything else runs.
     let vault = open_vault(&config)?;
+    let signer = AuditSigner::load_or_create(&config.audit_signing_key_path())
+        .context("loading the audit signing key (setting `audit_signing_key_file`)")?;
     let db = Database::open(&config, 16).await?;
-    let result = serve_on(&config, &db, vault).await;
+    let result = serve_on(&config, &db, vault, signer).await;
     db.close().await?;
     result
 }
 
-async fn serve_on(config: &Config, db: &Database, vault: crate::Vault) -> anyhow::Result<()> {
+async fn serve_on(
+    config: &Config,
+    db: &Database,
+    vault: crate::Vault,
+    signer: AuditSigner,
+) -> anyhow::Result<()> {
     db.migrate().await?;
     db.warn_if_privileged().await?;
     let url = format!("http://{}:{}", config.address, config.port);
@@ -457,7 +538,7 @@ async fn serve_on(config: &Config, db: &Database, vault: crate::Vault) -> anyhow
         println!("  Sign in at {url}/login; you will be asked to choose a new password.");
         println!();
     }
-    let jobs = crate::jobs::start(&db.pool, &vault.store, config);
+    let jobs = crate::jobs::start(&db.pool, &vault.store, config, std::sync::Arc::new(signer));
     let rocket = crate::build(config.clone(), db.pool.clone(), vault);
     println!("Strongroom listening on {url}");
     if !std::io::stdout().is_terminal() {

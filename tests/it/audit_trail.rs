@@ -106,7 +106,7 @@ async fn event_at(app: &TestApp, seq: i64) -> uuid::Uuid {
 }
 
 /// Runs `sqls` as a superuser would, with every trigger of the audit tables disabled.
-async fn tamper(app: &TestApp, sqls: &[&str]) {
+pub async fn tamper(app: &TestApp, sqls: &[&str]) {
     let superuser = app.superuser_pool().await;
     let mut tx = superuser.begin().await.unwrap();
     for t in ["audit_events", "audit_chain"] {
