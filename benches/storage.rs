@@ -165,8 +165,12 @@ struct Figures {
     decrypt_read: f64,
     age: Option<f64>,
     rss_growth_kib: u64,
-    export: ExportFigures,
-    viewer: ViewerFigures,
+    /// Aggregate MB/s of four concurrent uploads of a quarter of the file.
+    concurrent: f64,
+    concurrent_rss_growth_kib: u64,
+    /// None with STRONGROOM_BENCH_UPLOAD_ONLY=1.
+    export: Option<ExportFigures>,
+    viewer: Option<ViewerFigures>,
 }
 
 async fn bench(cleanup: &mut Cleanup, bin: &Path, size: u64) -> Result<()> {
@@ -219,22 +223,8 @@ async fn bench(cleanup: &mut Cleanup, bin: &Path, size: u64) -> Result<()> {
     println!("2. encrypted upload through the HTTP API (release binary)");
     let data_dir = dir.join("data");
     let port = free_port()?;
-    let log = std::fs::File::create(dir.join("server.log"))?;
     let max_upload = (size + 64 * MIB).max(4096 * MIB);
-    let child = strongroom_cmd(bin)
-        .args(["serve", "--address", "127.0.0.1", "--port"])
-        .arg(port.to_string())
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .env("STRONGROOM_MAX_UPLOAD_BYTES", max_upload.to_string())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let server_pid = child.id();
-    cleanup.server = Some(child);
-    wait_healthy(cleanup, port)?;
+    let mut server_pid = start_server(cleanup, bin, &data_dir, port, max_upload)?;
 
     add_user(bin, &data_dir, USERNAME, "archivist", "Bench Archivist")?;
     let token = login(port, USERNAME)?;
@@ -288,6 +278,56 @@ async fn bench(cleanup: &mut Cleanup, bin: &Path, size: u64) -> Result<()> {
         bail!("the server recorded another size or SHA-256: {info}");
     }
     upload_rss.print("upload");
+
+    // ---- 2b. four concurrent uploads of a quarter of the file each ----------------------
+    // On a restarted server, so that memory the single upload left to the allocator does
+    // not hide this step's growth.
+    let quarter = size / 4;
+    println!(
+        "2b. four concurrent encrypted uploads of {} MiB each (HTTP API, restarted server)",
+        quarter / MIB
+    );
+    cleanup.stop_server().context("stopping the server")?;
+    server_pid = start_server(cleanup, bin, &data_dir, port, max_upload)?;
+    let quarter_sha = tokio::task::spawn_blocking({
+        let input = input.clone();
+        move || sha256_of_prefix(&input, quarter)
+    })
+    .await??;
+    let sampler = RssSampler::start(server_pid)?;
+    let t = Instant::now();
+    let uploads: Vec<_> = (0..4)
+        .map(|_| {
+            let (input, token, record_id) = (input.clone(), token.clone(), record_id.clone());
+            tokio::task::spawn_blocking(move || {
+                upload_streaming(
+                    port,
+                    &token,
+                    &record_id,
+                    &input,
+                    quarter,
+                    "application/octet-stream",
+                )
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for u in uploads {
+        answers.push(u.await?);
+    }
+    let elapsed = t.elapsed();
+    let concurrent_rss = sampler.finish()?;
+    for answer in answers {
+        let (status, info) = answer?;
+        if status != 201 {
+            bail!("concurrent upload: {status} {info}");
+        }
+        if info["size"].as_u64() != Some(quarter) || info["sha256"] != hex::encode(quarter_sha) {
+            bail!("the server recorded another size or SHA-256: {info}");
+        }
+    }
+    let concurrent = line("4 concurrent uploads, aggregate", 4 * quarter, elapsed);
+    concurrent_rss.print("the concurrent uploads");
 
     // ---- 3. decrypting read through the library -----------------------------------------
     println!("3. decrypting read (Store::open_decrypted, server's key ring and files row)");
@@ -358,6 +398,24 @@ async fn bench(cleanup: &mut Cleanup, bin: &Path, size: u64) -> Result<()> {
     println!("4. age (X25519 recipient, same file)");
     let age = age_encrypt(&dir, &input, size)?;
 
+    if std::env::var_os("STRONGROOM_BENCH_UPLOAD_ONLY").is_some_and(|v| v == "1") {
+        println!("5., 6. skipped (STRONGROOM_BENCH_UPLOAD_ONLY=1)");
+        cleanup.stop_server().context("stopping the server")?;
+        summary(&Figures {
+            plain_write,
+            plain_read,
+            upload: upload_rate,
+            decrypt_read,
+            age,
+            rss_growth_kib: upload_rss.growth_kib(),
+            concurrent,
+            concurrent_rss_growth_kib: concurrent_rss.growth_kib(),
+            export: None,
+            viewer: None,
+        });
+        return Ok(());
+    }
+
     // ---- 5. export download through the real server -------------------------------------
     println!("5. export download through the HTTP API (approved export, streamed zip)");
     add_user(bin, &data_dir, EMPLOYEE, "employee", "Bench Employee")?;
@@ -397,8 +455,10 @@ async fn bench(cleanup: &mut Cleanup, bin: &Path, size: u64) -> Result<()> {
         decrypt_read,
         age,
         rss_growth_kib: upload_rss.growth_kib(),
-        export,
-        viewer,
+        concurrent,
+        concurrent_rss_growth_kib: concurrent_rss.growth_kib(),
+        export: Some(export),
+        viewer: Some(viewer),
     };
     summary(&figures);
     Ok(())
@@ -422,11 +482,19 @@ fn summary(f: &Figures) {
                 "  encrypted upload / age          {r:>6.2}   (target >= 1)     {}",
                 verdict(r >= 1.0)
             );
+            println!(
+                "  4 concurrent uploads / age      {:>6.2}   (no target)",
+                f.concurrent / age
+            );
         }
         None => println!(
             "  encrypted upload / age             n/a   (age not installed (apt-get install age))"
         ),
     }
+    println!(
+        "  encrypted upload / plain write  {:>6.2}   (no target)",
+        f.upload / f.plain_write
+    );
     let r = f.decrypt_read / f.plain_read;
     println!(
         "  decrypting read / plain read    {r:>6.2}   (target >= 0.8)   {}",
@@ -434,23 +502,31 @@ fn summary(f: &Figures) {
     );
     let g = kib_to_mib(f.rss_growth_kib);
     println!(
-        "  server RSS growth during upload {g:>6.1} MiB (target < 64 MiB) {}",
-        verdict(g < 64.0)
+        "  server RSS growth during upload {g:>6.1} MiB (target < 16 MiB) {}",
+        verdict(g < 16.0)
     );
-    let e = &f.export;
+    let g = kib_to_mib(f.concurrent_rss_growth_kib);
+    println!(
+        "  RSS growth, 4 concurrent uploads {g:>5.1} MiB (target < 48 MiB) {}  ({:.1} MB/s aggregate)",
+        verdict(g < 48.0),
+        f.concurrent
+    );
+    let Some(e) = &f.export else { return };
     println!(
         "  export download {:.1} MB/s (plain zip), {:.1} MB/s (AES-256 zip)",
         e.plain, e.encrypted
     );
-    println!(
-        "  viewer page images at zoom 100: {}; JPEG {:.0} ms median, {:.0} ms max",
-        match f.viewer.pdf_pages {
-            Some(p) => format!("PDF {:.0} ms median, {:.0} ms max", p.median_ms, p.max_ms),
-            None => "PDF n/a (poppler-utils not installed)".to_string(),
-        },
-        f.viewer.jpeg_page.median_ms,
-        f.viewer.jpeg_page.max_ms
-    );
+    if let Some(v) = &f.viewer {
+        println!(
+            "  viewer page images at zoom 100: {}; JPEG {:.0} ms median, {:.0} ms max",
+            match v.pdf_pages {
+                Some(p) => format!("PDF {:.0} ms median, {:.0} ms max", p.median_ms, p.max_ms),
+                None => "PDF n/a (poppler-utils not installed)".to_string(),
+            },
+            v.jpeg_page.median_ms,
+            v.jpeg_page.max_ms
+        );
+    }
     let r = e.plain / f.decrypt_read;
     println!("  export download / decrypting read {r:>5.2}   (no target)");
     let r = e.encrypted / e.plain;
@@ -460,10 +536,12 @@ fn summary(f: &Figures) {
         kib_to_mib(e.rss.growth_kib()),
         kib_to_mib(e.encrypted_rss.growth_kib())
     );
-    println!(
-        "  server RSS growth in the viewer  {:>5.1} MiB (no target)",
-        kib_to_mib(f.viewer.rss.growth_kib())
-    );
+    if let Some(v) = &f.viewer {
+        println!(
+            "  server RSS growth in the viewer  {:>5.1} MiB (no target)",
+            kib_to_mib(v.rss.growth_kib())
+        );
+    }
 }
 
 fn kib_to_mib(kib: u64) -> f64 {
@@ -1101,6 +1179,51 @@ fn write_random_file(path: &Path, size: u64) -> Result<[u8; 32]> {
     Ok(hasher.finalize().into())
 }
 
+/// Starts `strongroom serve` on `port` with `data_dir` (logging to `server.log` in the
+/// temp dir, appended) and waits until it answers; returns its pid.
+fn start_server(
+    cleanup: &mut Cleanup,
+    bin: &Path,
+    data_dir: &Path,
+    port: u16,
+    max_upload: u64,
+) -> Result<u32> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(cleanup.dir.join("server.log"))?;
+    let child = strongroom_cmd(bin)
+        .args(["serve", "--address", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("STRONGROOM_MAX_UPLOAD_BYTES", max_upload.to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let pid = child.id();
+    cleanup.server = Some(child);
+    wait_healthy(cleanup, port)?;
+    Ok(pid)
+}
+
+/// SHA-256 of the first `len` bytes of a file.
+fn sha256_of_prefix(path: &Path, len: u64) -> Result<[u8; 32]> {
+    let mut f = std::fs::File::open(path)?.take(len);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; MIB as usize];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().into())
+}
+
 fn wait_healthy(cleanup: &mut Cleanup, port: u16) -> Result<()> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
@@ -1228,7 +1351,8 @@ fn upload_streaming(
         let mut buf = vec![0u8; MIB as usize];
         let mut left = size;
         while left > 0 {
-            let n = f.read(&mut buf)?;
+            let want = usize::try_from(left.min(MIB)).unwrap_or(buf.len());
+            let n = f.read(&mut buf[..want])?;
             if n == 0 {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,

@@ -157,15 +157,30 @@ impl Encryptor {
     /// Encrypts the next chunk: exactly `chunk_size` bytes unless `last`. Returns
     /// ciphertext ‖ tag.
     pub fn encrypt_chunk(&mut self, plaintext: &[u8], last: bool) -> Result<Vec<u8>, CryptoError> {
-        let nonce = self.inner.next_nonce(plaintext.len(), last)?;
         let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
         buf.extend_from_slice(plaintext);
-        match self.inner.cipher.encrypt_in_place(
+        self.encrypt_chunk_in_place(&mut buf, last)?;
+        Ok(buf)
+    }
+
+    /// [`Encryptor::encrypt_chunk`] without a copy: `buf` holds the plaintext and comes back
+    /// holding ciphertext ‖ tag (it grows by the tag; with that much spare capacity it does
+    /// not reallocate). On failure `buf` is zeroed and the stream is closed.
+    pub fn encrypt_chunk_in_place(
+        &mut self,
+        buf: &mut Vec<u8>,
+        last: bool,
+    ) -> Result<(), CryptoError> {
+        let nonce = self.inner.next_nonce(buf.len(), last)?;
+        match self.inner.cipher.encrypt_in_place_detached(
             Nonce::from_slice(&nonce),
             &self.inner.aad,
-            &mut buf,
+            buf,
         ) {
-            Ok(()) => Ok(buf),
+            Ok(tag) => {
+                buf.extend_from_slice(&tag);
+                Ok(())
+            }
             Err(_) => {
                 buf.zeroize();
                 self.inner.closed = true;

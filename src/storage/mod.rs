@@ -6,9 +6,11 @@
 //!   module only wrapped by the key ring's active KEK.
 //! - Object keys are random (`ab/cd/<64 hex>`) and say nothing about the file, its record or
 //!   its name.
-//! - Uploads and downloads stream with bounded memory whatever the file size: about one
-//!   upload part per in-flight request plus one being filled on the way in
-//!   ([`PART_SIZE`] × ([`PART_CONCURRENCY`] + 1), 24 MiB), about two chunks on the way out.
+//! - Uploads and downloads stream with bounded memory whatever the file size: on the way
+//!   in, a fixed pool of reused 64 KiB chunk buffers per upload ([`pipeline`]): the parts
+//!   in flight and one being filled ([`LOCAL_PART_SIZE`] × ([`PART_CONCURRENCY`] + 2), about
+//!   4 MiB, for a local directory; [`PART_SIZE`] × ([`PART_CONCURRENCY`] + 2), about 32 MiB,
+//!   for S3, whose parts must be at least 5 MiB); about two chunks on the way out.
 //! - An upload that fails (over the size limit, reader error, store error) leaves no object
 //!   behind: the multipart upload is aborted (small files are written with one PUT at
 //!   the end, so nothing is started for them before the content is complete).
@@ -21,6 +23,9 @@
 //! [`gc::run_once`].
 
 pub mod gc;
+mod pipeline;
+
+pub use pipeline::PART_CONCURRENCY;
 
 use std::path::Path;
 use std::pin::Pin;
@@ -33,21 +38,22 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, PutPayload};
+use object_store::ObjectStore;
 use rand::rngs::OsRng;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 use uuid::Uuid;
-use zeroize::Zeroize;
 
 use crate::crypto::stream::{self, Decryptor, Encryptor, CHUNK_SIZE, CHUNK_TAG_LEN, HEADER_LEN};
 use crate::crypto::{CryptoError, KeyRing};
 
-/// Multipart part size: above S3's 5 MiB minimum, small enough to keep memory bounded.
+/// Multipart part size of remote stores: above S3's 5 MiB minimum, small enough to keep
+/// memory bounded.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
-/// Parts uploaded at once per file.
-pub const PART_CONCURRENCY: usize = 2;
+/// Multipart part size of a local directory store, which has no minimum: a part is only a
+/// batch of writes to the staged file, and each part's chunks stay in memory until written.
+pub const LOCAL_PART_SIZE: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -92,6 +98,7 @@ pub struct FileRef {
 #[derive(Clone, Debug)]
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
+    part_size: usize,
 }
 
 /// Settings of the S3 builder set explicitly, overriding the `AWS_*` environment.
@@ -111,8 +118,20 @@ fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
 }
 
 impl Store {
+    /// A store writing multipart uploads in [`PART_SIZE`] parts (valid for any backend).
     pub fn new(inner: Arc<dyn ObjectStore>) -> Store {
-        Store { inner }
+        Store {
+            inner,
+            part_size: PART_SIZE,
+        }
+    }
+
+    /// A local directory store: [`LOCAL_PART_SIZE`] parts.
+    fn local(fs: LocalFileSystem) -> Store {
+        Store {
+            inner: Arc::new(fs),
+            part_size: LOCAL_PART_SIZE,
+        }
     }
 
     /// The store named by the `object_store` setting:
@@ -140,7 +159,7 @@ impl Store {
             create_private_dir(&dir)?;
             let fs = LocalFileSystem::new_with_prefix(&dir)
                 .map_err(|e| config_err(format!("{}: {e}", dir.display())))?;
-            return Ok(Store::new(Arc::new(fs)));
+            return Ok(Store::local(fs));
         };
         if let Some(path) = value.strip_prefix("file://") {
             let dir = Path::new(path);
@@ -152,7 +171,7 @@ impl Store {
             create_private_dir(dir)?;
             let fs = LocalFileSystem::new_with_prefix(dir)
                 .map_err(|e| config_err(format!("{}: {e}", dir.display())))?;
-            return Ok(Store::new(Arc::new(fs)));
+            return Ok(Store::local(fs));
         }
         if let Some(rest) = value.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -213,57 +232,32 @@ impl Store {
         let object_key = random_object_key();
         let path = ObjectPath::parse(&object_key)
             .map_err(|_| config_err("generated an invalid object key"))?;
-        let (mut enc, header) = Encryptor::new(&dk, file_id);
+        let (enc, header) = Encryptor::new(&dk, file_id);
         drop(dk);
 
-        let mut sink = Sink::new(self.inner.clone(), path);
-        sink.push(Bytes::copy_from_slice(&header)).await?;
-        let mut hasher = Sha256::new();
-        let mut size: u64 = 0;
-        // One chunk of lookahead: a chunk is the last one only if nothing follows it.
-        let mut cur = vec![0u8; CHUNK_SIZE];
-        let mut next = vec![0u8; CHUNK_SIZE];
-        let result: Result<(), StorageError> = async {
-            let mut cur_len = fill(&mut reader, &mut cur).await?;
-            loop {
-                let next_len = if cur_len == CHUNK_SIZE {
-                    fill(&mut reader, &mut next).await?
-                } else {
-                    0
-                };
-                let last = next_len == 0;
-                size += cur_len as u64;
-                if size > max_size {
-                    return Err(StorageError::TooLarge { limit: max_size });
-                }
-                hasher.update(&cur[..cur_len]);
-                let ct = enc
-                    .encrypt_chunk(&cur[..cur_len], last)
-                    .map_err(|e| StorageError::Io(std::io::Error::other(e.to_string())))?;
-                sink.push(Bytes::from(ct)).await?;
-                if last {
-                    return Ok(());
-                }
-                std::mem::swap(&mut cur, &mut next);
-                cur_len = next_len;
-            }
+        let pool = pipeline::ChunkPool::new(pipeline::pool_capacity(self.part_size));
+        let mut sink = pipeline::Sink::new(self.inner.clone(), path, self.part_size);
+        let result = async {
+            sink.push(Bytes::copy_from_slice(&header)).await?;
+            pipeline::encrypt_into(&mut reader, enc, &mut sink, &pool, max_size).await
         }
         .await;
-        cur.zeroize();
-        next.zeroize();
-        match result {
-            Ok(()) => sink.finish().await?,
+        let done = match result {
+            Ok(done) => {
+                sink.finish().await?;
+                done
+            }
             Err(e) => {
                 sink.abort().await;
                 return Err(e);
             }
-        }
+        };
         Ok(StoredObject {
             object_key,
             kek_id: wrapped.kek_id,
             wrapped_key: wrapped.wrapped,
-            size,
-            sha256: hasher.finalize().into(),
+            size: done.size,
+            sha256: done.sha256,
         })
     }
 
@@ -336,12 +330,12 @@ impl Store {
         R: AsyncRead + Unpin + Send,
     {
         let path = parse_key(object_key)?;
-        let mut sink = Sink::new(self.inner.clone(), path);
+        let mut sink = pipeline::Sink::new(self.inner.clone(), path, self.part_size);
         let mut size = 0u64;
         let result: Result<(), StorageError> = async {
             loop {
                 let mut buf = vec![0u8; CHUNK_SIZE];
-                let n = fill(&mut reader, &mut buf).await?;
+                let n = pipeline::fill(&mut reader, &mut buf).await?;
                 if n == 0 {
                     return Ok(());
                 }
@@ -405,163 +399,6 @@ fn parse_key(object_key: &str) -> Result<ObjectPath, StorageError> {
         object_key: object_key.to_string(),
         reason: "the object key is malformed".into(),
     })
-}
-
-/// Reads until `buf` is full or the reader ends; returns the bytes read.
-async fn fill<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match reader.read(&mut buf[n..]).await {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
-/// Where an upload's bytes go: buffered until they exceed one part (then a single PUT at
-/// the end suffices), a multipart upload after that.
-///
-/// A part is sent as the list of the 64 KiB ciphertext chunks it is made of
-/// (`PutPayload::from_iter`), never copied into one large buffer: large short-lived
-/// buffers are what made the server's RSS grow with the size of an upload (glibc keeps
-/// them in per-thread arenas), while 64 KiB chunks are recycled as they go. At most
-/// `PART_CONCURRENCY` parts are in flight, so memory stays bounded whatever the size.
-enum Sink {
-    Small {
-        store: Arc<dyn ObjectStore>,
-        path: ObjectPath,
-        parts: Vec<Bytes>,
-        len: usize,
-    },
-    Multipart {
-        upload: Box<dyn object_store::MultipartUpload>,
-        pending: Vec<Bytes>,
-        len: usize,
-        in_flight: tokio::task::JoinSet<object_store::Result<()>>,
-    },
-    Done,
-}
-
-impl Sink {
-    fn new(store: Arc<dyn ObjectStore>, path: ObjectPath) -> Sink {
-        Sink::Small {
-            store,
-            path,
-            parts: Vec::new(),
-            len: 0,
-        }
-    }
-
-    async fn push(&mut self, bytes: Bytes) -> Result<(), StorageError> {
-        match self {
-            Sink::Small {
-                store,
-                path,
-                parts,
-                len,
-            } => {
-                *len += bytes.len();
-                parts.push(bytes);
-                if *len > PART_SIZE {
-                    let upload = store.put_multipart(path).await?;
-                    *self = Sink::Multipart {
-                        upload,
-                        pending: std::mem::take(parts),
-                        len: *len,
-                        in_flight: tokio::task::JoinSet::new(),
-                    };
-                    self.send_full_part().await?;
-                }
-                Ok(())
-            }
-            Sink::Multipart { pending, len, .. } => {
-                *len += bytes.len();
-                pending.push(bytes);
-                self.send_full_part().await
-            }
-            Sink::Done => Err(StorageError::Io(std::io::Error::other(
-                "write after the upload ended",
-            ))),
-        }
-    }
-
-    /// Sends the pending chunks as one part once they reach `PART_SIZE` (or at the end),
-    /// then waits while more than `PART_CONCURRENCY` parts are in flight.
-    async fn send_part(&mut self, force: bool) -> Result<(), StorageError> {
-        let Sink::Multipart {
-            upload,
-            pending,
-            len,
-            in_flight,
-        } = self
-        else {
-            return Ok(());
-        };
-        if (*len >= PART_SIZE || (force && *len > 0)) && !pending.is_empty() {
-            let payload = PutPayload::from_iter(std::mem::take(pending));
-            *len = 0;
-            in_flight.spawn(upload.put_part(payload));
-        }
-        while in_flight.len() > PART_CONCURRENCY || (force && !in_flight.is_empty()) {
-            match in_flight.join_next().await {
-                Some(Ok(r)) => r?,
-                Some(Err(e)) => return Err(StorageError::Io(std::io::Error::other(e.to_string()))),
-                None => break,
-            }
-        }
-        Ok(())
-    }
-
-    async fn send_full_part(&mut self) -> Result<(), StorageError> {
-        self.send_part(false).await
-    }
-
-    async fn finish(&mut self) -> Result<(), StorageError> {
-        if let Sink::Multipart { .. } = self {
-            if let Err(e) = self.send_part(true).await {
-                self.abort().await;
-                return Err(e);
-            }
-        }
-        match std::mem::replace(self, Sink::Done) {
-            Sink::Small {
-                store, path, parts, ..
-            } => {
-                store.put(&path, PutPayload::from_iter(parts)).await?;
-                Ok(())
-            }
-            Sink::Multipart { mut upload, .. } => match upload.complete().await {
-                Ok(_) => Ok(()),
-                Err(e) => {
-                    if let Err(a) = upload.abort().await {
-                        tracing::warn!(error = %a, "aborting a multipart upload failed");
-                    }
-                    Err(e.into())
-                }
-            },
-            Sink::Done => Ok(()),
-        }
-    }
-
-    async fn abort(&mut self) {
-        if let Sink::Multipart {
-            mut upload,
-            mut in_flight,
-            ..
-        } = std::mem::replace(self, Sink::Done)
-        {
-            in_flight.abort_all();
-            while in_flight.join_next().await.is_some() {}
-            if let Err(e) = upload.abort().await {
-                // The orphaned parts are the store's to expire (an S3 lifecycle rule for
-                // incomplete multipart uploads); nothing readable was completed.
-                tracing::warn!(error = %e, "aborting a multipart upload failed");
-            }
-        }
-    }
 }
 
 /// The plaintext stream of [`Store::open_decrypted`].
