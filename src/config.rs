@@ -34,6 +34,8 @@ const ENV_KEYS: &[&str] = &[
     "hash_wait_ms",
     "max_upload_bytes",
     "gc_grace_minutes",
+    "viewer_cache_mib",
+    "viewer_cache_idle_seconds",
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,10 +97,25 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// An object that no file row references is removed after this long.
     pub gc_grace_minutes: u32,
+    /// Memory for the viewer's cache of decrypted files and rendered pages, in MiB
+    /// (0 turns it off).
+    #[serde(default = "default_viewer_cache_mib")]
+    pub viewer_cache_mib: u32,
+    /// A viewer cache entry unused for this long is dropped (it never outlives its grant).
+    #[serde(default = "default_viewer_cache_idle_seconds")]
+    pub viewer_cache_idle_seconds: u32,
 }
 
 fn default_hash_wait_ms() -> u32 {
     2000
+}
+
+fn default_viewer_cache_mib() -> u32 {
+    256
+}
+
+fn default_viewer_cache_idle_seconds() -> u32 {
+    300
 }
 
 impl Default for Config {
@@ -126,6 +143,8 @@ impl Default for Config {
             hash_wait_ms: default_hash_wait_ms(),
             max_upload_bytes: 4 * 1024 * 1024 * 1024,
             gc_grace_minutes: 60,
+            viewer_cache_mib: default_viewer_cache_mib(),
+            viewer_cache_idle_seconds: default_viewer_cache_idle_seconds(),
         }
     }
 }
@@ -244,6 +263,7 @@ impl Config {
         )?;
         positive("lockout_seconds", self.lockout_seconds)?;
         positive("gc_grace_minutes", self.gc_grace_minutes)?;
+        positive("viewer_cache_idle_seconds", self.viewer_cache_idle_seconds)?;
         if self.max_upload_bytes == 0 {
             return Err(ConfigError::Invalid {
                 setting: "max_upload_bytes",
