@@ -40,6 +40,8 @@ const ENV_KEYS: &[&str] = &[
     "session_purge_interval_seconds",
     "gc_interval_seconds",
     "node_name",
+    "viewer_cache_mib",
+    "viewer_cache_idle_seconds",
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,10 +119,25 @@ pub struct Config {
     /// `<host name>:<process id>`.
     #[serde(default)]
     pub node_name: Option<String>,
+    /// Memory for the viewer's cache of decrypted files and rendered pages, in MiB
+    /// (0 turns it off).
+    #[serde(default = "default_viewer_cache_mib")]
+    pub viewer_cache_mib: u32,
+    /// A viewer cache entry unused for this long is dropped (it never outlives its grant).
+    #[serde(default = "default_viewer_cache_idle_seconds")]
+    pub viewer_cache_idle_seconds: u32,
 }
 
 fn default_hash_wait_ms() -> u32 {
     2000
+}
+
+fn default_viewer_cache_mib() -> u32 {
+    256
+}
+
+fn default_viewer_cache_idle_seconds() -> u32 {
+    300
 }
 
 impl Default for Config {
@@ -154,6 +171,8 @@ impl Default for Config {
             session_purge_interval_seconds: 600,
             gc_interval_seconds: 900,
             node_name: None,
+            viewer_cache_mib: default_viewer_cache_mib(),
+            viewer_cache_idle_seconds: default_viewer_cache_idle_seconds(),
         }
     }
 }
@@ -290,6 +309,7 @@ impl Config {
                 });
             }
         }
+        positive("viewer_cache_idle_seconds", self.viewer_cache_idle_seconds)?;
         if self.max_upload_bytes == 0 {
             return Err(ConfigError::Invalid {
                 setting: "max_upload_bytes",

@@ -47,6 +47,9 @@ pub struct App {
     pub templates: web::Templates,
     /// The one gate all password hashing passes (see `auth::password`).
     pub hasher: auth::password::Hasher,
+    /// Decrypted files and rendered pages of the viewer, bound to their grants (see
+    /// `viewer::cache`).
+    pub viewer_cache: viewer::cache::ViewerCache,
 }
 
 /// What a vault needs besides its database: the object store, the key ring and the
@@ -88,6 +91,7 @@ pub fn build(config: Config, db: PgPool, vault: Vault) -> Rocket<Build> {
             policies: vault.policies,
             masking: vault.masking,
             hasher: auth::password::Hasher::from_config(&config),
+            viewer_cache: viewer::cache::ViewerCache::from_config(&config),
             config,
             templates,
         })

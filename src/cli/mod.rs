@@ -591,6 +591,7 @@ async fn import(
         policies: vault.policies,
         masking: vault.masking,
         hasher: crate::auth::password::Hasher::from_config(&config),
+        viewer_cache: crate::viewer::cache::ViewerCache::from_config(&config),
         config,
         templates: crate::web::Templates::new().context("templates")?,
     };

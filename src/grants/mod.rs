@@ -242,7 +242,7 @@ pub async fn revoke(
     reason: &str,
 ) -> AppResult<GrantView> {
     let reason = reason.trim().to_string();
-    unit!(app.db, |tx| {
+    let revoked = unit!(app.db, |tx| {
         let subject: Option<Subject> = sqlx::query_as(
             "SELECT g.request_id, g.grantee_id, g.kind, \
              (g.revoked_at IS NULL AND g.valid_until > now() AND g.state = 'active') AS active, \
@@ -299,7 +299,12 @@ pub async fn revoke(
         .fetch_one(&mut *tx)
         .await?;
         Ok(g)
-    })
+    });
+    if revoked.is_ok() {
+        // Whatever the viewer keeps for the grant goes with it.
+        app.viewer_cache.forget_grant(grant_id);
+    }
+    revoked
 }
 
 /// Whether `who` may revoke grant `g` (for showing the button; the action decides again).

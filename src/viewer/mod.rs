@@ -12,13 +12,21 @@
 //! images with links to the neighbouring windows, so its size does not grow with the page
 //! count, and the count itself is checked against the file ([`render::checked_pages`]);
 //! a window or page past it is 404.
+//!
+//! Paging does not re-decrypt the file for every page: [`cache`] keeps a file's decrypted
+//! content and its rendered pages in memory, bound to the grant they were made under, for
+//! a few minutes at most and never past the grant. The grant is checked before the cache
+//! is consulted, on every request, and every page served (from the cache or not) is
+//! audited as before. The pages after the one asked for are rendered ahead.
 
 use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
+pub mod cache;
 pub mod render;
 
+use self::cache::Plain;
 use self::render::{RenderError, Renderable};
 use crate::audit::{Event, Outcome};
 use crate::auth::Principal;
@@ -100,7 +108,17 @@ struct Checked {
     file: FileInfo,
 }
 
+/// [`check_now`], and when the request is refused (the grant revoked, expired, of someone
+/// else, or the file gone), whatever the cache holds for the grant is dropped.
 async fn check(app: &App, who: &Principal, grant_id: Uuid, file: FileId) -> AppResult<Checked> {
+    let checked = check_now(app, who, grant_id, file).await;
+    if checked.is_err() {
+        app.viewer_cache.forget_grant(grant_id);
+    }
+    checked
+}
+
+async fn check_now(app: &App, who: &Principal, grant_id: Uuid, file: FileId) -> AppResult<Checked> {
     let (permit, grant, record, _) =
         under_grant::<ViewWithGrant>(app, who, grant_id, Kind::View).await?;
     let file = match files::find(app, &permit, file).await {
@@ -156,17 +174,14 @@ pub async fn open(
             "files of type {} cannot be shown in the viewer",
             c.file.media_type
         )),
-        Some(kind) => {
-            let content = files::open_content(app, &c._permit, &who.actor(), file).await?;
-            match render::page_count(kind, content, MAX_VIEW_BYTES).await {
-                Ok(n) => Ok(n),
-                Err(RenderError::Busy) => return Err(AppError::Unavailable),
-                Err(RenderError::Input(_)) => {
-                    return Err(AppError::internal("file integrity check failed"))
-                }
-                Err(e) => Err(e.to_string()),
+        Some(kind) => match count_pages(app, who, &c, kind).await? {
+            Ok(n) => Ok(n),
+            Err(RenderError::Busy) => return Err(AppError::Unavailable),
+            Err(RenderError::Input(_)) => {
+                return Err(AppError::internal("file integrity check failed"))
             }
-        }
+            Err(e) => Err(e.to_string()),
+        },
     };
     let window = match &pages {
         Ok(n) => Some(PageWindow::containing(*n, at).ok_or(AppError::NotFound)?),
@@ -224,10 +239,15 @@ pub async fn page(
             ),
         })?;
     let zoom = render::zoom(zoom);
-    let content = files::open_content(app, &c._permit, &who.actor(), file).await?;
-    let png = render::render_page(kind, content, page, zoom, MAX_VIEW_BYTES)
-        .await
-        .map_err(user_error)?;
+    let cache = &app.viewer_cache;
+    let (png, cached) = match cache.page(grant_id, file, page, zoom) {
+        Some(png) => (png, true),
+        None => render_page(app, who, &c, kind, page, zoom).await?,
+    };
+    if let Some((content, pages)) = cache.content(grant_id, file) {
+        let at = (page, pages, zoom);
+        cache.look_ahead(grant_id, file, c.grant.valid_until, kind, content, at);
+    }
     app.db
         .record(
             &who.actor(),
@@ -235,10 +255,112 @@ pub async fn page(
                 .object("file", file)
                 .detail(json!({
                     "grant": grant_id, "record": c.grant.record_id, "page": page, "zoom": zoom,
+                    "cached": cached,
                 })),
         )
         .await?;
-    Ok(png)
+    Ok(png.to_vec())
+}
+
+/// Renders page `page` at `zoom` into the cache (unless a request that got there first
+/// already has): one render per page however many ask at once. Returns the page and
+/// whether it came from the cache after all.
+async fn render_page(
+    app: &App,
+    who: &Principal,
+    c: &Checked,
+    kind: Renderable,
+    page: u32,
+    zoom: u32,
+) -> AppResult<(Plain, bool)> {
+    let cache = &app.viewer_cache;
+    let (grant, file) = (c.grant.id, c.file.id);
+    let _rendering = cache
+        .lock_page(grant, file, page, zoom)
+        .await
+        .ok_or(AppError::Unavailable)?;
+    if let Some(png) = cache.page(grant, file, page, zoom) {
+        return Ok((png, true));
+    }
+    let png = match content(app, who, c).await? {
+        Some(content) => {
+            let content = content.map_err(user_error)?;
+            render::render_page(kind, cache::feed(&content), page, zoom, MAX_VIEW_BYTES).await
+        }
+        None => {
+            // Too large to keep: streamed from the store, as every time.
+            cache.count_decrypt();
+            let stream = files::open_content(app, &c._permit, &who.actor(), file).await?;
+            render::render_page(kind, stream, page, zoom, MAX_VIEW_BYTES).await
+        }
+    }
+    .map_err(user_error)?;
+    cache.count_render();
+    Ok((
+        cache.put_page(grant, file, (page, zoom), c.grant.valid_until, png),
+        false,
+    ))
+}
+
+/// The number of pages of the checked file, counted once per grant and file.
+async fn count_pages(
+    app: &App,
+    who: &Principal,
+    c: &Checked,
+    kind: Renderable,
+) -> AppResult<Result<u32, RenderError>> {
+    let cache = &app.viewer_cache;
+    let (grant, file) = (c.grant.id, c.file.id);
+    if let Some((_, Some(pages))) = cache.content(grant, file) {
+        return Ok(Ok(pages));
+    }
+    let counted = match content(app, who, c).await? {
+        Some(Ok(content)) => render::page_count(kind, cache::feed(&content), MAX_VIEW_BYTES).await,
+        Some(Err(e)) => Err(e),
+        None => {
+            cache.count_decrypt();
+            let stream = files::open_content(app, &c._permit, &who.actor(), file).await?;
+            render::page_count(kind, stream, MAX_VIEW_BYTES).await
+        }
+    };
+    if let Ok(n) = counted {
+        cache.set_pages(grant, file, n);
+    }
+    Ok(counted)
+}
+
+/// The checked file's decrypted content, from the cache or decrypted once into it (one
+/// load however many ask at once); `None` when it is too large to keep (the caller streams
+/// it instead), and the reason when it cannot be read.
+async fn content(
+    app: &App,
+    who: &Principal,
+    c: &Checked,
+) -> AppResult<Option<Result<Plain, RenderError>>> {
+    let cache = &app.viewer_cache;
+    let (grant, file) = (c.grant.id, c.file.id);
+    let size = u64::try_from(c.file.size).unwrap_or(u64::MAX);
+    if size > cache.max_entry() as u64 {
+        return Ok(None);
+    }
+    if let Some((content, _)) = cache.content(grant, file) {
+        return Ok(Some(Ok(content)));
+    }
+    let _loading = cache
+        .lock_content(grant, file)
+        .await
+        .ok_or(AppError::Unavailable)?;
+    if let Some((content, _)) = cache.content(grant, file) {
+        return Ok(Some(Ok(content)));
+    }
+    let stream = files::open_content(app, &c._permit, &who.actor(), file).await?;
+    cache.count_decrypt();
+    let content = match render::collect_plain(stream, size, MAX_VIEW_BYTES).await {
+        Ok(content) => std::sync::Arc::new(content),
+        Err(e) => return Ok(Some(Err(e))),
+    };
+    cache.put_content(grant, file, c.grant.valid_until, content.clone(), None);
+    Ok(Some(Ok(content)))
 }
 
 #[cfg(test)]

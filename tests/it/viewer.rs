@@ -42,7 +42,11 @@ struct World {
 }
 
 async fn world() -> World {
-    let app = TestApp::new().await;
+    world_with(|_| {}).await
+}
+
+async fn world_with(config: impl FnOnce(&mut strongroom::config::Config)) -> World {
+    let app = TestApp::with_config(config).await;
     let (archivist, contracts) = setup(&app).await;
     let (s, r) = app
         .post(
@@ -487,4 +491,250 @@ async fn a_20000_square_png_is_refused_from_its_header_promptly() {
         "{:?}",
         started.elapsed()
     );
+}
+
+// ----- the viewer's cache -----
+
+/// A PDF of `pages` US-letter pages full of text (the rendered pages weigh tens of KiB).
+fn dense_pdf(pages: usize) -> Vec<u8> {
+    let pages: Vec<Page> = (1..=pages)
+        .map(|i| {
+            let mut text = format!("BT /F1 24 Tf 72 720 Td ({MARKER} page {i}) Tj ET\nBT /F1 11 Tf 14 TL 72 680 Td\n");
+            for l in 0..40 {
+                text.push_str(&format!("(Line {l:02} of page {i}: the quick brown fox jumps over the lazy dog.) Tj T*\n"));
+            }
+            text.push_str("ET");
+            Page {
+                width: 612,
+                height: 792,
+                content: text,
+            }
+        })
+        .collect();
+    document(&pages)
+}
+
+fn cache_stats(w: &World) -> strongroom::viewer::cache::CacheStats {
+    w.app.app().viewer_cache.stats()
+}
+
+fn cached_for(w: &World, grant: &str) -> usize {
+    w.app
+        .app()
+        .viewer_cache
+        .entries_for_grant(grant.parse().unwrap())
+}
+
+/// Waits (at most 30 s) until the look-ahead has rendered `n` pages in all.
+async fn prefetched(w: &World, n: u64) {
+    for _ in 0..300 {
+        if cache_stats(w).prefetched >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("look-ahead did not render {n} pages: {:?}", cache_stats(w));
+}
+
+async fn page_events(w: &World) -> Vec<Value> {
+    sqlx::query_scalar(
+        "SELECT detail FROM audit_events WHERE action = 'file.view.page' ORDER BY pos",
+    )
+    .fetch_all(&w.app.db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_page_served_twice_is_decrypted_and_rendered_once_and_audited_each_time() {
+    let w = world().await;
+    let file = w.file("contract.pdf", &pdf(3)).await;
+    let grant = w.view_grant().await;
+    let view = format!("/view/{grant}/files/{file}");
+    let (s, _, _) = w.fetch(&view, &w.employee).await;
+    assert_eq!(s, Status::Ok);
+    let s0 = cache_stats(&w);
+    assert_eq!((s0.decrypts, s0.renders), (1, 0), "{s0:?}");
+    let (s, h, first) = w.fetch(&format!("{view}/pages/1"), &w.employee).await;
+    assert_eq!(s, Status::Ok);
+    assert_page_headers(&h);
+    let (s, h, again) = w.fetch(&format!("{view}/pages/1"), &w.employee).await;
+    assert_eq!(s, Status::Ok);
+    assert_page_headers(&h);
+    assert_eq!(first, again);
+    assert_eq!(png_size(&again), (816, 1056));
+    // The opening decrypted the file once; page 1 was rendered once and served twice.
+    let s1 = cache_stats(&w);
+    assert_eq!(s1.decrypts, 1, "{s1:?}");
+    assert!(s1.hits >= 1, "{s1:?}");
+    // The pages after it are rendered ahead, from the same decrypted copy.
+    prefetched(&w, 2).await;
+    for p in 2..=3 {
+        let (s, _, body) = w.fetch(&format!("{view}/pages/{p}"), &w.employee).await;
+        assert_eq!(s, Status::Ok);
+        assert_eq!(png_size(&body), (816, 1056));
+        assert!(!contains(&body, MARKER.as_bytes()));
+    }
+    let s2 = cache_stats(&w);
+    assert_eq!((s2.decrypts, s2.renders), (1, 3), "{s2:?}");
+    assert_eq!(s2.hits, 3, "{s2:?}");
+    // Another zoom is another render.
+    let (s, _, body) = w
+        .fetch(&format!("{view}/pages/2?zoom=200"), &w.employee)
+        .await;
+    assert_eq!(s, Status::Ok);
+    assert_eq!(png_size(&body), (1632, 2112));
+    assert_eq!(cache_stats(&w).decrypts, 1);
+    // Every page served is audited, from the cache or not.
+    let events = page_events(&w).await;
+    let seen: Vec<(i64, bool)> = events
+        .iter()
+        .map(|d| (d["page"].as_i64().unwrap(), d["cached"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![(1, false), (1, true), (2, true), (3, true), (2, false)]
+    );
+    assert!(events.iter().all(|d| d["grant"] == grant.as_str()));
+}
+
+#[tokio::test]
+async fn a_revoked_or_expired_grant_is_never_served_from_the_cache_and_leaves_nothing_in_it() {
+    let w = world().await;
+    let file = w.file("contract.pdf", &pdf(3)).await;
+    let grant = w.view_grant().await;
+    let view = format!("/view/{grant}/files/{file}");
+    let (s, _, _) = w.fetch(&view, &w.employee).await;
+    assert_eq!(s, Status::Ok);
+    let (s, _, _) = w.fetch(&format!("{view}/pages/1"), &w.employee).await;
+    assert_eq!(s, Status::Ok);
+    prefetched(&w, 2).await;
+    // The content and pages 1 to 3.
+    assert_eq!(cached_for(&w, &grant), 4);
+    let (s, g) = w
+        .app
+        .post(
+            &format!("/api/v1/grants/{grant}/revoke"),
+            &w.sup,
+            json!({"reason": "no longer needed"}),
+        )
+        .await;
+    assert_eq!(s, Status::Ok, "{g}");
+    assert_eq!(cached_for(&w, &grant), 0);
+    let hits = cache_stats(&w).hits;
+    for p in 1..=3 {
+        let (s, h, body) = w.fetch(&format!("{view}/pages/{p}"), &w.employee).await;
+        assert_eq!(s, Status::Forbidden, "page {p}");
+        assert_ne!(header(&h, "Content-Type"), Some("image/png"));
+        assert!(!body.starts_with(b"\x89PNG"));
+    }
+    let (s, _, _) = w.fetch(&view, &w.employee).await;
+    assert_eq!(s, Status::Forbidden);
+    assert_eq!(
+        cache_stats(&w).hits,
+        hits,
+        "the refusal came before the cache"
+    );
+    assert_eq!(cached_for(&w, &grant), 0);
+
+    // A grant that runs out (no job has marked it, no revocation told the cache): refused
+    // at once, and the refusal drops what the cache held for it.
+    let grant = w.view_grant().await;
+    let view = format!("/view/{grant}/files/{file}");
+    let (s, _, _) = w.fetch(&format!("{view}/pages/3"), &w.employee).await;
+    assert_eq!(s, Status::Ok);
+    assert!(cached_for(&w, &grant) >= 2);
+    sqlx::query("UPDATE grants SET valid_until = now() - interval '1 second' WHERE id = $1::uuid")
+        .bind(&grant)
+        .execute(&w.app.db)
+        .await
+        .unwrap();
+    let (s, _, body) = w.fetch(&format!("{view}/pages/3"), &w.employee).await;
+    assert_eq!(s, Status::Forbidden);
+    assert!(!body.starts_with(b"\x89PNG"));
+    assert_eq!(cached_for(&w, &grant), 0);
+    let pages = page_events(&w).await;
+    assert_eq!(pages.len(), 2, "refused pages are not audited as served");
+}
+
+#[tokio::test]
+async fn cached_pages_are_bound_to_their_grant() {
+    let w = world().await;
+    let file = w.file("contract.pdf", &pdf(2)).await;
+    let grant = w.view_grant().await;
+    let page = format!("/view/{grant}/files/{file}/pages/1");
+    let (s, _, mine) = w.fetch(&page, &w.employee).await;
+    assert_eq!(s, Status::Ok);
+    assert!(cached_for(&w, &grant) >= 1);
+    // Someone else, knowing the URL: refused before the cache is looked at.
+    let hits = cache_stats(&w).hits;
+    for who in [&w.other, &w.sup] {
+        let (s, _, body) = w.fetch(&page, who).await;
+        assert_eq!(s, Status::NotFound);
+        assert!(!body.starts_with(b"\x89PNG"));
+    }
+    assert_eq!(cache_stats(&w).hits, hits);
+    // Their own grant on the same file renders its own copy: nothing crosses grants.
+    let (s, r) = w
+        .app
+        .post(
+            "/api/v1/requests",
+            &w.other,
+            json!({"record_id": w.record, "kind": "view", "purpose": PURPOSE, "duration_hours": 4}),
+        )
+        .await;
+    assert_eq!(s, Status::Created, "{r}");
+    let (s, r) = w
+        .app
+        .post(
+            &format!("/api/v1/requests/{}/approve", r["id"].as_str().unwrap()),
+            &w.sup,
+            json!({"comment": "ok"}),
+        )
+        .await;
+    assert_eq!(s, Status::Ok, "{r}");
+    let theirs = r["grant"]["id"].as_str().unwrap().to_string();
+    let renders = cache_stats(&w).renders;
+    let (s, _, body) = w
+        .fetch(&format!("/view/{theirs}/files/{file}/pages/1"), &w.other)
+        .await;
+    assert_eq!(s, Status::Ok);
+    assert_eq!(body, mine);
+    assert!(cache_stats(&w).renders > renders);
+    let events = page_events(&w).await;
+    assert_eq!(events.last().unwrap()["grant"], theirs.as_str());
+    assert_eq!(events.last().unwrap()["cached"], false);
+}
+
+#[tokio::test]
+async fn the_cache_stays_within_its_budget() {
+    let w = world_with(|c| c.viewer_cache_mib = 1).await;
+    let file = w.file("dense.pdf", &dense_pdf(12)).await;
+    let grant = w.view_grant().await;
+    let view = format!("/view/{grant}/files/{file}");
+    let (s, _, _) = w.fetch(&view, &w.employee).await;
+    assert_eq!(s, Status::Ok);
+    let mut sizes = 0;
+    for p in 1..=12 {
+        let (s, _, body) = w
+            .fetch(&format!("{view}/pages/{p}?zoom=100"), &w.employee)
+            .await;
+        assert_eq!(s, Status::Ok, "page {p}");
+        sizes += body.len();
+        let st = cache_stats(&w);
+        assert!(st.bytes <= st.budget, "{st:?}");
+    }
+    assert!(sizes > 1024 * 1024, "the pages weigh {sizes} bytes in all");
+    let st = cache_stats(&w);
+    assert_eq!(st.budget, 1024 * 1024);
+    assert!(st.evicted >= 1 && st.entries >= 3, "{st:?}");
+    // An evicted page is rendered again when asked for.
+    let renders = st.renders;
+    let (s, _, body) = w
+        .fetch(&format!("{view}/pages/1?zoom=100"), &w.employee)
+        .await;
+    assert_eq!(s, Status::Ok);
+    assert_eq!(png_size(&body), (816, 1056));
+    let st = cache_stats(&w);
+    assert!(st.renders > renders && st.bytes <= st.budget, "{st:?}");
 }
