@@ -662,7 +662,8 @@ impl KeyRing {
     pub fn backup_keys(&self, salt: &[u8]) -> (DataKey, Zeroizing<[u8; KEY_LEN]>) {
         let mut okm = Zeroizing::new([0u8; 2 * KEY_LEN]);
         // 64 bytes are far below HKDF-SHA256's limit, so this cannot fail.
-        let _ = Hkdf::<Sha256>::new(Some(salt), self.index_key.as_ref())
+        let ring = self.ring();
+        let _ = Hkdf::<Sha256>::new(Some(salt), ring.index_key.as_ref())
             .expand(BACKUP_INFO, okm.as_mut());
         let mut stream = DataKey([0u8; KEY_LEN]);
         stream.0.copy_from_slice(&okm[..KEY_LEN]);
@@ -675,7 +676,7 @@ impl KeyRing {
     /// key, info `strongroom backup vault id v1`): it tells a backup made under another
     /// vault's key apart from a damaged one, and reveals nothing about the key.
     pub fn backup_vault_id(&self) -> [u8; 16] {
-        let full = hkdf32(self.index_key.as_ref(), BACKUP_VAULT_ID_INFO);
+        let full = hkdf32(self.ring().index_key.as_ref(), BACKUP_VAULT_ID_INFO);
         let mut id = [0u8; 16];
         id.copy_from_slice(&full[..16]);
         id
