@@ -447,12 +447,15 @@ impl BackupReader {
         self.read_chunk(&mut next).await?;
         let last = next.is_empty();
         let chunk = self.chunk;
-        let pt = self.dec.decrypt_chunk(&self.cur, last).map_err(|e| match e {
-            CryptoError::Decrypt => broken(format!(
-                "chunk {chunk} fails authentication (altered or truncated)"
-            )),
-            other => broken(format!("chunk {chunk}: {other}")),
-        })?;
+        let pt = self
+            .dec
+            .decrypt_chunk(&self.cur, last)
+            .map_err(|e| match e {
+                CryptoError::Decrypt => broken(format!(
+                    "chunk {chunk} fails authentication (altered or truncated)"
+                )),
+                other => broken(format!("chunk {chunk}: {other}")),
+            })?;
         self.next = std::mem::replace(&mut self.cur, next);
         self.chunk += 1;
         self.plain = Zeroizing::new(pt);

@@ -62,8 +62,8 @@ use crate::db::Database;
 use crate::pg::roles::quote_ident;
 use crate::storage::Store;
 use format::{
-    AuditSummary, BackupError, BackupReader, BackupWriter, Column, Entry, Manifest,
-    MigrationInfo, ObjectMeta, ObjectsSummary, SequenceState, TableMeta, TableSummary,
+    AuditSummary, BackupError, BackupReader, BackupWriter, Column, Entry, Manifest, MigrationInfo,
+    ObjectMeta, ObjectsSummary, SequenceState, TableMeta, TableSummary,
 };
 
 /// Events per digest block of the audit re-walk.
@@ -912,7 +912,8 @@ impl std::fmt::Display for Report {
             f,
             "backup OK: {} made {} from {} ({} bytes, format {}, schema version {})",
             m.backup_id,
-            m.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            m.created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             m.source,
             self.file_bytes,
             m.format,
@@ -1084,12 +1085,10 @@ pub async fn restore(
     // The database is migrated: these tables exist. A vault that ever ran has an account
     // (serve creates the administrator) and audit events.
     for t in ["users", "records", "audit_events"] {
-        let any: bool = sqlx::query_scalar(&format!(
-            "SELECT EXISTS (SELECT 1 FROM {})",
-            quote_ident(t)
-        ))
-        .fetch_one(&mut conn)
-        .await?;
+        let any: bool =
+            sqlx::query_scalar(&format!("SELECT EXISTS (SELECT 1 FROM {})", quote_ident(t)))
+                .fetch_one(&mut conn)
+                .await?;
         if any {
             bail!(
                 "restore refused: the target database is not empty (table {t} has rows); \
@@ -1191,7 +1190,9 @@ async fn load(
                 if c.tables.last().map(|t| t.rows) != Some(rows) {
                     bail!("table {}: PostgreSQL loaded {rows} rows", meta.name);
                 }
-                progress.note(true, || format!("restore: table {}: {rows} rows", meta.name));
+                progress.note(true, || {
+                    format!("restore: table {}: {rows} rows", meta.name)
+                });
             }
             Entry::Object(meta) => {
                 c.object(&meta);
@@ -1308,9 +1309,7 @@ async fn put_object(
             w.finish().await?;
         }
         (Ok(()), None) => {
-            inner
-                .put(&path, PutPayload::from(Bytes::from(buf)))
-                .await?;
+            inner.put(&path, PutPayload::from(Bytes::from(buf))).await?;
         }
         (Err(e), Some(w)) => {
             let _ = w.abort().await;
