@@ -523,13 +523,13 @@ const EVENT_COLUMNS: [&str; 11] = [
 ];
 const CHAIN_COLUMNS: [&str; 4] = ["seq", "event_id", "prev_hash", "hash"];
 
-fn field<'a>(row: &'a copy::Row, i: usize) -> Result<Option<&'a [u8]>, String> {
+fn field(row: &copy::Row, i: usize) -> Result<Option<&[u8]>, String> {
     row.get(i)
         .map(|f| f.as_deref())
         .ok_or_else(|| "a row with too few fields".to_string())
 }
 
-fn req<'a>(row: &'a copy::Row, i: usize) -> Result<&'a [u8], String> {
+fn req(row: &copy::Row, i: usize) -> Result<&[u8], String> {
     field(row, i)?.ok_or_else(|| "a required field is NULL".to_string())
 }
 
@@ -619,7 +619,7 @@ impl AuditWalk {
         let hash = audit::link_hash(&self.prev, &e);
         fold(&mut self.a_cur, seq, &e.id, &self.prev, &hash);
         self.prev = hash;
-        if self.events_seen % AUDIT_BLOCK == 0 {
+        if self.events_seen.is_multiple_of(AUDIT_BLOCK) {
             self.a_blocks
                 .push(std::mem::take(&mut self.a_cur).finalize().into());
         }
@@ -645,7 +645,7 @@ impl AuditWalk {
         fold(&mut self.b_cur, seq, &id, prev, hash);
         self.chain_prev = hash.to_vec();
         self.chain_rows += 1;
-        if self.chain_rows % AUDIT_BLOCK == 0 {
+        if self.chain_rows.is_multiple_of(AUDIT_BLOCK) {
             self.b_blocks
                 .push(std::mem::take(&mut self.b_cur).finalize().into());
         }
@@ -666,7 +666,7 @@ impl AuditWalk {
                 self.events_seen + 1
             ));
         }
-        if self.chained % AUDIT_BLOCK != 0 {
+        if !self.chained.is_multiple_of(AUDIT_BLOCK) {
             self.a_blocks
                 .push(std::mem::take(&mut self.a_cur).finalize().into());
             self.b_blocks

@@ -212,7 +212,8 @@ async fn contents(pool: &sqlx::PgPool) -> Contents {
 
 /// Reads every file back from the store and checks its SHA-256 against the database's.
 async fn read_back_every_file(pool: &sqlx::PgPool, store: &Store, keys: &KeyRing) -> usize {
-    let rows: Vec<(uuid::Uuid, String, String, Vec<u8>, i64, Vec<u8>)> = sqlx::query_as(
+    type Row = (uuid::Uuid, String, String, Vec<u8>, i64, Vec<u8>);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, object_key, kek_id, wrapped_key, size, sha256 FROM files ORDER BY id",
     )
     .fetch_all(pool)
@@ -230,7 +231,7 @@ async fn read_back_every_file(pool: &sqlx::PgPool, store: &Store, keys: &KeyRing
         let mut s = std::pin::pin!(store.open_decrypted(keys, &f).await.unwrap());
         let mut h = Sha256::new();
         while let Some(b) = s.next().await {
-            h.update(&b.unwrap());
+            h.update(b.unwrap());
         }
         assert_eq!(
             h.finalize().to_vec(),
