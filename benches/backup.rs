@@ -75,7 +75,10 @@ fn run() -> Result<()> {
     };
     let result = bench(&mut cleanup, &bin, records, total_mib, file_mib);
     if result.is_err() {
-        eprintln!("last lines of the server log:\n{}", cleanup.server_log_tail());
+        eprintln!(
+            "last lines of the server log:\n{}",
+            cleanup.server_log_tail()
+        );
     }
     drop(cleanup);
     result
@@ -114,8 +117,15 @@ fn bench(
     run_ok(
         bin,
         &[
-            "user", "add", "--username", ARCHIVIST, "--role", "archivist", "--department",
-            "Retail", "--password-stdin",
+            "user",
+            "add",
+            "--username",
+            ARCHIVIST,
+            "--role",
+            "archivist",
+            "--department",
+            "Retail",
+            "--password-stdin",
         ],
         &data,
         Some(&format!("{PASSWORD}\n")),
@@ -150,9 +160,8 @@ fn bench(
     let mut rng = StdRng::seed_from_u64(9);
     let mut buf = vec![0u8; 1024 * 1024];
     for i in 0..n_files {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(
-            files.join(format!("f{i:05}.bin")),
-        )?);
+        let mut f =
+            std::io::BufWriter::new(std::fs::File::create(files.join(format!("f{i:05}.bin")))?);
         for _ in 0..file_mib {
             rng.fill_bytes(&mut buf);
             f.write_all(&buf)?;
@@ -169,10 +178,7 @@ fn bench(
             } else {
                 String::new()
             };
-            writeln!(
-                w,
-                "bench-{i:07},Agreement {i},{file},Lujiazui Trading {i}"
-            )?;
+            writeln!(w, "bench-{i:07},Agreement {i},{file},Lujiazui Trading {i}")?;
         }
         w.flush()?;
     }
@@ -180,9 +186,17 @@ fn bench(
     run_ok(
         bin,
         &[
-            "import", "--csv", csv.to_str().context("path")?, "--files",
-            files.to_str().context("path")?, "--category", "BAK", "--as", ARCHIVIST,
-            "--batch-size", "500",
+            "import",
+            "--csv",
+            csv.to_str().context("path")?,
+            "--files",
+            files.to_str().context("path")?,
+            "--category",
+            "BAK",
+            "--as",
+            ARCHIVIST,
+            "--batch-size",
+            "500",
         ],
         &data,
         None,
@@ -250,7 +264,10 @@ fn bench(
         ("backup (server serving)", backup_s),
         ("backup verify", verify_s),
         ("restore (new cluster included)", restore_s),
-        ("restore minus a new cluster's set-up", (restore_s - setup_s).max(0.001)),
+        (
+            "restore minus a new cluster's set-up",
+            (restore_s - setup_s).max(0.001),
+        ),
     ] {
         println!(
             "| {what} | {s:.1} s | {:.0} | {:.0} | {:.0} |",

@@ -267,7 +267,9 @@ mod tests {
         p.feed(&data[..data.len() - 1], &mut |_| Ok(())).unwrap();
         assert!(p.finish().is_err());
         let mut p = CopyParser::new(false);
-        assert!(p.feed(b"id,name\n1,x\n0123456789", &mut |_| Ok(())).is_err());
+        assert!(p
+            .feed(b"id,name\n1,x\n0123456789", &mut |_| Ok(()))
+            .is_err());
         let mut p = CopyParser::new(false);
         let mut more = data.clone();
         more.push(0);

@@ -62,8 +62,8 @@ use crate::db::Database;
 use crate::pg::roles::quote_ident;
 use crate::storage::Store;
 use format::{
-    AuditSummary, BackupError, BackupReader, BackupWriter, Column, Entry, Manifest,
-    MigrationInfo, ObjectMeta, ObjectsSummary, SequenceState, TableMeta, TableSummary,
+    AuditSummary, BackupError, BackupReader, BackupWriter, Column, Entry, Manifest, MigrationInfo,
+    ObjectMeta, ObjectsSummary, SequenceState, TableMeta, TableSummary,
 };
 
 /// Events per digest block of the audit re-walk.
@@ -523,13 +523,13 @@ const EVENT_COLUMNS: [&str; 11] = [
 ];
 const CHAIN_COLUMNS: [&str; 4] = ["seq", "event_id", "prev_hash", "hash"];
 
-fn field<'a>(row: &'a copy::Row, i: usize) -> Result<Option<&'a [u8]>, String> {
+fn field(row: &copy::Row, i: usize) -> Result<Option<&[u8]>, String> {
     row.get(i)
         .map(|f| f.as_deref())
         .ok_or_else(|| "a row with too few fields".to_string())
 }
 
-fn req<'a>(row: &'a copy::Row, i: usize) -> Result<&'a [u8], String> {
+fn req(row: &copy::Row, i: usize) -> Result<&[u8], String> {
     field(row, i)?.ok_or_else(|| "a required field is NULL".to_string())
 }
 
@@ -619,7 +619,7 @@ impl AuditWalk {
         let hash = audit::link_hash(&self.prev, &e);
         fold(&mut self.a_cur, seq, &e.id, &self.prev, &hash);
         self.prev = hash;
-        if self.events_seen % AUDIT_BLOCK == 0 {
+        if self.events_seen.is_multiple_of(AUDIT_BLOCK) {
             self.a_blocks
                 .push(std::mem::take(&mut self.a_cur).finalize().into());
         }
@@ -645,7 +645,7 @@ impl AuditWalk {
         fold(&mut self.b_cur, seq, &id, prev, hash);
         self.chain_prev = hash.to_vec();
         self.chain_rows += 1;
-        if self.chain_rows % AUDIT_BLOCK == 0 {
+        if self.chain_rows.is_multiple_of(AUDIT_BLOCK) {
             self.b_blocks
                 .push(std::mem::take(&mut self.b_cur).finalize().into());
         }
@@ -666,7 +666,7 @@ impl AuditWalk {
                 self.events_seen + 1
             ));
         }
-        if self.chained % AUDIT_BLOCK != 0 {
+        if !self.chained.is_multiple_of(AUDIT_BLOCK) {
             self.a_blocks
                 .push(std::mem::take(&mut self.a_cur).finalize().into());
             self.b_blocks
@@ -912,7 +912,8 @@ impl std::fmt::Display for Report {
             f,
             "backup OK: {} made {} from {} ({} bytes, format {}, schema version {})",
             m.backup_id,
-            m.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            m.created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             m.source,
             self.file_bytes,
             m.format,
@@ -1084,12 +1085,10 @@ pub async fn restore(
     // The database is migrated: these tables exist. A vault that ever ran has an account
     // (serve creates the administrator) and audit events.
     for t in ["users", "records", "audit_events"] {
-        let any: bool = sqlx::query_scalar(&format!(
-            "SELECT EXISTS (SELECT 1 FROM {})",
-            quote_ident(t)
-        ))
-        .fetch_one(&mut conn)
-        .await?;
+        let any: bool =
+            sqlx::query_scalar(&format!("SELECT EXISTS (SELECT 1 FROM {})", quote_ident(t)))
+                .fetch_one(&mut conn)
+                .await?;
         if any {
             bail!(
                 "restore refused: the target database is not empty (table {t} has rows); \
@@ -1191,7 +1190,9 @@ async fn load(
                 if c.tables.last().map(|t| t.rows) != Some(rows) {
                     bail!("table {}: PostgreSQL loaded {rows} rows", meta.name);
                 }
-                progress.note(true, || format!("restore: table {}: {rows} rows", meta.name));
+                progress.note(true, || {
+                    format!("restore: table {}: {rows} rows", meta.name)
+                });
             }
             Entry::Object(meta) => {
                 c.object(&meta);
@@ -1308,9 +1309,7 @@ async fn put_object(
             w.finish().await?;
         }
         (Ok(()), None) => {
-            inner
-                .put(&path, PutPayload::from(Bytes::from(buf)))
-                .await?;
+            inner.put(&path, PutPayload::from(Bytes::from(buf))).await?;
         }
         (Err(e), Some(w)) => {
             let _ = w.abort().await;

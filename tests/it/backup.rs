@@ -212,7 +212,8 @@ async fn contents(pool: &sqlx::PgPool) -> Contents {
 
 /// Reads every file back from the store and checks its SHA-256 against the database's.
 async fn read_back_every_file(pool: &sqlx::PgPool, store: &Store, keys: &KeyRing) -> usize {
-    let rows: Vec<(uuid::Uuid, String, String, Vec<u8>, i64, Vec<u8>)> = sqlx::query_as(
+    type Row = (uuid::Uuid, String, String, Vec<u8>, i64, Vec<u8>);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, object_key, kek_id, wrapped_key, size, sha256 FROM files ORDER BY id",
     )
     .fetch_all(pool)
@@ -230,9 +231,13 @@ async fn read_back_every_file(pool: &sqlx::PgPool, store: &Store, keys: &KeyRing
         let mut s = std::pin::pin!(store.open_decrypted(keys, &f).await.unwrap());
         let mut h = Sha256::new();
         while let Some(b) = s.next().await {
-            h.update(&b.unwrap());
+            h.update(b.unwrap());
         }
-        assert_eq!(h.finalize().to_vec(), *sha, "file {file_id} reads back changed");
+        assert_eq!(
+            h.finalize().to_vec(),
+            *sha,
+            "file {file_id} reads back changed"
+        );
     }
     rows.len()
 }
@@ -297,8 +302,17 @@ fn backup_while_uploads_continue_then_restore_into_a_new_data_dir_brings_everyth
     for (name, role) in [("archie", "archivist"), ("emma", "employee")] {
         let o = strongroom(
             &[
-                "user", "add", "--username", name, "--role", role, "--department", "Retail",
-                "--password-stdin", "--data-dir", &d(&src),
+                "user",
+                "add",
+                "--username",
+                name,
+                "--role",
+                role,
+                "--department",
+                "Retail",
+                "--password-stdin",
+                "--data-dir",
+                &d(&src),
             ],
             &[],
             Some(&format!("{PASSWORD}\n")),
@@ -371,8 +385,12 @@ fn backup_while_uploads_continue_then_restore_into_a_new_data_dir_brings_everyth
     let stop = Arc::new(AtomicBool::new(false));
     let during = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
     let uploader = {
-        let (stop, during, records, token) =
-            (stop.clone(), during.clone(), records.clone(), archie.clone());
+        let (stop, during, records, token) = (
+            stop.clone(),
+            during.clone(),
+            records.clone(),
+            archie.clone(),
+        );
         std::thread::spawn(move || {
             let mut i = 0usize;
             while !stop.load(Ordering::SeqCst) && i < 400 {
@@ -390,7 +408,11 @@ fn backup_while_uploads_continue_then_restore_into_a_new_data_dir_brings_everyth
     while during.lock().unwrap().len() < 3 {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let o = strongroom(&["backup", "--out", &d(&file), "--data-dir", &d(&src)], &[], None);
+    let o = strongroom(
+        &["backup", "--out", &d(&file), "--data-dir", &d(&src)],
+        &[],
+        None,
+    );
     let during_backup = during.lock().unwrap().len();
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
@@ -422,7 +444,11 @@ fn backup_while_uploads_continue_then_restore_into_a_new_data_dir_brings_everyth
     };
     stop_server();
 
-    let o = strongroom(&["backup", "verify", &d(&file), "--data-dir", &d(&src)], &[], None);
+    let o = strongroom(
+        &["backup", "verify", &d(&file), "--data-dir", &d(&src)],
+        &[],
+        None,
+    );
     assert!(o.status.success(), "{}", text(&o));
     let verified = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(verified.starts_with("backup OK:"), "{verified}");
@@ -437,7 +463,11 @@ fn backup_while_uploads_continue_then_restore_into_a_new_data_dir_brings_everyth
     std::fs::create_dir_all(&dst).unwrap();
     std::fs::copy(src.join("master.key"), dst.join("master.key")).unwrap();
     std::fs::remove_dir_all(&src).unwrap();
-    let o = strongroom(&["restore", "--from", &d(&file), "--data-dir", &d(&dst)], &[], None);
+    let o = strongroom(
+        &["restore", "--from", &d(&file), "--data-dir", &d(&dst)],
+        &[],
+        None,
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("restored backup"),
@@ -492,7 +522,13 @@ fn backup_while_uploads_continue_then_restore_into_a_new_data_dir_brings_everyth
         .unwrap()
         .port();
     let mut server2 = Command::new(bin())
-        .args(["serve", "--port", &port2.to_string(), "--data-dir", &d(&dst)])
+        .args([
+            "serve",
+            "--port",
+            &port2.to_string(),
+            "--data-dir",
+            &d(&dst),
+        ])
         .env_remove("DATABASE_URL")
         .env_remove("DATABASE_OWNER_URL")
         .env("STRONGROOM_LOG_LEVEL", "warn")
@@ -690,7 +726,11 @@ async fn a_backup_with_one_byte_changed_is_refused_by_verify_and_restore_which_w
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("backup BROKEN"));
 
-    let (f, st, env) = (file.to_str().unwrap().to_string(), stranger_dir, target_env.clone());
+    let (f, st, env) = (
+        file.to_str().unwrap().to_string(),
+        stranger_dir,
+        target_env.clone(),
+    );
     let o = tokio::task::spawn_blocking(move || {
         let v = run_env(&["backup", "verify", &f, "--data-dir", &st], &env);
         let r = run_env(&["restore", "--from", &f, "--data-dir", &st], &env);
@@ -700,7 +740,8 @@ async fn a_backup_with_one_byte_changed_is_refused_by_verify_and_restore_which_w
     .unwrap();
     assert_eq!(o.0.status.code(), Some(1), "{}", text(&o.0));
     assert!(
-        String::from_utf8_lossy(&o.0.stdout).starts_with("backup FOREIGN: made by another vault's key"),
+        String::from_utf8_lossy(&o.0.stdout)
+            .starts_with("backup FOREIGN: made by another vault's key"),
         "{}",
         text(&o.0)
     );
@@ -709,7 +750,11 @@ async fn a_backup_with_one_byte_changed_is_refused_by_verify_and_restore_which_w
     assert_eq!(rows(&target_pool, "users").await, 0);
 
     // The intact backup restores into the second database; the file reads back.
-    let (f, td, env) = (file.to_str().unwrap().to_string(), target_dir.clone(), target_env.clone());
+    let (f, td, env) = (
+        file.to_str().unwrap().to_string(),
+        target_dir.clone(),
+        target_env.clone(),
+    );
     let o = tokio::task::spawn_blocking(move || {
         let r = run_env(&["restore", "--from", &f, "--data-dir", &td], &env);
         let v = run_env(&["verify-audit", "--data-dir", &td], &env);
