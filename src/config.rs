@@ -34,6 +34,8 @@ const ENV_KEYS: &[&str] = &[
     "hash_wait_ms",
     "max_upload_bytes",
     "gc_grace_minutes",
+    "scrub_interval_hours",
+    "scrub_rate_mib_per_sec",
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,10 +97,24 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// An object that no file row references is removed after this long.
     pub gc_grace_minutes: u32,
+    /// How often the background integrity scrub runs, in hours; 0 disables it.
+    #[serde(default = "default_scrub_interval_hours")]
+    pub scrub_interval_hours: u32,
+    /// The scrub's read rate in MiB of content per second; 0: unlimited.
+    #[serde(default = "default_scrub_rate_mib_per_sec")]
+    pub scrub_rate_mib_per_sec: u32,
 }
 
 fn default_hash_wait_ms() -> u32 {
     2000
+}
+
+fn default_scrub_interval_hours() -> u32 {
+    24
+}
+
+fn default_scrub_rate_mib_per_sec() -> u32 {
+    20
 }
 
 impl Default for Config {
@@ -126,6 +142,8 @@ impl Default for Config {
             hash_wait_ms: default_hash_wait_ms(),
             max_upload_bytes: 4 * 1024 * 1024 * 1024,
             gc_grace_minutes: 60,
+            scrub_interval_hours: default_scrub_interval_hours(),
+            scrub_rate_mib_per_sec: default_scrub_rate_mib_per_sec(),
         }
     }
 }

@@ -25,6 +25,11 @@ pub fn start(pool: &PgPool, store: &Store, config: &Config) -> Jobs {
         tokio::spawn(purge_sessions(pool.clone(), config.session_idle())),
         tokio::spawn(collect_orphans(pool.clone(), store.clone(), grace)),
         tokio::spawn(expire_requests(pool.clone())),
+        tokio::spawn(crate::storage::scrub::every(
+            pool.clone(),
+            store.clone(),
+            config.clone(),
+        )),
     ];
     Jobs {
         pool: pool.clone(),

@@ -21,6 +21,8 @@
 //! [`gc::run_once`].
 
 pub mod gc;
+pub mod scrub;
+pub mod staging;
 
 use std::path::Path;
 use std::pin::Pin;
@@ -92,6 +94,8 @@ pub struct FileRef {
 #[derive(Clone, Debug)]
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
+    /// The directory of a local store (for the staging files of interrupted writes).
+    local_root: Option<std::path::PathBuf>,
 }
 
 /// Settings of the S3 builder set explicitly, overriding the `AWS_*` environment.
@@ -112,7 +116,23 @@ fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
 
 impl Store {
     pub fn new(inner: Arc<dyn ObjectStore>) -> Store {
-        Store { inner }
+        Store {
+            inner,
+            local_root: None,
+        }
+    }
+
+    /// A local-directory store rooted at `dir`.
+    fn local(fs: LocalFileSystem, dir: &Path) -> Store {
+        Store {
+            inner: Arc::new(fs),
+            local_root: Some(dir.to_path_buf()),
+        }
+    }
+
+    /// The directory of a local store; `None` for other stores.
+    pub fn local_root(&self) -> Option<&Path> {
+        self.local_root.as_deref()
     }
 
     /// The store named by the `object_store` setting:
@@ -140,7 +160,7 @@ impl Store {
             create_private_dir(&dir)?;
             let fs = LocalFileSystem::new_with_prefix(&dir)
                 .map_err(|e| config_err(format!("{}: {e}", dir.display())))?;
-            return Ok(Store::new(Arc::new(fs)));
+            return Ok(Store::local(fs, &dir));
         };
         if let Some(path) = value.strip_prefix("file://") {
             let dir = Path::new(path);
@@ -152,7 +172,7 @@ impl Store {
             create_private_dir(dir)?;
             let fs = LocalFileSystem::new_with_prefix(dir)
                 .map_err(|e| config_err(format!("{}: {e}", dir.display())))?;
-            return Ok(Store::new(Arc::new(fs)));
+            return Ok(Store::local(fs, dir));
         }
         if let Some(rest) = value.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
