@@ -42,6 +42,8 @@ const ENV_KEYS: &[&str] = &[
     "node_name",
     "viewer_cache_mib",
     "viewer_cache_idle_seconds",
+    "scrub_interval_hours",
+    "scrub_rate_mib_per_sec",
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +128,12 @@ pub struct Config {
     /// A viewer cache entry unused for this long is dropped (it never outlives its grant).
     #[serde(default = "default_viewer_cache_idle_seconds")]
     pub viewer_cache_idle_seconds: u32,
+    /// How often the background integrity scrub runs, in hours; 0 disables it.
+    #[serde(default = "default_scrub_interval_hours")]
+    pub scrub_interval_hours: u32,
+    /// The scrub's read rate in MiB of content per second; 0: unlimited.
+    #[serde(default = "default_scrub_rate_mib_per_sec")]
+    pub scrub_rate_mib_per_sec: u32,
 }
 
 fn default_hash_wait_ms() -> u32 {
@@ -138,6 +146,14 @@ fn default_viewer_cache_mib() -> u32 {
 
 fn default_viewer_cache_idle_seconds() -> u32 {
     300
+}
+
+fn default_scrub_interval_hours() -> u32 {
+    24
+}
+
+fn default_scrub_rate_mib_per_sec() -> u32 {
+    20
 }
 
 impl Default for Config {
@@ -173,6 +189,8 @@ impl Default for Config {
             node_name: None,
             viewer_cache_mib: default_viewer_cache_mib(),
             viewer_cache_idle_seconds: default_viewer_cache_idle_seconds(),
+            scrub_interval_hours: default_scrub_interval_hours(),
+            scrub_rate_mib_per_sec: default_scrub_rate_mib_per_sec(),
         }
     }
 }

@@ -98,6 +98,16 @@ pub fn start(pool: &PgPool, store: &Store, config: &Config, signer: Arc<AuditSig
                 move || write_checkpoint(checkpoints.clone())
             },
         ),
+        periodic(
+            "scrub",
+            Duration::from_secs(u64::from(config.scrub_interval_hours) * 3600),
+            pool,
+            &node,
+            {
+                let (pool, store, config) = (pool.clone(), store.clone(), config.clone());
+                move || scrub(pool.clone(), store.clone(), config.clone())
+            },
+        ),
     ];
     Jobs {
         pool: pool.clone(),
@@ -251,6 +261,14 @@ async fn expire_requests(pool: PgPool) {
 }
 
 /// Signs the chain's head into a checkpoint if it moved.
+/// Scrubs the store when the last recorded run is older than the interval (a node that
+/// restarts does not scrub again at once).
+async fn scrub(pool: PgPool, store: Store, config: Config) {
+    if let Err(e) = crate::storage::scrub::run_once(&pool, &store, &config).await {
+        tracing::warn!(error = %e, "scrub failed");
+    }
+}
+
 async fn write_checkpoint(checkpoints: Checkpointer) {
     if let Err(e) = checkpoints.write_if_moved().await {
         tracing::warn!(error = %e, "writing the audit checkpoint failed");

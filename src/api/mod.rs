@@ -3,6 +3,7 @@
 
 mod archive;
 pub(crate) mod requests;
+mod scrub;
 
 use chrono::{DateTime, Utc};
 use rocket::http::{Cookie, CookieJar, Status};
@@ -22,6 +23,7 @@ use crate::App;
 pub fn routes() -> Vec<Route> {
     let mut r = archive::routes();
     r.extend(requests::routes());
+    r.extend(scrub::routes());
     r.extend(routes![
         login,
         logout,

@@ -279,6 +279,8 @@ actions! {
     ExportWithGrant => ("record.export", true, Record, true),
     /// Manage accounts: create, list, disable, reset passwords.
     ManageUsers => ("user.manage", false, Vault, true),
+    /// See the integrity scrub's results (damaged, missing and unreferenced objects).
+    ReadScrub => ("scrub.read", false, Vault, true),
 }
 
 fn spec(name: &str) -> Option<ActionSpec> {
@@ -455,7 +457,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), ACTIONS.len());
-        assert_eq!(ACTIONS.len(), 19);
+        assert_eq!(ACTIONS.len(), 20);
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //!   ([`super::is_object_key`]), it is older than the grace period, and no `files` row
 //!   names it. The grace period must exceed the longest time between an upload finishing
 //!   and its row committing; anything younger is never touched.
+//! - The staging files a local store leaves when a write is interrupted (a crash during an
+//!   upload) are removed under the same grace period ([`super::staging`]).
 //! - At most one node collects at a time: a run proceeds only if it wins the PostgreSQL
 //!   advisory lock [`GC_LOCK_KEY`]; the others return a report marked `skipped`.
 
@@ -95,6 +97,7 @@ async fn collect(pool: &PgPool, store: &Store, grace: Duration) -> Result<GcRepo
         }
     }
     report.removed += remove_unreferenced(pool, store, &mut batch).await?;
+    super::staging::remove_stale(store, cutoff.into()).await?;
     Ok(report)
 }
 

@@ -26,6 +26,8 @@ pub mod gc;
 mod pipeline;
 
 pub use pipeline::PART_CONCURRENCY;
+pub mod scrub;
+pub mod staging;
 
 use std::path::Path;
 use std::pin::Pin;
@@ -99,6 +101,8 @@ pub struct FileRef {
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
     part_size: usize,
+    /// The directory of a local store (for the staging files of interrupted writes).
+    local_root: Option<std::path::PathBuf>,
 }
 
 /// Settings of the S3 builder set explicitly, overriding the `AWS_*` environment.
@@ -123,15 +127,22 @@ impl Store {
         Store {
             inner,
             part_size: PART_SIZE,
+            local_root: None,
         }
     }
 
-    /// A local directory store: [`LOCAL_PART_SIZE`] parts.
-    fn local(fs: LocalFileSystem) -> Store {
+    /// A local-directory store rooted at `dir`: [`LOCAL_PART_SIZE`] parts.
+    fn local(fs: LocalFileSystem, dir: &Path) -> Store {
         Store {
             inner: Arc::new(fs),
             part_size: LOCAL_PART_SIZE,
+            local_root: Some(dir.to_path_buf()),
         }
+    }
+
+    /// The directory of a local store; `None` for other stores.
+    pub fn local_root(&self) -> Option<&Path> {
+        self.local_root.as_deref()
     }
 
     /// The store named by the `object_store` setting:
@@ -159,7 +170,7 @@ impl Store {
             create_private_dir(&dir)?;
             let fs = LocalFileSystem::new_with_prefix(&dir)
                 .map_err(|e| config_err(format!("{}: {e}", dir.display())))?;
-            return Ok(Store::local(fs));
+            return Ok(Store::local(fs, &dir));
         };
         if let Some(path) = value.strip_prefix("file://") {
             let dir = Path::new(path);
@@ -171,7 +182,7 @@ impl Store {
             create_private_dir(dir)?;
             let fs = LocalFileSystem::new_with_prefix(dir)
                 .map_err(|e| config_err(format!("{}: {e}", dir.display())))?;
-            return Ok(Store::local(fs));
+            return Ok(Store::local(fs, dir));
         }
         if let Some(rest) = value.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));

@@ -21,6 +21,7 @@ use crate::App;
 
 mod archive;
 mod requests;
+mod scrub;
 #[cfg(test)]
 mod template_tests;
 pub mod viewer;
@@ -71,6 +72,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("grants.html", include_str!("../../templates/grants.html")),
     ("export.html", include_str!("../../templates/export.html")),
     ("loans.html", include_str!("../../templates/loans.html")),
+    ("scrub.html", include_str!("../../templates/scrub.html")),
 ];
 
 const STYLE_CSS: &str = include_str!("../../templates/static/style.css");
@@ -125,6 +127,7 @@ pub fn routes() -> Vec<Route> {
     let mut r = archive::routes();
     r.extend(requests::routes());
     r.extend(viewer::routes());
+    r.extend(scrub::routes());
     r.extend(routes![
         style,
         login_page,

@@ -305,6 +305,24 @@ fn every_template_renders_with_realistic_data() {
             "overdue": 1, "open": [loan.clone()], "returned": [loan],
         })),
     );
+    let run = json!({"id": ID, "started_at": T, "finished_at": T, "origin": "job",
+                     "files_checked": 3, "files_verified": 1, "bytes_verified": 1024,
+                     "objects_listed": 4, "damaged": 1, "missing": 1, "unreferenced": 1,
+                     "unreferenced_young": 1, "clean": false, "problems_omitted": 2,
+                     "problems": [
+        {"kind": "damaged", "file_id": ID, "record_id": ID2, "reference": "CONTR-2026-000123",
+         "object_key": "ab/cd/abcd", "reason": "chunk 0 failed <authentication>", "young": false},
+        {"kind": "unreferenced", "file_id": null, "record_id": null, "reference": null,
+         "object_key": "ef/01/ef01", "reason": "no file row references it", "young": true}]});
+    let html = page(
+        "scrub.html",
+        common(json!({"latest": run.clone(), "runs": [run], "interval_hours": 24})),
+    );
+    assert!(html.contains("CONTR-2026-000123") && !html.contains("<authentication>"));
+    page(
+        "scrub.html",
+        common(json!({"latest": null, "runs": [], "interval_hours": 0})),
+    );
 
     let missing: Vec<_> = TEMPLATES
         .iter()
