@@ -308,10 +308,9 @@ impl KeySource for EnvKeys {
     fn add_kek(&self) -> Result<String, CryptoError> {
         Err(CryptoError::ReadOnly {
             origin: self.describe(),
-            hint: format!(
-                "put a new KEK line first in its value (for example `k-$(openssl rand -hex 4):$(openssl rand -base64 32)`), \
+            hint: "put a new KEK line first in its value (for example `k-$(openssl rand -hex 4):$(openssl rand -base64 32)`), \
                  restart every server with it, then run `strongroom rotate-keys --resume` with the new value set (see README, Key rotation)"
-            ),
+                .to_string(),
         })
     }
 

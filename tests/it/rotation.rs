@@ -49,6 +49,7 @@ async fn kek_ids(app: &TestApp) -> Vec<(String, String)> {
         "SELECT 'files', kek_id FROM files \
          UNION SELECT 'record_sensitive_values', kek_id FROM record_sensitive_values \
          UNION SELECT 'record_revision_sensitive_values', kek_id FROM record_revision_sensitive_values \
+         UNION SELECT 'exports', password_kek_id FROM exports WHERE password_kek_id IS NOT NULL \
          ORDER BY 1, 2",
     )
     .fetch_all(&app.db)
@@ -56,8 +57,11 @@ async fn kek_ids(app: &TestApp) -> Vec<(String, String)> {
     .unwrap()
 }
 
+/// A `files` row: id, original name, object key, KEK id, wrapped key, size, SHA-256.
+type FileRow = (uuid::Uuid, String, String, String, Vec<u8>, i64, Vec<u8>);
+
 async fn file_refs(db: &sqlx::PgPool) -> Vec<(String, FileRef)> {
-    let rows: Vec<(uuid::Uuid, String, String, String, Vec<u8>, i64, Vec<u8>)> = sqlx::query_as(
+    let rows: Vec<FileRow> = sqlx::query_as(
         "SELECT id, original_name, object_key, kek_id, wrapped_key, size, sha256 FROM files ORDER BY original_name",
     )
     .fetch_all(db)
@@ -160,7 +164,37 @@ async fn rotate_retire_and_drop_the_old_key_and_the_vault_still_reads_and_search
     let key_path = app.dir.path().join("master.key");
     let before_text = std::fs::read_to_string(&key_path).unwrap();
     let old = app.app().keys.active_kek_id();
-    assert!(kek_ids(&app).await.iter().all(|(_, k)| *k == old));
+    let employee = app.user_token("emp", &[Role::Employee], "Retail").await;
+    let sup = app.user_token("sup", &[Role::Supervisor], "Retail").await;
+    let sup2 = app.user_token("sup2", &[Role::Supervisor], "Retail").await;
+    // A prepared, encrypted export: its password is kept sealed until the download.
+    let (s, r) = app
+        .post("/api/v1/requests", &employee, json!({"record_id": filed[2].id, "kind": "export", "purpose": "the auditors need a copy of the signed contract", "duration_hours": 4}))
+        .await;
+    assert_eq!(s, Status::Created, "{r}");
+    let export = r["id"].as_str().unwrap().to_string();
+    for token in [&sup, &sup2] {
+        let (s, r) = app
+            .post(
+                &format!("/api/v1/requests/{export}/approve"),
+                token,
+                json!({"comment": "ok"}),
+            )
+            .await;
+        assert_eq!(s, Status::Ok, "{r}");
+    }
+    let (s, p) = app
+        .post(
+            &format!("/api/v1/exports/{export}"),
+            &employee,
+            json!({"encrypt": true}),
+        )
+        .await;
+    assert_eq!(s, Status::Created, "{p}");
+    let password = p["password"].as_str().unwrap().to_string();
+    let ids = kek_ids(&app).await;
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert!(ids.iter().all(|(_, k)| *k == old));
 
     // Rotate: a new key is added (first, active) and everything moves under it.
     let (code, out, err) = rotate_keys(&app, &[], None).await;
@@ -178,7 +212,7 @@ async fn rotate_retire_and_drop_the_old_key_and_the_vault_still_reads_and_search
         0o600
     );
     let moved = kek_ids(&app).await;
-    assert_eq!(moved.len(), 3, "{moved:?}");
+    assert_eq!(moved.len(), 4, "{moved:?}");
     assert!(moved.iter().all(|(_, k)| *k == new), "{moved:?}");
     assert!(
         out.contains(&old),
@@ -272,6 +306,21 @@ async fn rotate_retire_and_drop_the_old_key_and_the_vault_still_reads_and_search
         fresh.keys.decrypt_field(*r, f, k, c).unwrap();
     }
 
+    // The export password unseals with the new key alone.
+    let (k, sealed): (String, Vec<u8>) = sqlx::query_as(
+        "SELECT password_kek_id, password_sealed FROM exports WHERE request_id = $1",
+    )
+    .bind(export.parse::<uuid::Uuid>().unwrap())
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(k, new);
+    let unsealed = fresh
+        .keys
+        .decrypt_field(export.parse().unwrap(), "export.zip_password", &k, &sealed)
+        .unwrap();
+    assert_eq!(unsealed.as_str(), password);
+
     // Unmasked values through the audited path, and search by phone, on the fresh server.
     let get = |path: String, token: String| {
         let client = &client;
@@ -285,8 +334,6 @@ async fn rotate_retire_and_drop_the_old_key_and_the_vault_still_reads_and_search
             json_of(res).await
         }
     };
-    let employee = app.user_token("emp", &[Role::Employee], "Retail").await;
-    let sup = app.user_token("sup", &[Role::Supervisor], "Retail").await;
     for f in &filed {
         let (s, hits) = get(
             format!("/api/v1/records?phone={}", f.phone),
@@ -340,6 +387,7 @@ async fn rotate_retire_and_drop_the_old_key_and_the_vault_still_reads_and_search
     assert_eq!(detail["rewrapped"]["files"], 6);
     assert_eq!(detail["rewrapped"]["record_sensitive_values"], 9);
     assert_eq!(detail["rewrapped"]["record_revision_sensitive_values"], 1);
+    assert_eq!(detail["rewrapped"]["exports.password_sealed"], 1);
     let all: String = sqlx::query_scalar("SELECT string_agg(detail::text, '|') FROM audit_events")
         .fetch_one(&app.db)
         .await
