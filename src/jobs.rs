@@ -136,7 +136,7 @@ impl Jobs {
 
 /// Runs `f` every `every` across all nodes sharing `pool`'s database: on each node, a task
 /// claims the job `name` when it is due ([`claim`]) and runs `f` only when it won. Abort the
-/// returned task to stop it (as [`Jobs::stop`] does).
+/// returned task to stop it (as [`Jobs::stop`] does). A zero interval disables the job.
 ///
 /// ```ignore
 /// tasks.push(jobs::periodic("scrub", every, &pool, &node, move || scrub_once(pool.clone())));
@@ -155,6 +155,10 @@ where
     let pool = pool.clone();
     let node = node.to_string();
     tokio::spawn(async move {
+        if every.is_zero() {
+            tracing::info!(job = name, "job disabled (interval 0)");
+            return;
+        }
         loop {
             match claim(&pool, name, every, &node).await {
                 Ok(Some(slot)) => {
