@@ -7,7 +7,8 @@
 //! 2. an encrypted upload through the HTTP API of the real release binary
 //!    (`strongroom serve` on 127.0.0.1, a free port, its own data dir and embedded
 //!    cluster), streamed from disk by a small HTTP/1.1 client, while the server's RSS is
-//!    sampled from /proc every ~50 ms;
+//!    sampled from /proc every ~50 ms; then, on the restarted server, four concurrent
+//!    uploads of the file's first quarter (256 MiB each by default), aggregate MB/s and RSS;
 //! 3. a decrypting read of the stored file through the library (`Store::open_decrypted`
 //!    with the server's key ring and its `files` row), checked against the original's
 //!    SHA-256;
@@ -27,7 +28,8 @@
 //!    only the JPEG is timed.
 //!
 //! Figures are printed, never asserted: the machine is shared and noisy, so compare the
-//! ratios printed at the end, which come from the same run.
+//! ratios printed at the end, which come from the same run. `STRONGROOM_BENCH_UPLOAD_ONLY=1`
+//! stops after step 4 (the upload figures without the export and viewer steps).
 //!
 //! The binary is `STRONGROOM_BIN`, or `target/release/strongroom` (build it first with
 //! `cargo build --release`; `scripts/bench` does). Everything lives in one temp dir that is
@@ -289,6 +291,18 @@ async fn bench(cleanup: &mut Cleanup, bin: &Path, size: u64) -> Result<()> {
     );
     cleanup.stop_server().context("stopping the server")?;
     server_pid = start_server(cleanup, bin, &data_dir, port, max_upload)?;
+    // Their own record: the export step expects the first record to hold one file.
+    let (status, record2) = json_call(
+        port,
+        "POST",
+        "/api/v1/records",
+        Some(&token),
+        &json!({"category_id": category["id"], "title": "Benchmark scan, concurrent uploads"}),
+    )?;
+    if status != 201 {
+        bail!("create record: {status} {record2}");
+    }
+    let record2_id = record2["id"].as_str().context("record id")?.to_string();
     let quarter_sha = tokio::task::spawn_blocking({
         let input = input.clone();
         move || sha256_of_prefix(&input, quarter)
@@ -298,7 +312,7 @@ async fn bench(cleanup: &mut Cleanup, bin: &Path, size: u64) -> Result<()> {
     let t = Instant::now();
     let uploads: Vec<_> = (0..4)
         .map(|_| {
-            let (input, token, record_id) = (input.clone(), token.clone(), record_id.clone());
+            let (input, token, record_id) = (input.clone(), token.clone(), record2_id.clone());
             tokio::task::spawn_blocking(move || {
                 upload_streaming(
                     port,

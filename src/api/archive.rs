@@ -187,7 +187,7 @@ async fn upload_file(
     // 64 KiB reads (the default is 4 KiB): a sixteenth of the trips through the multipart
     // parser per byte, and the size of one encryption chunk.
     let stream = ReaderStream::with_capacity(data.open(limit.bytes()), 64 * 1024);
-    let mut parts = multer::Multipart::new(OnePerPoll::new(stream), boundary);
+    let mut parts = multer::Multipart::new(super::paced::OnePerPoll::new(stream), boundary);
     loop {
         let field = parts
             .next_field()
@@ -202,43 +202,6 @@ async fn upload_file(
         let reader = StreamReader::new(Box::pin(field.map_err(std::io::Error::other)));
         let info = files::upload(app, &who, id, &name, media_type.as_deref(), reader).await?;
         return Ok((Status::Created, Json(info)));
-    }
-}
-
-/// Hands multer one piece of the body per poll. multer moves everything the stream has
-/// ready into its buffer before it parses, so while a fast client kept the socket full that
-/// buffer grew by megabytes (the largest share of an upload's memory) instead of staying at
-/// one 64 KiB piece; yielding after each piece keeps it there, at the cost of a task wake-up
-/// per 64 KiB.
-struct OnePerPoll<S> {
-    inner: S,
-    yielded: bool,
-}
-
-impl<S> OnePerPoll<S> {
-    fn new(inner: S) -> OnePerPoll<S> {
-        OnePerPoll {
-            inner,
-            yielded: false,
-        }
-    }
-}
-
-impl<S: futures_util::Stream + Unpin> futures_util::Stream for OnePerPoll<S> {
-    type Item = S::Item;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<S::Item>> {
-        if self.yielded {
-            self.yielded = false;
-            cx.waker().wake_by_ref();
-            return std::task::Poll::Pending;
-        }
-        let next = std::pin::Pin::new(&mut self.inner).poll_next(cx);
-        self.yielded = matches!(next, std::task::Poll::Ready(Some(_)));
-        next
     }
 }
 

@@ -2,6 +2,7 @@
 //! Errors are `{"error": {"code", "message"}}` with the status from `AppError`.
 
 mod archive;
+mod paced;
 pub(crate) mod requests;
 mod scrub;
 

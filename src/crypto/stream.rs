@@ -418,6 +418,27 @@ mod tests {
     }
 
     #[test]
+    fn in_place_encryption_matches_and_does_not_reallocate() {
+        let key = DataKey::from_bytes(KEY);
+        for (len, last) in [(16, false), (16, true), (5, true), (0, true)] {
+            let plain = data(len);
+            let (mut a, _) = Encryptor::with_params(&key, FILE, PREFIX, 16);
+            let (mut b, _) = Encryptor::with_params(&key, FILE, PREFIX, 16);
+            let copied = a.encrypt_chunk(&plain, last).unwrap();
+            let mut buf = Vec::with_capacity(16 + TAG_LEN);
+            buf.extend_from_slice(&plain);
+            let ptr = buf.as_ptr();
+            b.encrypt_chunk_in_place(&mut buf, last).unwrap();
+            assert_eq!(buf, copied, "len {len} last {last}");
+            assert_eq!(buf.as_ptr(), ptr, "len {len}: reallocated");
+        }
+        // Misuse is refused in place too.
+        let (mut enc, _) = Encryptor::with_params(&key, FILE, PREFIX, 16);
+        let mut short = data(3);
+        assert!(enc.encrypt_chunk_in_place(&mut short, false).is_err());
+    }
+
+    #[test]
     fn encryptor_refuses_misuse() {
         let key = DataKey::generate();
         let (mut enc, _) = Encryptor::with_params(&key, FILE, PREFIX, 16);

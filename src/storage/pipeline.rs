@@ -400,3 +400,200 @@ impl Sink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::stream::{encrypted_len, HEADER_LEN};
+    use crate::crypto::KeyRing;
+    use crate::storage::{FileRef, Store, StoredObject, LOCAL_PART_SIZE};
+    use std::path::{Path, PathBuf};
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::io::ReadBuf;
+    use uuid::Uuid;
+
+    /// Deterministic content, handed out in pieces of an awkward size (so chunk boundaries
+    /// never line up with reads), optionally failing after `fail_at` bytes.
+    struct Source {
+        data: Vec<u8>,
+        pos: usize,
+        piece: usize,
+        fail_at: Option<usize>,
+    }
+
+    impl Source {
+        fn new(size: usize) -> Source {
+            Source {
+                data: (0..size).map(|i| (i * 131 % 251) as u8).collect(),
+                pos: 0,
+                piece: 12_345,
+                fail_at: None,
+            }
+        }
+    }
+
+    impl AsyncRead for Source {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            if self.fail_at.is_some_and(|f| self.pos >= f) {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "the client went away",
+                )));
+            }
+            let end = self
+                .data
+                .len()
+                .min(self.pos + self.piece)
+                .min(self.pos + buf.remaining());
+            let end = self.fail_at.map_or(end, |f| end.min(f.max(self.pos + 1)));
+            buf.put_slice(&self.data[self.pos..end]);
+            self.pos = end;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn files_under(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    todo.push(p);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    fn file_ref(file_id: Uuid, s: &StoredObject) -> FileRef {
+        FileRef {
+            file_id,
+            object_key: s.object_key.clone(),
+            kek_id: s.kek_id.clone(),
+            wrapped_key: s.wrapped_key.clone(),
+            size: s.size,
+            sha256: s.sha256,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn round_trips_at_chunk_and_part_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::from_settings(None, dir.path()).unwrap();
+        let keys = KeyRing::generate();
+        for size in [
+            0,
+            1,
+            CHUNK_SIZE - 1,
+            CHUNK_SIZE,
+            CHUNK_SIZE + 1,
+            2 * CHUNK_SIZE,
+            LOCAL_PART_SIZE,
+            LOCAL_PART_SIZE + 1,
+            3 * LOCAL_PART_SIZE + 5 * CHUNK_SIZE + 7,
+        ] {
+            let src = Source::new(size);
+            let expected: [u8; 32] = Sha256::digest(&src.data).into();
+            let file_id = Uuid::new_v4();
+            let stored = store
+                .put_encrypted(&keys, file_id, src, size as u64)
+                .await
+                .unwrap();
+            assert_eq!(stored.size, size as u64);
+            assert_eq!(stored.sha256, expected, "size {size}");
+            let on_disk = dir.path().join("objects").join(&stored.object_key);
+            let len = std::fs::metadata(&on_disk).unwrap().len();
+            assert_eq!(len, encrypted_len(size as u64), "size {size}");
+            assert!(len >= HEADER_LEN as u64);
+            let back = store
+                .read_to_vec(&keys, &file_ref(file_id, &stored))
+                .await
+                .unwrap();
+            assert_eq!(back, Source::new(size).data, "size {size}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failures_leave_no_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::from_settings(None, dir.path()).unwrap();
+        let keys = KeyRing::generate();
+        // The reader fails in the first chunk, at a chunk boundary, and once the multipart
+        // upload is under way with parts written.
+        for fail_at in [10, CHUNK_SIZE, 3 * LOCAL_PART_SIZE + 100] {
+            let mut src = Source::new(4 * LOCAL_PART_SIZE);
+            src.fail_at = Some(fail_at);
+            let err = store
+                .put_encrypted(&keys, Uuid::new_v4(), src, u64::MAX)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, StorageError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+                "{err:?}"
+            );
+            assert!(files_under(dir.path()).is_empty(), "fail at {fail_at}");
+        }
+        // Too large: one byte over, in the first chunk, at a chunk boundary and after parts.
+        for (size, limit) in [
+            (1, 0),
+            (CHUNK_SIZE + 1, CHUNK_SIZE as u64),
+            (4 * LOCAL_PART_SIZE, 3 * LOCAL_PART_SIZE as u64),
+        ] {
+            let err = store
+                .put_encrypted(&keys, Uuid::new_v4(), Source::new(size), limit)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, StorageError::TooLarge { limit: l } if l == limit),
+                "{err:?}"
+            );
+            assert!(files_under(dir.path()).is_empty(), "size {size}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_pool_lends_a_fixed_number_of_reused_buffers() {
+        let pool = ChunkPool::new(3);
+        let a = pool.take().await.unwrap();
+        let b = pool.take().await.unwrap();
+        let mut c = pool.take().await.unwrap();
+        c.buf.extend_from_slice(b"secret plaintext");
+        let c_ptr = c.buf.as_ptr();
+        // All three out: the fourth waits.
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), pool.take());
+        assert!(waiting.await.is_err());
+        // One back (through a Bytes that owns it): the next taker gets that very buffer,
+        // emptied.
+        let bytes = Bytes::from_owner(c);
+        assert_eq!(&bytes[..], b"secret plaintext");
+        drop(bytes);
+        let d = pool.take().await.unwrap();
+        assert_eq!(d.buf.as_ptr(), c_ptr);
+        assert!(d.buf.is_empty());
+        assert!(d.buf.capacity() >= CHUNK_SIZE + CHUNK_TAG_LEN);
+        drop((a, b, d));
+        assert_eq!(pool.allocated(), 3);
+    }
+
+    #[test]
+    fn the_pool_covers_the_sink_and_the_stages() {
+        for part in [LOCAL_PART_SIZE, crate::storage::PART_SIZE] {
+            let per_part = part.div_ceil(CHUNK_SIZE);
+            // Enough for the sink's parts plus every stage, so the reader never waits for
+            // a buffer the sink holds back until more arrive.
+            assert!(
+                pool_capacity(part) >= per_part * (PART_CONCURRENCY + 1) + 2 * STAGE_DEPTH + STAGE_HELD
+            );
+        }
+        // About 4 MiB per upload on a local store.
+        assert!(pool_capacity(LOCAL_PART_SIZE) * (CHUNK_SIZE + CHUNK_TAG_LEN) < 5 << 20);
+    }
+}
