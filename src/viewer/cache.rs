@@ -567,8 +567,8 @@ impl ViewerCache {
                 {
                     Ok(png) => {
                         cache.count_render();
-                        cache.counters.prefetched.fetch_add(1, Ordering::Relaxed);
                         cache.put_page(grant, file, (p, zoom), until, png);
+                        cache.counters.prefetched.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(_) => return,
                 }

@@ -723,8 +723,10 @@ fn parse_ppm(ppm: &[u8]) -> Option<(u32, u32, &[u8])> {
     (pixels.len() == width as usize * height as usize * 3).then_some((width, height, pixels))
 }
 
-/// A page's PPM as a PNG: fast compression with the `Up` filter (text pages are mostly
-/// runs of white, which this keeps small), refused past [`MAX_OUTPUT_BYTES`].
+/// A page's PPM as a PNG: deflate level 3 with adaptive filtering, refused past
+/// [`MAX_OUTPUT_BYTES`]. Measured on a US-letter page of text at zoom 100 (816 × 1056):
+/// 279 KB in 6 ms (poppler's own writer: 270 KB in 210 ms; level 1: 320 KB in 3 ms;
+/// level 6: 276 KB in 9 ms; the `fdeflate` fast mode: 420 KB in 2 ms).
 fn png_of_ppm(ppm: &[u8]) -> Result<Vec<u8>, RenderError> {
     use image::codecs::png::{CompressionType, FilterType, PngEncoder};
     use image::ImageEncoder;
@@ -736,7 +738,8 @@ fn png_of_ppm(ppm: &[u8]) -> Result<Vec<u8>, RenderError> {
         png: Cursor::new(Vec::new()),
         over: false,
     };
-    let encoder = PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Up);
+    let encoder =
+        PngEncoder::new_with_quality(&mut out, CompressionType::Level(3), FilterType::Adaptive);
     match encoder.write_image(pixels, width, height, image::ExtendedColorType::Rgb8) {
         Ok(()) => Ok(out.png.into_inner()),
         Err(_) if out.over => {
