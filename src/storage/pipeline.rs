@@ -216,6 +216,9 @@ where
     };
 
     let joined = tokio::try_join!(read, write);
+    // The writer only borrowed its receiver: close it, or a worker blocked on a full
+    // channel after a reader failure would wait for it forever.
+    drop(from_worker);
     // The channels are gone now, so the worker ends at once if it has not already.
     let digest = worker
         .await
@@ -590,7 +593,8 @@ mod tests {
             // Enough for the sink's parts plus every stage, so the reader never waits for
             // a buffer the sink holds back until more arrive.
             assert!(
-                pool_capacity(part) >= per_part * (PART_CONCURRENCY + 1) + 2 * STAGE_DEPTH + STAGE_HELD
+                pool_capacity(part)
+                    >= per_part * (PART_CONCURRENCY + 1) + 2 * STAGE_DEPTH + STAGE_HELD
             );
         }
         // About 4 MiB per upload on a local store.
