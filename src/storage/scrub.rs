@@ -57,8 +57,6 @@ const KEY_BATCH: usize = 500;
 const STORED_PROBLEMS: usize = 1000;
 /// File ids named in a run's audit event.
 const AUDITED_IDS: usize = 100;
-/// How often the background job looks whether a scrub is due.
-
 /// How a scrub runs.
 #[derive(Clone, Debug)]
 pub struct Options {
