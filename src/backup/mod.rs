@@ -1131,6 +1131,34 @@ pub async fn restore(
     Ok(report)
 }
 
+/// Refuses (before the restore commits) rows wrapped or sealed under a key-encryption key
+/// the key ring does not hold: such a vault would restore, and then open nothing.
+async fn require_keks(tx: &mut PgConnection, keys: &KeyRing) -> anyhow::Result<()> {
+    let known = keys.kek_ids();
+    let mut missing: std::collections::BTreeMap<String, u64> = Default::default();
+    for place in crate::rotation::Place::ALL {
+        let rows: Vec<(String, i64)> = sqlx::query_as(place.count_by_kek())
+            .fetch_all(&mut *tx)
+            .await?;
+        for (kek, n) in rows.into_iter().filter(|(k, _)| !known.contains(k)) {
+            *missing.entry(kek).or_insert(0) += u64::try_from(n).unwrap_or(0);
+        }
+    }
+    if !missing.is_empty() {
+        let list: Vec<String> = missing
+            .iter()
+            .map(|(k, n)| format!("{k} ({n} rows)"))
+            .collect();
+        bail!(
+            "restore refused: the backup's keys are wrapped under key-encryption keys the master \
+             key file does not hold: {}; add their lines (a retired key is kept in \
+             master.key.retired-ID) and restore again",
+            list.join(", ")
+        );
+    }
+    Ok(())
+}
+
 async fn load(
     conn: &mut PgConnection,
     keys: &KeyRing,
@@ -1219,6 +1247,7 @@ async fn load(
         .execute(&mut *tx)
         .await?;
     }
+    require_keks(&mut tx, keys).await?;
     renumber_audit(&mut tx).await?;
     tx.commit().await.context("committing the restore")?;
     progress.note(true, || {

@@ -71,7 +71,7 @@ impl Place {
         }
     }
 
-    fn count_by_kek(self) -> &'static str {
+    pub(crate) fn count_by_kek(self) -> &'static str {
         match self {
             Place::Files => "SELECT kek_id, count(*) FROM files GROUP BY kek_id",
             Place::SensitiveValues => {
