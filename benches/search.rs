@@ -1110,11 +1110,19 @@ async fn explain(pool: &PgPool, keys: &KeyRing, scope: &[Uuid], case: &Case) -> 
         ));
     } else {
         let pattern = format!("%{v}%");
+        // As records::search: LIKE and a window of 10,000 for a fragment without cased
+        // letters, ILIKE and 4,000 otherwise.
+        let uncased = v.to_lowercase() == *v && v.to_uppercase() == *v;
+        let (like, window) = if uncased {
+            ("LIKE", 10_000)
+        } else {
+            ("ILIKE", 4_000)
+        };
         plans.push((
-            "window of the newest 10,000".into(),
+            format!("window of the newest {window}"),
             sqlx::query_scalar(&format!(
                 "EXPLAIN (ANALYZE, BUFFERS) SELECT {COLS} FROM (SELECT r.* FROM records r WHERE TRUE \
-                 AND r.category_id = ANY($1) {ORDER} LIMIT 10000) r WHERE r.search_text ILIKE $2 \
+                 AND r.category_id = ANY($1) {ORDER} LIMIT {window}) r WHERE r.search_text {like} $2 \
                  {ORDER} LIMIT $3 OFFSET $4"
             ))
             .bind(scope.to_vec())
@@ -1132,7 +1140,7 @@ async fn explain(pool: &PgPool, keys: &KeyRing, scope: &[Uuid], case: &Case) -> 
         };
         let sql = format!(
             "EXPLAIN (ANALYZE, BUFFERS) SELECT {COLS} FROM records r WHERE TRUE \
-             AND r.category_id = ANY($1) {gram_clause} AND r.search_text ILIKE $2 \
+             AND r.category_id = ANY($1) {gram_clause} AND r.search_text {like} $2 \
              {ORDER} LIMIT $3 OFFSET $4"
         );
         let mut q = sqlx::query_scalar(&sql)

@@ -235,7 +235,7 @@ async fn a_fragment_matching_many_records_pages_newest_first() {
 async fn plan(db: &sqlx::PgPool, fragment: &str) -> String {
     let lines: Vec<String> = sqlx::query_scalar(
         "EXPLAIN SELECT r.id FROM records r WHERE TRUE \
-         AND search_cjk_grams(r.search_text) @> $1::text[] AND r.search_text ILIKE $2 \
+         AND search_cjk_grams(r.search_text) @> $1::text[] AND r.search_text LIKE $2 \
          ORDER BY r.created_at DESC, r.id DESC LIMIT $3 OFFSET $4",
     )
     .bind(cjk_query_grams(fragment))
