@@ -7,9 +7,10 @@
 //! Partial text (`q`) is answered in two steps, newest first:
 //! 1. the newest records that pass every other criterion (`window`: the `created_at`
 //!    index, read backwards) are matched against the fragment; when the page is full there,
-//!    it is the page
-//!    (the window is a prefix of the full ordering), so a fragment that matches most
-//!    records (公司, "Ltd") stops after a few dozen rows instead of sorting all its matches;
+//!    it is the page (the window is a prefix of the full ordering), so a fragment that
+//!    matches most records (公司, "Ltd") stops after a few dozen rows instead of sorting all
+//!    its matches; this step is skipped while the table holds no more records than the
+//!    window (the indexes then find no more candidates than the window would read);
 //! 2. otherwise the fragment is rare among recent records and the full query runs from the
 //!    indexes: the trigram index (`records_search_trgm_idx`) for Latin text, and for text
 //!    with Chinese, Japanese or Korean characters the GIN index over their unigrams and
@@ -52,6 +53,10 @@ fn window(uncased: bool) -> i64 {
         4_000
     }
 }
+
+/// The window of a deep page: four times the rows it skips and shows, so that a fragment
+/// held by a quarter of the records or more pages from the window; at most this.
+const MAX_WINDOW: i64 = 100_000;
 
 /// Whether `q` has no character with case (Chinese, digits, punctuation), so that LIKE
 /// matches what ILIKE would.
@@ -329,7 +334,7 @@ async fn search_in(
         let mut full = false;
         let uncased = uncased(t);
         let like = if uncased { " LIKE " } else { " ILIKE " };
-        let window = window(uncased);
+        let window = window(uncased).max(((offset + PER_PAGE + 1) * 4).min(MAX_WINDOW));
         if offset + PER_PAGE < window {
             let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
                 "SELECT {} FROM (SELECT r.* FROM records r WHERE TRUE",
@@ -340,7 +345,14 @@ async fn search_in(
                 .push_bind(window)
                 .push(") r WHERE r.search_text")
                 .push(like)
-                .push_bind(like_pattern(t));
+                .push_bind(like_pattern(t))
+                // A table no larger than the window is left to the indexes alone: their
+                // candidates are no more than the window would read (a gating filter,
+                // evaluated once, from the planner's row count).
+                .push(
+                    " AND (SELECT c.reltuples FROM pg_class c WHERE c.oid = 'records'::regclass)::float8 > ",
+                )
+                .push_bind(window as f64);
             page_of(&mut qb);
             rows = qb.build_query_as().fetch_all(&mut *conn).await?;
             full = rows.len() as i64 > PER_PAGE;

@@ -317,6 +317,41 @@ async fn chinese_fragments_are_answered_from_the_cjk_gram_index() {
         assert_eq!(n, plain, "{fragment}");
         assert!((n - expected as i64).abs() <= 5, "{fragment}: {n}");
     }
+    // Through the app (the table is larger than the window, so both steps run): a
+    // fragment most records hold (answered from the newest records), a short name (from
+    // the window too) and a rare one (from the index), each the newest matches first.
+    let (_, employee) = app.login_as(Role::Employee).await;
+    for (fragment, page) in [
+        ("有限公司", 1),
+        ("有限公司", 3),
+        ("宏达", 2),
+        ("深圳宏达科技", 1),
+    ] {
+        let (s, v) = app
+            .get(
+                &format!("/api/v1/records?q={}&page={page}", url(fragment)),
+                &employee,
+            )
+            .await;
+        assert_eq!(s, Status::Ok, "{v}");
+        let got: Vec<String> = v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["reference"].as_str().unwrap().to_string())
+            .collect();
+        let expected: Vec<String> = sqlx::query_scalar(
+            "SELECT reference FROM records WHERE strpos(search_text, $1) > 0
+             ORDER BY created_at DESC, id DESC LIMIT 25 OFFSET $2",
+        )
+        .bind(fragment)
+        .bind((page - 1) * 25)
+        .fetch_all(&su)
+        .await
+        .unwrap();
+        assert!(!expected.is_empty(), "{fragment}");
+        assert_eq!(got, expected, "{fragment} page {page}");
+    }
     su.close().await;
 }
 
