@@ -3,6 +3,24 @@
 //! filing date range and physical location. Results are masked `RecordView`s, limited to
 //! the categories the policy lets the caller read, paginated, and every search is audited
 //! (criteria named, never a phone or ID number searched for).
+//!
+//! Partial text (`q`) is answered in two steps, newest first:
+//! 1. the newest records that pass every other criterion (`window`: the `created_at`
+//!    index, read backwards) are matched against the fragment; when the page is full there,
+//!    it is the page (the window is a prefix of the full ordering), so a fragment that
+//!    matches most records (公司, "Ltd") stops after a few dozen rows instead of sorting all
+//!    its matches; this step is skipped while the table holds no more records than the
+//!    window (the indexes then find no more candidates than the window would read);
+//! 2. otherwise the fragment is rare among recent records and the full query runs from the
+//!    indexes: the trigram index (`records_search_trgm_idx`) for Latin text, and for text
+//!    with Chinese, Japanese or Korean characters the GIN index over their unigrams and
+//!    bigrams (`records_search_cjk_idx`, `search_cjk_grams`), which also answers one- and
+//!    two-character fragments that no trigram covers. Candidates are always rechecked
+//!    against the searched text, so hits are exact.
+//!
+//! The match is ILIKE, or LIKE when the fragment has no letter with case (Chinese,
+//! digits): then both mean the same, and LIKE costs a fraction of ILIKE, which lowercases
+//! every text it tests. The window is larger when the match is cheap.
 
 use std::collections::HashMap;
 
@@ -23,6 +41,28 @@ use crate::tx::Tx;
 use crate::{unit, App};
 
 pub const PER_PAGE: i64 = 25;
+
+/// Newest records (after the other criteria) a text search looks at before it turns to the
+/// indexes: a fragment with a page of hits among them is answered from them alone. Sized
+/// so that a fragment just too rare to fill a page there costs about as much again from
+/// the indexes (candidates ≈ records × PER_PAGE / window), at 1,000,000 records.
+fn window(uncased: bool) -> i64 {
+    if uncased {
+        10_000
+    } else {
+        4_000
+    }
+}
+
+/// The window of a deep page: four times the rows it skips and shows, so that a fragment
+/// held by a quarter of the records or more pages from the window; at most this.
+const MAX_WINDOW: i64 = 100_000;
+
+/// Whether `q` has no character with case (Chinese, digits, punctuation), so that LIKE
+/// matches what ILIKE would.
+fn uncased(q: &str) -> bool {
+    q.to_lowercase() == q && q.to_uppercase() == q
+}
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, rocket::FromForm)]
 pub struct SearchQuery {
@@ -81,6 +121,47 @@ fn like_pattern(q: &str) -> String {
         .replace('%', "\\%")
         .replace('_', "\\_");
     format!("%{escaped}%")
+}
+
+/// Characters searched through `search_cjk_grams` (the same classes as its regular
+/// expression in migrations/20261129110100_cjk_search.sql): kana, CJK ideographs
+/// (extension A, the unified block, compatibility ideographs, the supplementary planes)
+/// and Hangul syllables.
+pub fn is_cjk(c: char) -> bool {
+    matches!(c,
+        '\u{3040}'..='\u{30ff}'
+        | '\u{3400}'..='\u{4dbf}'
+        | '\u{4e00}'..='\u{9fff}'
+        | '\u{ac00}'..='\u{d7af}'
+        | '\u{f900}'..='\u{faff}'
+        | '\u{20000}'..='\u{3ffff}')
+}
+
+/// The grams of `search_cjk_grams` a text holding `q` must hold: of each run of CJK
+/// characters in `q`, its one character if it has one, else each of its bigrams. Empty when
+/// `q` has no CJK character.
+pub fn cjk_query_grams(q: &str) -> Vec<String> {
+    let mut grams: Vec<String> = Vec::new();
+    let mut run: Vec<char> = Vec::new();
+    let mut flush = |run: &mut Vec<char>| {
+        match run.as_slice() {
+            [] => {}
+            [c] => grams.push(c.to_string()),
+            _ => grams.extend(run.windows(2).map(|w| w.iter().collect::<String>())),
+        }
+        run.clear();
+    };
+    for c in q.chars() {
+        if is_cjk(c) {
+            run.push(c);
+        } else {
+            flush(&mut run);
+        }
+    }
+    flush(&mut run);
+    grams.sort();
+    grams.dedup();
+    grams
 }
 
 /// What the audit trail may say about a free-text query: not one that looks like a phone
@@ -169,84 +250,150 @@ async fn search_in(
         }
     }
     let text = given(&query.q).map(str::to_string);
-    if text.as_deref().is_some_and(|t| t.chars().count() < 2) {
-        return Err(AppError::invalid("q", "must be at least 2 characters"));
-    }
-
-    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-        "SELECT {} FROM records r WHERE TRUE",
-        repo::RECORD_COLUMNS
-    ));
-    if !sees_all || given(&query.category).is_some() {
-        qb.push(" AND r.category_id = ANY(")
-            .push_bind(scope.clone())
-            .push(")");
-    }
-    if let Some(t) = &text {
-        if looks_like_reference(t) {
-            // An exact reference uses its unique index; a trigram scan of it would not.
-            qb.push(" AND r.reference = ").push_bind(t.to_uppercase());
-        } else {
-            qb.push(" AND r.search_text ILIKE ")
-                .push_bind(like_pattern(t));
-        }
-    }
-    if let Some(p) = &phone {
-        qb.push(" AND r.id IN (SELECT record_id FROM record_sensitive_values WHERE blind_index = ")
-            .push_bind(app.keys.blind_index("phone", p))
-            .push(")");
-    }
-    if let Some(p) = &id_number {
-        qb.push(" AND r.id IN (SELECT record_id FROM record_sensitive_values WHERE blind_index = ")
-            .push_bind(app.keys.blind_index("id_number", p))
-            .push(")");
-    }
-    if let Some(d) = from {
-        qb.push(" AND r.created_at >= ")
-            .push_bind(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()));
-    }
-    if let Some(d) = to {
-        qb.push(" AND r.created_at < ").push_bind(
-            d.succ_opt()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|t| t.and_utc()),
-        );
+    if text
+        .as_deref()
+        .is_some_and(|t| t.chars().count() < 2 && !t.chars().all(is_cjk))
+    {
+        return Err(AppError::invalid(
+            "q",
+            "must be at least 2 characters, or one Chinese character",
+        ));
     }
     let location = (
         given(&query.storeroom),
         given(&query.shelf),
         given(&query.box_code),
     );
-    if location != (None, None, None) || status.is_some() {
-        qb.push(
-            " AND r.id IN (SELECT p.record_id FROM record_physical p LEFT JOIN boxes b ON b.id = p.box_id \
-             LEFT JOIN shelves s ON s.id = b.shelf_id LEFT JOIN storerooms sr ON sr.id = s.storeroom_id WHERE TRUE",
-        );
-        if let Some(v) = location.0 {
-            qb.push(" AND sr.code = ").push_bind(v.to_string());
+    // Every criterion but the partial text, on `records r`.
+    let criteria = |qb: &mut QueryBuilder<Postgres>| {
+        if !sees_all || given(&query.category).is_some() {
+            qb.push(" AND r.category_id = ANY(")
+                .push_bind(scope.clone())
+                .push(")");
         }
-        if let Some(v) = location.1 {
-            qb.push(" AND s.code = ").push_bind(v.to_string());
+        if let Some(p) = &phone {
+            qb.push(
+                " AND r.id IN (SELECT record_id FROM record_sensitive_values WHERE blind_index = ",
+            )
+            .push_bind(app.keys.blind_index("phone", p))
+            .push(")");
         }
-        if let Some(v) = location.2 {
-            qb.push(" AND b.code = ").push_bind(v.to_string());
+        if let Some(p) = &id_number {
+            qb.push(
+                " AND r.id IN (SELECT record_id FROM record_sensitive_values WHERE blind_index = ",
+            )
+            .push_bind(app.keys.blind_index("id_number", p))
+            .push(")");
         }
-        if let Some(v) = &status {
-            qb.push(" AND p.status = ").push_bind(v.clone());
+        if let Some(d) = from {
+            qb.push(" AND r.created_at >= ")
+                .push_bind(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()));
         }
-        qb.push(")");
-    }
-    qb.push(" ORDER BY r.created_at DESC, r.id DESC LIMIT ")
-        .push_bind(PER_PAGE + 1)
-        .push(" OFFSET ")
-        .push_bind((page - 1) * PER_PAGE);
+        if let Some(d) = to {
+            qb.push(" AND r.created_at < ").push_bind(
+                d.succ_opt()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| t.and_utc()),
+            );
+        }
+        if location != (None, None, None) || status.is_some() {
+            qb.push(
+                " AND r.id IN (SELECT p.record_id FROM record_physical p LEFT JOIN boxes b ON b.id = p.box_id \
+                 LEFT JOIN shelves s ON s.id = b.shelf_id LEFT JOIN storerooms sr ON sr.id = s.storeroom_id WHERE TRUE",
+            );
+            if let Some(v) = location.0 {
+                qb.push(" AND sr.code = ").push_bind(v.to_string());
+            }
+            if let Some(v) = location.1 {
+                qb.push(" AND s.code = ").push_bind(v.to_string());
+            }
+            if let Some(v) = location.2 {
+                qb.push(" AND b.code = ").push_bind(v.to_string());
+            }
+            if let Some(v) = &status {
+                qb.push(" AND p.status = ").push_bind(v.clone());
+            }
+            qb.push(")");
+        }
+    };
+    let offset = (page - 1) * PER_PAGE;
+    let page_of = |qb: &mut QueryBuilder<Postgres>| {
+        qb.push(" ORDER BY r.created_at DESC, r.id DESC LIMIT ")
+            .push_bind(PER_PAGE + 1)
+            .push(" OFFSET ")
+            .push_bind(offset);
+    };
+    let fragment = text.as_deref().filter(|t| !looks_like_reference(t));
 
     let conn: &mut sqlx::PgConnection = tx;
-    let mut rows: Vec<Record> = if scope.is_empty() {
-        Vec::new()
+    let mut rows: Vec<Record> = Vec::new();
+    if scope.is_empty() {
+        // Nothing the caller may read: no query.
+    } else if let Some(t) = fragment {
+        // Step 1: the newest records (see the module's comment).
+        let mut full = false;
+        let uncased = uncased(t);
+        let like = if uncased { " LIKE " } else { " ILIKE " };
+        let window = window(uncased).max(((offset + PER_PAGE + 1) * 4).min(MAX_WINDOW));
+        if offset + PER_PAGE < window {
+            let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+                "SELECT {} FROM (SELECT r.* FROM records r WHERE TRUE",
+                repo::RECORD_COLUMNS
+            ));
+            criteria(&mut qb);
+            qb.push(" ORDER BY r.created_at DESC, r.id DESC LIMIT ")
+                .push_bind(window)
+                .push(") r WHERE r.search_text")
+                .push(like)
+                .push_bind(like_pattern(t))
+                // A table no larger than the window is left to the indexes alone: their
+                // candidates are no more than the window would read (a gating filter,
+                // evaluated once, from the planner's row count).
+                .push(
+                    " AND (SELECT c.reltuples FROM pg_class c WHERE c.oid = 'records'::regclass)::float8 > ",
+                )
+                .push_bind(window as f64);
+            page_of(&mut qb);
+            rows = qb.build_query_as().fetch_all(&mut *conn).await?;
+            full = rows.len() as i64 > PER_PAGE;
+        }
+        // Step 2: from the indexes, planned for these values (an unnamed statement: a
+        // generic plan would not know how rare the fragment is).
+        if !full {
+            let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+                "SELECT {} FROM records r WHERE TRUE",
+                repo::RECORD_COLUMNS
+            ));
+            criteria(&mut qb);
+            let grams = cjk_query_grams(t);
+            if !grams.is_empty() {
+                qb.push(" AND search_cjk_grams(r.search_text) @> ")
+                    .push_bind(grams)
+                    .push("::text[]");
+            }
+            qb.push(" AND r.search_text")
+                .push(like)
+                .push_bind(like_pattern(t));
+            page_of(&mut qb);
+            rows = qb
+                .build_query_as()
+                .persistent(false)
+                .fetch_all(&mut *conn)
+                .await?;
+        }
     } else {
-        qb.build_query_as().fetch_all(&mut *conn).await?
-    };
+        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+            "SELECT {} FROM records r WHERE TRUE",
+            repo::RECORD_COLUMNS
+        ));
+        criteria(&mut qb);
+        if let Some(t) = &text {
+            // An exact reference uses its unique index; a trigram scan of it would not.
+            qb.push(" AND r.reference = ").push_bind(t.to_uppercase());
+        }
+        page_of(&mut qb);
+        rows = qb.build_query_as().fetch_all(&mut *conn).await?;
+    }
     let has_more = rows.len() as i64 > PER_PAGE;
     rows.truncate(PER_PAGE as usize);
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id.0).collect();
@@ -316,6 +463,21 @@ async fn search_in(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn query_grams_and_case() {
+        use super::{cjk_query_grams, uncased};
+        assert_eq!(cjk_query_grams("宏"), ["宏"]);
+        assert_eq!(cjk_query_grams("宏达"), ["宏达"]);
+        assert_eq!(cjk_query_grams("上海宏达"), ["上海", "宏达", "海宏"]);
+        assert_eq!(cjk_query_grams("Acme宏 Trading"), ["宏"]);
+        assert_eq!(cjk_query_grams("上海Bluepeak科技"), ["上海", "科技"]);
+        assert_eq!(cjk_query_grams("宏达宏达"), ["宏达", "达宏"]);
+        assert!(cjk_query_grams("Bluepeak 2026").is_empty());
+        assert!(uncased("宏达 2026-05"));
+        assert!(!uncased("宏达a"));
+        assert!(!uncased("ß"));
+    }
+
     #[test]
     fn reference_shapes() {
         assert!(super::looks_like_reference("CONTR-2026-000123"));

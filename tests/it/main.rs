@@ -28,5 +28,6 @@ mod requests;
 mod rotation;
 mod routes;
 mod scrub;
+mod search_cjk;
 mod storage;
 mod viewer;
