@@ -1,1 +1,44 @@
 # register：本区域页面的文字。各语言的键相同。
+
+loc-title = 库房
+loc-intro = 库位登记：库房、库房中的架以及架上的盒，并显示各处存放的纸质档案数量。编号用于归档和标签，创建后不变；名称可随时修改。
+loc-storeroom = 库房
+loc-shelf = 架
+loc-box = 盒
+loc-level-storeroom = 库房
+loc-level-shelf = 架
+loc-level-box = 盒
+loc-records = 纸质档案
+loc-empty = 尚未登记任何库房：请在下方添加第一个库房。
+loc-new-storeroom = 新建库房
+loc-code = 编号
+loc-code-hint = 1 至 32 个字母、数字、“-”、“_”或“.”；创建后不能修改
+loc-name = 名称
+loc-name-hint = 例如：一号库房
+loc-add-storeroom = 添加库房
+loc-path = 位置
+loc-holds = 存放纸质档案 { $count } 份。
+loc-rename = 名称
+loc-rename-hint = 仅修改名称；编号不变，已归档档案和标签上的位置不受影响。
+loc-rename-submit = 更名
+loc-shelves = 架
+loc-boxes = 盒
+loc-none-yet = 暂无。
+loc-add-shelf = 添加架
+loc-add-box = 添加盒
+loc-contents = 此处的纸质档案
+loc-reference = 档号
+loc-record-title = 题名
+loc-paper-status = 纸质档案状态
+loc-no-records = 此处没有您可查看的纸质档案。
+loc-hidden = 此处另有 { $count } 份纸质档案属于您无权查看的档案。
+loc-pages = 分页
+loc-status-in_store = 在库
+loc-status-on_loan = 借出
+loc-status-missing = 缺失
+loc-status-destroyed = 已销毁
+
+flash-loc-created = 库房 { $code } 已添加。
+flash-loc-shelf-created = 架 { $code } 已添加。
+flash-loc-box-created = 盒 { $code } 已添加。
+flash-loc-renamed = { $code } 已更名为“{ $name }”。

@@ -14,7 +14,11 @@ use crate::records::model::{
     Category, CategoryChanges, CategoryId, FileInfo, NewCategory, NewRecord, RecordChanges,
     RecordId, RecordView, Revision,
 };
-use crate::records::register::{self, BoxEntry, Move, MoveEntry, NewPlace};
+use crate::http::id;
+use crate::records::register::{
+    self, BoxEntry, Contents, Level, Move, MoveEntry, NewEntry, NewPlace, Place, Rename,
+    StoreroomNode,
+};
 use crate::records::search::{self, SearchPage, SearchQuery};
 use crate::records::{self, categories, files};
 use crate::App;
@@ -34,6 +38,17 @@ pub fn routes() -> Vec<Route> {
         record_moves,
         list_register,
         create_place,
+        register_tree,
+        register_csv,
+        create_storeroom,
+        create_shelf,
+        create_box,
+        rename_storeroom,
+        rename_shelf,
+        rename_box,
+        storeroom_contents,
+        shelf_contents,
+        box_contents,
         upload_file,
         list_files,
     ]
@@ -155,6 +170,115 @@ async fn create_place(
         Status::Created,
         Json(register::create_place(app, &who, body(b)?).await?),
     ))
+}
+
+#[get("/register/storerooms")]
+async fn register_tree(app: &State<App>, who: Principal) -> AppResult<Json<Vec<StoreroomNode>>> {
+    Ok(Json(register::tree(app, &who).await?))
+}
+
+/// The register listing as CSV (UTF-8 with a byte-order mark).
+#[get("/register.csv")]
+async fn register_csv(app: &State<App>, who: Principal) -> AppResult<(ContentType, String)> {
+    Ok((ContentType::CSV, register::csv(app, &who).await?))
+}
+
+#[post("/register/storerooms", data = "<b>")]
+async fn create_storeroom(
+    app: &State<App>,
+    who: Principal,
+    b: Body<NewEntry>,
+) -> AppResult<(Status, Json<Place>)> {
+    let p = register::create_storeroom(app, &who, body(b)?).await?;
+    Ok((Status::Created, Json(p)))
+}
+
+#[post("/register/storerooms/<sid>/shelves", data = "<b>")]
+async fn create_shelf(
+    app: &State<App>,
+    who: Principal,
+    sid: &str,
+    b: Body<NewEntry>,
+) -> AppResult<(Status, Json<Place>)> {
+    let p = register::create_shelf(app, &who, id(sid)?, body(b)?).await?;
+    Ok((Status::Created, Json(p)))
+}
+
+#[post("/register/shelves/<sid>/boxes", data = "<b>")]
+async fn create_box(
+    app: &State<App>,
+    who: Principal,
+    sid: &str,
+    b: Body<NewEntry>,
+) -> AppResult<(Status, Json<Place>)> {
+    let p = register::create_box(app, &who, id(sid)?, body(b)?).await?;
+    Ok((Status::Created, Json(p)))
+}
+
+#[patch("/register/storerooms/<pid>", data = "<b>")]
+async fn rename_storeroom(
+    app: &State<App>,
+    who: Principal,
+    pid: &str,
+    b: Body<Rename>,
+) -> AppResult<Json<Place>> {
+    let r = body(b)?;
+    Ok(Json(register::rename(app, &who, Level::Storeroom, id(pid)?, r).await?))
+}
+
+#[patch("/register/shelves/<pid>", data = "<b>")]
+async fn rename_shelf(
+    app: &State<App>,
+    who: Principal,
+    pid: &str,
+    b: Body<Rename>,
+) -> AppResult<Json<Place>> {
+    let r = body(b)?;
+    Ok(Json(register::rename(app, &who, Level::Shelf, id(pid)?, r).await?))
+}
+
+#[patch("/register/boxes/<pid>", data = "<b>")]
+async fn rename_box(
+    app: &State<App>,
+    who: Principal,
+    pid: &str,
+    b: Body<Rename>,
+) -> AppResult<Json<Place>> {
+    let r = body(b)?;
+    Ok(Json(register::rename(app, &who, Level::Box, id(pid)?, r).await?))
+}
+
+#[get("/register/storerooms/<pid>/contents?<page>")]
+async fn storeroom_contents(
+    app: &State<App>,
+    who: Principal,
+    pid: &str,
+    page: Option<i64>,
+) -> AppResult<Json<Contents>> {
+    let c = register::contents(app, &who, Level::Storeroom, id(pid)?, page).await?;
+    Ok(Json(c))
+}
+
+#[get("/register/shelves/<pid>/contents?<page>")]
+async fn shelf_contents(
+    app: &State<App>,
+    who: Principal,
+    pid: &str,
+    page: Option<i64>,
+) -> AppResult<Json<Contents>> {
+    let c = register::contents(app, &who, Level::Shelf, id(pid)?, page).await?;
+    Ok(Json(c))
+}
+
+#[get("/register/boxes/<pid>/contents?<page>")]
+async fn box_contents(
+    app: &State<App>,
+    who: Principal,
+    pid: &str,
+    page: Option<i64>,
+) -> AppResult<Json<Contents>> {
+    let c = register::contents(app, &who, Level::Box, id(pid)?, page).await?;
+    Ok(Json(c))
 }
 
 /// Streams the `file` part of a multipart upload straight into the encrypting writer:

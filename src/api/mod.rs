@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`. Thin handlers: guards in, one service call, JSON out.
 //! Errors are `{"error": {"code", "message"}}` with the status from `AppError`.
 
+mod accounts;
 mod archive;
 mod paced;
 pub(crate) mod requests;
@@ -25,6 +26,7 @@ pub fn routes() -> Vec<Route> {
     let mut r = archive::routes();
     r.extend(requests::routes());
     r.extend(scrub::routes());
+    r.extend(accounts::routes());
     r.extend(routes![
         login,
         logout,

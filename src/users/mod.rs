@@ -18,7 +18,7 @@ use crate::policy::{Action, ManageUsers};
 use crate::tx::Db;
 use crate::{unit, App};
 
-pub use model::{NewUser, Role, User, UserId};
+pub use model::{NewUser, Role, User, UserChanges, UserId};
 
 use crate::audit::{Actor, Event, Outcome};
 use crate::auth::password;
@@ -62,6 +62,9 @@ pub async fn disable(app: &App, who: &Principal, id: UserId) -> AppResult<User> 
         Some(_) => Ok(()),
         None => Err(tx.not_found(who, ManageUsers::NAME, ("user", id.to_string()))),
     })?;
+    if id == who.user().id {
+        return Err(refuse_own(app, who, id, "user.disable", SELF_DISABLE).await);
+    }
     disable_as(&app.db, &who.actor(), id).await
 }
 
@@ -351,4 +354,199 @@ pub async fn set_own_preferences(
         .await?;
         Ok(())
     })
+}
+
+const SELF_DISABLE: &str = "you cannot disable your own account; ask another administrator";
+const SELF_UNADMIN: &str =
+    "you cannot remove your own administrator role; ask another administrator";
+const SELF_RESET: &str =
+    "you cannot reset your own password here; change it in your settings";
+
+/// Refuses an administrator's action on their own account: audited as denied, 409.
+async fn refuse_own(
+    app: &App,
+    who: &Principal,
+    id: UserId,
+    action: &'static str,
+    why: &'static str,
+) -> AppError {
+    let event = Event::new(action, Outcome::Denied)
+        .object("user", id)
+        .detail(json!({"reason": "own_account"}));
+    match app.db.record(&who.actor(), event).await {
+        Ok(()) => AppError::Conflict(why.into()),
+        Err(e) => e,
+    }
+}
+
+/// One account, for an administrator (`user.manage`); an unknown id is 404, audited.
+#[tracing::instrument(skip_all, fields(user = %id))]
+pub async fn get_for(app: &App, who: &Principal, id: UserId) -> AppResult<User> {
+    manage(app, who, Some(id)).await?;
+    unit!(app.db, |tx| match repo::find(&mut tx, id).await? {
+        Some(u) => Ok(u),
+        None => Err(tx.not_found(who, ManageUsers::NAME, ("user", id.to_string()))),
+    })
+}
+
+/// An administrator changes an account's display name, department and roles
+/// (`user.manage`, audited `user.update` with what changed). Nobody removes their own
+/// administrator role, and the last active administrator keeps theirs.
+#[tracing::instrument(skip_all, fields(user = %id))]
+pub async fn update(app: &App, who: &Principal, id: UserId, c: UserChanges) -> AppResult<User> {
+    manage(app, who, Some(id)).await?;
+    let display_name = match &c.display_name {
+        Some(d) => {
+            let d = d.trim();
+            if d.is_empty() {
+                return Err(AppError::invalid("display_name", "the display name must not be empty"));
+            }
+            if d.chars().count() > 200 {
+                return Err(AppError::invalid(
+                    "display_name",
+                    "must be at most 200 characters",
+                ));
+            }
+            Some(d.to_string())
+        }
+        None => None,
+    };
+    let department = match &c.department {
+        Some(d) => {
+            let d = d.trim();
+            if d.chars().count() > 100 {
+                return Err(AppError::invalid(
+                    "department",
+                    "must be at most 100 characters",
+                ));
+            }
+            Some(d.to_string())
+        }
+        None => None,
+    };
+    let roles = match &c.roles {
+        Some(r) if r.is_empty() => {
+            return Err(AppError::invalid("roles", "at least one role is required"))
+        }
+        Some(r) => {
+            let mut r = r.clone();
+            r.sort_by_key(|r| r.as_str());
+            r.dedup();
+            Some(r)
+        }
+        None => None,
+    };
+    if id == who.user().id
+        && who.user().has_role(Role::Admin)
+        && roles.as_ref().is_some_and(|r| !r.contains(&Role::Admin))
+    {
+        return Err(refuse_own(app, who, id, "user.update", SELF_UNADMIN).await);
+    }
+    unit!(app.db, |tx| {
+        let Some(before) = repo::lock(&mut tx, id).await? else {
+            return Err(tx.not_found(who, ManageUsers::NAME, ("user", id.to_string())));
+        };
+        let mut before_roles = before.roles.clone();
+        before_roles.sort_by_key(|r| r.as_str());
+        let new_roles = roles.clone().unwrap_or_else(|| before_roles.clone());
+        if before.is_active()
+            && before.has_role(Role::Admin)
+            && !new_roles.contains(&Role::Admin)
+            && repo::count_active_admins(&mut tx).await? <= 1
+        {
+            return Err(AppError::Conflict(
+                "this is the last active administrator; create another first".into(),
+            ));
+        }
+        let new_name = display_name.clone().unwrap_or_else(|| before.display_name.clone());
+        let new_department = department.clone().unwrap_or_else(|| before.department.clone());
+        let user = repo::set_profile(&mut tx, id, &new_name, &new_department, &new_roles).await?;
+        let names = |r: &[Role]| r.iter().map(|r| r.as_str()).collect::<Vec<_>>();
+        let mut changed = serde_json::Map::new();
+        if new_name != before.display_name {
+            changed.insert(
+                "display_name".into(),
+                json!({"from": before.display_name, "to": new_name}),
+            );
+        }
+        if new_department != before.department {
+            changed.insert(
+                "department".into(),
+                json!({"from": before.department, "to": new_department}),
+            );
+        }
+        if new_roles != before_roles {
+            changed.insert(
+                "roles".into(),
+                json!({"from": names(&before_roles), "to": names(&new_roles)}),
+            );
+        }
+        tx.audit(
+            &who.actor(),
+            Event::new("user.update", Outcome::Success)
+                .object("user", id)
+                .detail(json!({"username": user.username, "changed": changed})),
+        )
+        .await?;
+        Ok(user)
+    })
+}
+
+/// An administrator enables a disabled account again (`user.manage`, audited
+/// `user.enable`). The person signs in with the password they had.
+#[tracing::instrument(skip_all, fields(user = %id))]
+pub async fn enable(app: &App, who: &Principal, id: UserId) -> AppResult<User> {
+    manage(app, who, Some(id)).await?;
+    unit!(app.db, |tx| {
+        let Some(user) = repo::lock(&mut tx, id).await? else {
+            return Err(tx.not_found(who, ManageUsers::NAME, ("user", id.to_string())));
+        };
+        if user.is_active() {
+            return Err(AppError::Conflict("the account is already active".into()));
+        }
+        let user = repo::set_enabled(&mut tx, id).await?;
+        tx.audit(
+            &who.actor(),
+            Event::new("user.enable", Outcome::Success)
+                .object("user", id)
+                .detail(json!({"username": user.username})),
+        )
+        .await?;
+        tracing::info!(target: "security", user_id = %id, "account enabled");
+        Ok(user)
+    })
+}
+
+/// An administrator resets a person's password (`user.manage`, audited
+/// `user.password_reset`): a generated one-time password, returned once to be handed over;
+/// the person must choose a new one at next sign-in, and their sessions end now.
+#[tracing::instrument(skip_all, fields(user = %id))]
+pub async fn reset_password_for(
+    app: &App,
+    who: &Principal,
+    id: UserId,
+) -> AppResult<(User, SecretString)> {
+    manage(app, who, Some(id)).await?;
+    if id == who.user().id {
+        return Err(refuse_own(app, who, id, "user.password_reset", SELF_RESET).await);
+    }
+    let secret = password::generate();
+    let hash = app.hasher.hash(secret.clone()).await?;
+    let user = unit!(app.db, |tx| {
+        let Some(user) = repo::lock(&mut tx, id).await? else {
+            return Err(tx.not_found(who, ManageUsers::NAME, ("user", id.to_string())));
+        };
+        repo::set_password(&mut tx, id, &hash, true).await?;
+        let ended = crate::auth::session::end_all_for_user(&mut tx, id).await?;
+        tx.audit(
+            &who.actor(),
+            Event::new("user.password_reset", Outcome::Success)
+                .object("user", id)
+                .detail(json!({"username": user.username, "sessions_ended": ended})),
+        )
+        .await?;
+        Ok(repo::find(&mut tx, id).await?.unwrap_or(user))
+    })?;
+    tracing::info!(target: "security", user_id = %id, "password reset by an administrator");
+    Ok((user, secret))
 }

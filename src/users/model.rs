@@ -146,3 +146,16 @@ pub struct NewUser {
     #[serde(default)]
     pub must_change_password: bool,
 }
+
+/// What an administrator may change on an account (absent: unchanged). The username is the
+/// account's stable key and never changes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChanges {
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub department: Option<String>,
+    #[serde(default)]
+    pub roles: Option<Vec<Role>>,
+}

@@ -149,3 +149,34 @@ pub(super) async fn set_preferences(
         .await?;
     Ok(())
 }
+
+pub(super) async fn set_profile(
+    conn: &mut PgConnection,
+    id: UserId,
+    display_name: &str,
+    department: &str,
+    roles: &[Role],
+) -> sqlx::Result<User> {
+    let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    let row: UserRow = sqlx::query_as(&format!(
+        "UPDATE users SET display_name = $2, department = $3, roles = $4 WHERE id = $1 \
+         RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(display_name)
+    .bind(department)
+    .bind(&roles)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.into())
+}
+
+pub(super) async fn set_enabled(conn: &mut PgConnection, id: UserId) -> sqlx::Result<User> {
+    let row: UserRow = sqlx::query_as(&format!(
+        "UPDATE users SET status = 'active', disabled_at = NULL WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.into())
+}

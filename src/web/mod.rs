@@ -16,12 +16,14 @@ use crate::auth::{self, password, session, Authenticated, Principal, SESSION_COO
 use crate::csrf_field;
 use crate::error::{AppError, AppResult};
 use crate::telemetry::RequestMeta;
-use crate::users::{self, NewUser, Role, UserId};
+use crate::users;
 use crate::App;
 
 mod account;
+mod accounts;
 mod archive;
 pub(crate) mod forms;
+mod locations;
 mod requests;
 mod scrub;
 #[cfg(test)]
@@ -42,6 +44,15 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/password.html"),
     ),
     ("users.html", include_str!("../../templates/users.html")),
+    ("user.html", include_str!("../../templates/user.html")),
+    (
+        "locations.html",
+        include_str!("../../templates/locations.html"),
+    ),
+    (
+        "location.html",
+        include_str!("../../templates/location.html"),
+    ),
     ("audit.html", include_str!("../../templates/audit.html")),
     ("error.html", include_str!("../../templates/error.html")),
     ("viewer.html", include_str!("../../templates/viewer.html")),
@@ -131,6 +142,8 @@ pub fn routes() -> Vec<Route> {
     r.extend(requests::routes());
     r.extend(viewer::routes());
     r.extend(scrub::routes());
+    r.extend(accounts::routes());
+    r.extend(locations::routes());
     r.extend(routes![
         style,
         login_page,
@@ -139,9 +152,6 @@ pub fn routes() -> Vec<Route> {
         home,
         password_page,
         password_submit,
-        users_page,
-        users_create,
-        users_disable,
         audit_page,
         healthz,
     ]);
@@ -454,108 +464,6 @@ async fn password_submit(
     }
 }
 
-async fn render_users(
-    app: &App,
-    who: &Principal,
-    error: Option<String>,
-    message: Option<String>,
-) -> AppResult<RawHtml<String>> {
-    let list = users::list(app, who).await?;
-    app.templates.render(
-        "users.html",
-        context! {
-            me => me(who), csrf => who.csrf_token(), users => list,
-            all_roles => Role::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-            error => error, message => message,
-        },
-    )
-}
-
-#[get("/admin/users")]
-async fn users_page(app: &State<App>, who: Principal) -> AppResult<RawHtml<String>> {
-    render_users(app, &who, None, None).await
-}
-
-#[derive(FromForm)]
-pub struct NewUserForm {
-    username: String,
-    display_name: String,
-    department: String,
-    roles: Vec<String>,
-    password: String,
-    csrf: String,
-}
-
-csrf_field!(NewUserForm);
-
-#[post("/admin/users", data = "<form>")]
-async fn users_create(
-    app: &State<App>,
-    who: Principal,
-    form: CsrfForm<NewUserForm>,
-) -> AppResult<Page> {
-    let CsrfForm(f) = form;
-    let roles: Result<Vec<Role>, String> = f.roles.iter().map(|r| r.parse()).collect();
-    let result = match roles {
-        Err(e) => Err(AppError::invalid("roles", e)),
-        Ok(roles) => users::create(
-            app,
-            &who,
-            NewUser {
-                username: f.username.clone(),
-                display_name: Some(f.display_name),
-                department: Some(f.department),
-                roles,
-                password: SecretString::from(f.password),
-                must_change_password: true,
-            },
-        )
-        .await
-        .map(|_| ()),
-    };
-    match result {
-        Ok(()) => Ok(Page::Html(
-            render_users(
-                app,
-                &who,
-                None,
-                Some(format!("Account {} created.", f.username)),
-            )
-            .await?,
-        )),
-        Err(e @ (AppError::Invalid { .. } | AppError::Conflict(_))) => Ok(Page::Status((
-            e.status(),
-            render_users(app, &who, Some(e.public_message()), None).await?,
-        ))),
-        Err(e) => Err(e),
-    }
-}
-
-#[post("/admin/users/<id>/disable", data = "<_form>")]
-async fn users_disable(
-    app: &State<App>,
-    who: Principal,
-    id: UserId,
-    _form: CsrfForm<CsrfOnly>,
-) -> AppResult<Page> {
-    match users::disable(app, &who, id).await {
-        Ok(u) => Ok(Page::Html(
-            render_users(
-                app,
-                &who,
-                None,
-                Some(format!("Account {} disabled.", u.username)),
-            )
-            .await?,
-        )),
-        Err(e @ AppError::Conflict(_)) => Ok(Page::Status((
-            e.status(),
-            render_users(app, &who, Some(e.public_message()), None).await?,
-        ))),
-        Err(e) => Err(e),
-    }
-}
-
 #[derive(FromForm, Serialize, Default)]
 pub struct AuditFilter {
     actor: Option<String>,
@@ -601,7 +509,6 @@ mod tests {
                 "login.html",
                 "home.html",
                 "password.html",
-                "users.html",
                 "audit.html",
                 "error.html",
             ]

@@ -187,10 +187,9 @@ fn every_template_renders_with_realistic_data() {
                    "errors": {"fields": {"new_password": "too short"}, "general": [], "first": "new_password"}}),
         ),
     );
-    page(
+    let html = page(
         "users.html",
         common(json!({
-            "error": "taken", "message": "created",
             "users": [
                 {"id": ID, "username": "ma.lin", "display_name": "Ma Lin", "department": "Retail",
                  "roles": ["supervisor", "employee"], "status": "active"},
@@ -198,8 +197,85 @@ fn every_template_renders_with_realistic_data() {
                  "roles": ["employee"], "status": "disabled"},
             ],
             "all_roles": ["archivist", "employee", "supervisor", "auditor", "admin"],
+            "form": {"username": "li.wei", "display_name": "李伟", "department": "Retail",
+                     "roles": ["admin"]},
+            "errors": {"fields": {"username": "taken"}, "general": [], "first": "username"},
         })),
     );
+    assert!(html.contains("Supervisor") && html.contains("Disabled"), "{html}");
+    assert!(html.contains("value=\"admin\" checked"), "{html}");
+    let account = json!({
+        "id": ID, "username": "li.wei", "display_name": "Li Wei", "department": "Retail",
+        "roles": ["admin"], "status": "disabled", "must_change_password": true,
+        "created_at": T, "disabled_at": T,
+    });
+    for (confirm, otp) in [
+        (json!("disable"), json!(null)),
+        (json!("reset"), json!(null)),
+        (json!(null), json!("Abc23xyzAbc23xyzAbc23xyz")),
+    ] {
+        let html = page(
+            "user.html",
+            common(json!({
+                "u": account.clone(), "roles": ["admin"], "own": false,
+                "all_roles": ["archivist", "employee", "supervisor", "auditor", "admin"],
+                "confirm": confirm, "one_time_password": otp,
+                "form": {"username": "li.wei", "display_name": "Li Wei", "department": "",
+                         "roles": ["admin", "auditor"]},
+                "errors": {"fields": {}, "general": ["you cannot remove your own administrator role"], "first": null},
+            })),
+        );
+        if confirm == json!("disable") {
+            assert!(html.contains("Disable Li Wei? Their sessions end now."), "{html}");
+        }
+    }
+    page(
+        "user.html",
+        common(json!({
+            "u": account, "roles": ["admin"], "own": true, "confirm": null,
+            "all_roles": ["admin"], "one_time_password": null,
+            "form": {"display_name": "Li Wei", "department": "", "roles": ["admin"]},
+        })),
+    );
+    let tree = json!([{"id": ID, "code": "SR1", "name": "一号库房", "records": 3, "shelves": [
+        {"id": ID2, "code": "A3", "name": "", "records": 3, "boxes": [
+            {"id": ID, "code": "B0042", "name": "合同盒", "records": 3}]},
+        {"id": ID, "code": "A4", "name": "", "records": 0, "boxes": []}]},
+        {"id": ID2, "code": "SR2", "name": "Annex", "records": 0, "shelves": []}]);
+    let html = page(
+        "locations.html",
+        common(json!({
+            "storerooms": tree, "form": {"code": "SR1", "name": "一号库房"},
+            "errors": {"fields": {"code": "SR1 is already used in the register"}, "general": [], "first": "code"},
+        })),
+    );
+    assert!(html.contains("一号库房") && html.contains("/locations/boxes/"), "{html}");
+    page("locations.html", common(json!({"storerooms": [], "form": {"code": "", "name": ""}})));
+    let room = json!({"id": ID, "code": "SR1", "name": "一号库房"});
+    let shelf = json!({"id": ID2, "code": "A3", "name": "东架"});
+    for (level, shelf_ref, children) in [
+        ("storeroom", json!(null), json!([{"id": ID2, "code": "A3", "name": "东架", "records": 2}])),
+        ("shelf", shelf.clone(), json!([{"id": ID, "code": "B1", "name": "", "records": 2}])),
+        ("box", shelf.clone(), json!([])),
+    ] {
+        let html = page(
+            "location.html",
+            common(json!({
+                "c": {"place": {"id": ID, "level": level, "code": "X1", "name": "某处",
+                                "storeroom": room.clone(), "shelf": shelf_ref, "records": 2,
+                                "children": children},
+                      "records": [{"record_id": ID2, "reference": "CONTR-2026-000123",
+                                   "title": "Lease", "status": "on_loan", "shelf": "A3", "box": "B1"}],
+                      "page": 2, "has_more": true, "hidden": 1},
+                "here": format!("/locations/x/{ID}"), "rename_value": "某处",
+                "rename_errors": {"fields": {"name": "the name must not be empty"}, "general": [], "first": "name"},
+                "add": {"code": "B1", "name": ""},
+                "add_errors": {"fields": {"code": "taken"}, "general": [], "first": "code"},
+                "prev_url": "/locations/x?page=1", "next_url": "/locations/x?page=3",
+            })),
+        );
+        assert!(html.contains("CONTR-2026-000123") && html.contains("On loan"), "{html}");
+    }
     let html = page(
         "audit.html",
         common(

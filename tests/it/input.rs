@@ -17,6 +17,8 @@ const PURPOSE: &str = "customer complaint #4711 needs the signed contract";
 const NO_JSON_BODY: &[(&str, &str)] = &[
     ("POST", "/api/v1/logout"),
     ("POST", "/api/v1/users/<id>/disable"),
+    ("POST", "/api/v1/users/<id>/enable"),
+    ("POST", "/api/v1/users/<id>/password-reset"),
     ("POST", "/api/v1/requests/<rid>/cancel"),
     ("POST", "/api/v1/records/<id>/files"),
 ];

@@ -2,6 +2,7 @@
 //! cloned from a migrated template on the run's private PostgreSQL cluster.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure should stop it loudly
 
+mod admin_pages;
 mod archive;
 mod audit_page;
 mod audit_trail;

@@ -194,6 +194,16 @@ fn body_for(method: Method, path: &str) -> Option<Option<&'static str>> {
         }
         (Method::Post, "/api/v1/records/<id>/files") => None,
         (Method::Post, "/api/v1/users/<id>/disable") => None,
+        (Method::Post, "/api/v1/users/<id>/enable") => None,
+        (Method::Post, "/api/v1/users/<id>/password-reset") => None,
+        (Method::Patch, "/api/v1/users/<id>") => Some(r#"{"department": "Legal"}"#),
+        (Method::Post, "/api/v1/register/storerooms/<sid>/shelves") => {
+            Some(r#"{"code": "S1", "name": "一号架"}"#)
+        }
+        (Method::Post, "/api/v1/register/shelves/<sid>/boxes") => Some(r#"{"code": "B1"}"#),
+        (Method::Patch, "/api/v1/register/storerooms/<pid>")
+        | (Method::Patch, "/api/v1/register/shelves/<pid>")
+        | (Method::Patch, "/api/v1/register/boxes/<pid>") => Some(r#"{"name": "二号库房"}"#),
         (Method::Patch, "/api/v1/records/<id>") => {
             Some(r#"{"title": "Corrected title", "reason": "typo in the title"}"#)
         }
