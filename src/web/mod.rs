@@ -21,6 +21,7 @@ use crate::App;
 
 mod account;
 mod archive;
+mod catalog;
 pub(crate) mod forms;
 mod requests;
 mod scrub;
@@ -128,6 +129,7 @@ pub fn error_pages() -> Result<crate::error::ErrorPages, minijinja::Error> {
 pub fn routes() -> Vec<Route> {
     let mut r = archive::routes();
     r.extend(account::routes());
+    r.extend(catalog::routes());
     r.extend(requests::routes());
     r.extend(viewer::routes());
     r.extend(scrub::routes());
