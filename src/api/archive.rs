@@ -63,12 +63,26 @@ async fn list_categories(app: &State<App>, who: Principal) -> AppResult<Json<Vec
 async fn create_category(
     app: &State<App>,
     who: Principal,
-    b: Body<NewCategory>,
+    b: Body<serde_json::Value>,
 ) -> AppResult<(Status, Json<Category>)> {
+    let (new, declared) = declared_body::<NewCategory>(body(b)?)?;
     Ok((
         Status::Created,
-        Json(categories::create(app, &who, body(b)?).await?),
+        Json(categories::create_declared(app, &who, new, &declared).await?),
     ))
+}
+
+/// A category body with what it says about each field's sensitivity taken apart (privacy
+/// by default: a field that looks personal and says nothing is sensitive).
+fn declared_body<T: serde::de::DeserializeOwned>(
+    mut v: serde_json::Value,
+) -> AppResult<(T, Vec<crate::records::privacy::Declared>)> {
+    let declared = crate::records::privacy::declared_in_json(&mut v)?.unwrap_or_default();
+    let parsed = serde_json::from_value(v).map_err(|e| crate::error::AppError::Invalid {
+        field: None,
+        message: format!("invalid JSON body: {e}"),
+    })?;
+    Ok((parsed, declared))
 }
 
 #[get("/categories/<id>")]
@@ -85,9 +99,12 @@ async fn update_category(
     app: &State<App>,
     who: Principal,
     id: CategoryId,
-    b: Body<CategoryChanges>,
+    b: Body<serde_json::Value>,
 ) -> AppResult<Json<Category>> {
-    Ok(Json(categories::update(app, &who, id, body(b)?).await?))
+    let (changes, declared) = declared_body::<CategoryChanges>(body(b)?)?;
+    Ok(Json(
+        categories::update_declared(app, &who, id, changes, &declared).await?,
+    ))
 }
 
 #[post("/records", data = "<b>")]

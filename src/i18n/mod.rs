@@ -215,6 +215,11 @@ const FILES: &[(&str, &str, &str)] = &[
     ("en", "audit", include_str!("../../locales/en/audit.ftl")),
     ("en", "home", include_str!("../../locales/en/home.ftl")),
     (
+        "en",
+        "catalog",
+        include_str!("../../locales/en/catalog.ftl"),
+    ),
+    (
         "zh-CN",
         "common",
         include_str!("../../locales/zh-CN/common.ftl"),
@@ -253,6 +258,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "zh-CN",
         "home",
         include_str!("../../locales/zh-CN/home.ftl"),
+    ),
+    (
+        "zh-CN",
+        "catalog",
+        include_str!("../../locales/zh-CN/catalog.ftl"),
     ),
 ];
 

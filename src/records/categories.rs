@@ -1,5 +1,7 @@
 //! The classification tree. Schema changes never invalidate existing records: a field's
-//! type and sensitivity cannot change once it exists (add a new field instead), new fields
+//! type cannot change once it exists (add a new field instead), a field can be made
+//! sensitive but never made not sensitive again (its existing values are sealed then: see
+//! [`privacy`]), new fields
 //! are optional for records filed before them, and a removed field's values stay in the
 //! records and their history. Every schema a category has had is kept.
 
@@ -8,6 +10,7 @@ use std::collections::HashMap;
 use serde_json::json;
 
 use super::model::{Category, CategoryChanges, CategoryId, NewCategory};
+use super::privacy::{self, Declared};
 use super::repo;
 use super::schema::{check_schema, FieldDef};
 use sqlx::PgConnection;
@@ -137,7 +140,19 @@ fn check_common(name: &str, department: &str, retention_years: i32) -> AppResult
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn create(app: &App, who: &Principal, mut new: NewCategory) -> AppResult<Category> {
+pub async fn create(app: &App, who: &Principal, new: NewCategory) -> AppResult<Category> {
+    create_declared(app, who, new, &[]).await
+}
+
+/// [`create`] with what the archivist said about each field's sensitivity (privacy by
+/// default: see [`privacy`]).
+#[tracing::instrument(skip_all)]
+pub async fn create_declared(
+    app: &App,
+    who: &Principal,
+    mut new: NewCategory,
+    declared: &[Declared],
+) -> AppResult<Category> {
     unit!(app.db, |tx| {
         tx.authorize::<ManageCategory>(&app.policies, who, None, None)?;
         Ok(())
@@ -157,6 +172,7 @@ pub async fn create(app: &App, who: &Principal, mut new: NewCategory) -> AppResu
     }
     check_common(&new.name, &new.department, new.retention_years)?;
     check_schema(&mut new.fields)?;
+    privacy::apply_defaults(&mut new.fields, declared, None)?;
     unit!(app.db, |tx| {
         if let Some(parent) = new.parent_id {
             if !repo::category_exists(&mut tx, parent).await? {
@@ -180,6 +196,7 @@ pub async fn create(app: &App, who: &Principal, mut new: NewCategory) -> AppResu
                     "code": new.code, "name": new.name, "sensitivity": new.sensitivity,
                     "department": new.department,
                     "fields": new.fields.iter().map(|f| &f.name).collect::<Vec<_>>(),
+                    "sensitive_fields": new.fields.iter().filter(|f| f.sensitive).map(|f| &f.name).collect::<Vec<_>>(),
                 })),
         )
         .await?;
@@ -193,6 +210,19 @@ pub async fn update(
     who: &Principal,
     id: CategoryId,
     changes: CategoryChanges,
+) -> AppResult<Category> {
+    update_declared(app, who, id, changes, &[]).await
+}
+
+/// [`update`] with what the archivist said about each field's sensitivity. A field made
+/// sensitive has its existing values sealed in the same unit of work.
+#[tracing::instrument(skip_all)]
+pub async fn update_declared(
+    app: &App,
+    who: &Principal,
+    id: CategoryId,
+    changes: CategoryChanges,
+    declared: &[Declared],
 ) -> AppResult<Category> {
     let current = unit!(app.db, |tx| {
         tx.authorize::<ManageCategory>(
@@ -221,17 +251,18 @@ pub async fn update(
             check_schema(&mut fields)?;
             for (i, f) in fields.iter().enumerate() {
                 if let Some(old) = current.field(&f.name) {
-                    if old.kind != f.kind || old.sensitive != f.sensitive {
+                    if old.kind != f.kind {
                         return Err(AppError::invalid(
-                            format!("fields[{i}]"),
+                            format!("fields[{i}].type"),
                             format!(
-                                "the type and sensitivity of existing field `{}` cannot change; add a new field instead",
+                                "the type of existing field `{}` cannot change; add a new field instead",
                                 f.name
                             ),
                         ));
                     }
                 }
             }
+            privacy::apply_defaults(&mut fields, declared, Some(&current))?;
             let added: Vec<&str> = fields
                 .iter()
                 .filter(|f| current.field(&f.name).is_none())
@@ -243,6 +274,10 @@ pub async fn update(
                 .filter(|o| !fields.iter().any(|f| f.name == o.name))
                 .map(|o| o.name.as_str())
                 .collect();
+            detail["fields_made_sensitive"] = json!(privacy::made_sensitive(&current, &fields)
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>());
             detail["fields_added"] = json!(added);
             detail["fields_removed"] = json!(removed);
             Some(fields)
@@ -263,6 +298,13 @@ pub async fn update(
             who.user().id,
         )
         .await?;
+        if let Some(fields) = &new_fields {
+            let made = privacy::made_sensitive(&current, fields);
+            if !made.is_empty() {
+                let sealed = privacy::seal_existing(&mut tx, app, id, &made).await?;
+                detail["sealed_values"] = json!(sealed);
+            }
+        }
         tx.audit(
             &who.actor(),
             Event::new("category.update", Outcome::Success)

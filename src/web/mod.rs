@@ -22,6 +22,7 @@ use crate::App;
 mod account;
 mod accounts;
 mod archive;
+mod catalog;
 pub(crate) mod forms;
 mod locations;
 mod requests;
@@ -139,6 +140,7 @@ pub fn error_pages() -> Result<crate::error::ErrorPages, minijinja::Error> {
 pub fn routes() -> Vec<Route> {
     let mut r = archive::routes();
     r.extend(account::routes());
+    r.extend(catalog::routes());
     r.extend(requests::routes());
     r.extend(viewer::routes());
     r.extend(scrub::routes());

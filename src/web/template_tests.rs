@@ -302,16 +302,42 @@ fn every_template_renders_with_realistic_data() {
     page(
         "categories.html",
         common(json!({
-            "categories": [category()], "can_manage": true, "error": "code taken",
+            "categories": [category()], "can_manage": true,
+            "errors": {"fields": {"code": "a category with code CUST already exists"},
+                       "general": [], "first": "code"},
+            "levels": ["public", "internal", "confidential", "secret"],
             "form": {"code": "X", "name": "Y", "parent_id": ID, "sensitivity": "secret",
-                     "department": "Retail", "retention_years": 7},
+                     "department": "Retail", "retention_years": "7"},
         })),
     );
     page(
         "category.html",
         common(json!({
-            "category": category(), "can_manage": true, "error": "bad field",
-            "rows": category()["fields"], "types": ["text", "number", "date", "phone", "id_number", "email", "choice"],
+            "category": category(), "can_manage": true,
+            "errors": {"fields": {"fields[3].sensitive": "looks like personal data"},
+                       "general": ["not allowed"], "first": "fields[3].sensitive"},
+            "form": {"name": "Contracts", "sensitivity": "confidential", "department": "Retail",
+                     "retention_years": "10"},
+            "levels": ["public", "internal", "confidential", "secret"],
+            "plain_personal": ["E-mail"],
+            "rows": [
+                {"name": "customer", "label": "Customer", "type": "text", "required": true,
+                 "sensitive": "no", "confirm_not_sensitive": false, "choices": "",
+                 "existing": true, "was_sensitive": false, "personal": null},
+                {"name": "phone", "label": "Phone", "type": "phone", "required": false,
+                 "sensitive": "yes", "confirm_not_sensitive": false, "choices": "",
+                 "existing": true, "was_sensitive": true, "personal": "phone"},
+                {"name": "tier", "label": "Tier", "type": "choice", "required": true,
+                 "sensitive": "no", "confirm_not_sensitive": false, "choices": "gold, silver",
+                 "existing": true, "was_sensitive": false, "personal": null},
+                {"name": "xm", "label": "姓名", "type": "text", "required": false,
+                 "sensitive": "no", "confirm_not_sensitive": false, "choices": "",
+                 "existing": false, "was_sensitive": false, "personal": "name"},
+                {"name": "", "label": "", "type": "text", "required": false,
+                 "sensitive": "", "confirm_not_sensitive": false, "choices": "",
+                 "existing": false, "was_sensitive": false, "personal": null},
+            ],
+            "types": ["text", "number", "date", "phone", "id_number", "email", "choice"],
         })),
     );
     page(
@@ -355,13 +381,18 @@ fn every_template_renders_with_realistic_data() {
     page(
         "search.html",
         common(json!({
-            "error": "bad date", "categories": [category()],
+            "errors": {"fields": {"from": "must be a date as YYYY-MM-DD"}, "general": [],
+                       "first": "from"},
+            "first": 21, "last": 40, "categories": [category()],
             "q": {"q": "lease", "phone": "138", "id_number": null, "category": "CONTR",
                   "from": "2026-01-01", "to": "2026-12-31", "storeroom": "A", "shelf": "3", "box": "12"},
             "result": {"page": 2, "has_more": true, "hits": [{
                 "id": ID, "reference": "CONTR-2026-000123", "title": "Lease",
                 "category": {"path": "Customers / Contracts"},
-                "fields": [{"label": "Customer", "value": "ACME"}, {"label": "Phone", "value": null}],
+                "created_at": T,
+                "fields": [{"label": "Customer", "value": "ACME", "masked": false},
+                           {"label": "Phone", "value": "138****5678", "masked": true},
+                           {"label": "Signed", "value": null, "masked": false}],
                 "physical": {"storeroom": "A", "shelf": "3", "box": "12", "status": "in_store"}}]},
             "prev_url": "/search?page=1", "next_url": "/search?page=3",
         })),

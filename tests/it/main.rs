@@ -8,6 +8,7 @@ mod audit_page;
 mod audit_trail;
 mod auth;
 mod backup;
+mod catalog;
 mod checkpoints;
 mod common;
 mod crash;
