@@ -22,6 +22,7 @@ use crate::App;
 mod account;
 mod archive;
 pub(crate) mod forms;
+mod record;
 mod requests;
 mod scrub;
 #[cfg(test)]
@@ -128,6 +129,7 @@ pub fn error_pages() -> Result<crate::error::ErrorPages, minijinja::Error> {
 pub fn routes() -> Vec<Route> {
     let mut r = archive::routes();
     r.extend(account::routes());
+    r.extend(record::routes());
     r.extend(requests::routes());
     r.extend(viewer::routes());
     r.extend(scrub::routes());
