@@ -1,1 +1,121 @@
 # records：本区域页面的文字。各语言的键相同。
+
+## 档案的共用词汇（由本区域维护，各页面通用）
+physical-in_store = 在库
+physical-on_loan = 借出
+physical-missing = 缺失
+physical-destroyed = 已销毁
+type-text = 文本
+type-number = 数字
+type-date = 日期
+type-phone = 电话号码
+type-id_number = 证件号码
+type-email = 电子邮箱
+type-choice = 选项
+sensitivity-public = 公开
+sensitivity-internal = 内部
+sensitivity-confidential = 机密
+sensitivity-secret = 绝密
+
+## 归档
+rec-new-title = 档案归档
+rec-category = 类别
+rec-new-choose = 选择
+rec-new-choose-hint = 请选择档案所属类别，表单按该类别的字段生成。
+rec-title = 题名
+rec-reference = 档号
+rec-choose-one = （请选择）
+rec-sensitive-hint = 敏感：加密保存，脱敏显示
+rec-title-warning-hint = 题名不做脱敏。请勿在题名中写入姓名、电话或证件号码；如确需使用该题名归档，请在下方确认。
+rec-file-anyway = 仍按此题名归档
+rec-new-physical = 实体档案（可选）：纸质档案的存放位置
+rec-new-physical-hint = 从库房登记中选择库房、架和盒；无纸质档案时三项均留空。
+rec-storeroom = 库房
+rec-shelf = 架
+rec-box = 盒
+rec-new-submit = 归档
+
+## 档案页面
+rec-nav-label = 本档案的各部分
+rec-tab-details = 著录信息
+rec-tab-physical = 实体档案
+rec-tab-files = 电子文件
+rec-tab-request = 申请调阅
+rec-tab-history = 修改记录
+rec-revision-n = 第 { $revision } 版
+rec-filed-on = 归档于 { $when }
+rec-masked = 已脱敏
+rec-masked-hint = 已脱敏的内容仅在查询或调阅申请获批后完整显示。
+rec-location = 存放位置
+rec-no-physical = 本档案未登记纸质档案。
+rec-moves = 移库与状态变更
+rec-when = 时间
+rec-from = 原位置
+rec-to = 新位置
+rec-status = 状态
+rec-why = 原因
+rec-by = 经办人
+rec-who = 修改人
+rec-move-reason-filed = 归档
+rec-move-title = 移库或变更状态
+rec-move-hint = 填写新位置、新状态，或两者都填。
+rec-status-unchanged = （不变）
+rec-reason = 原因
+rec-move-submit = 保存
+rec-view-grant = 您持有本档案的调阅授权，有效期至 { $until }：可在只读阅览器中查看其文件。
+rec-file-version = 版本
+rec-file-name = 文件名
+rec-file-type = 类型
+rec-file-size = 大小
+rec-file-uploaded = 上传时间
+rec-open-viewer = 在阅览器中打开
+rec-no-files = 暂无文件。
+rec-files-need-grant = 如需查看这些文件，请在下方申请调阅。
+rec-upload-label = 上传扫描件或文件（加密保存；同名文件将生成新版本）
+rec-upload-submit = 上传
+rec-upload-failed = 上传失败
+rec-upload-lost = 上传失败：连接已中断。
+rec-upload-done = 已上传并加密。
+rec-my-requests = 您对本档案的申请
+rec-filed = 申请时间
+rec-kind = 类型
+rec-purpose = 用途
+rec-state = 状态
+rec-grant = 授权
+rec-until = 至 { $when }
+rec-ask-kind = 您需要什么？
+rec-explain-lookup = 查看本档案脱敏内容（电话、证件号码等）的完整信息。
+rec-explain-view = 在只读阅览器中查看其文件（不可下载、不可打印）。
+rec-explain-borrow = 借出纸质档案，到借阅台领取。
+rec-explain-export = 将文件副本打包导出为 zip，仅可下载一次。
+rec-route-none = { $sensitivity }档案不提供此项。
+rec-route-at-once = 提交即批准；最长 { $hours } 小时。
+rec-route-needs = 需经 { $approvals } 名{ $role }审批；最长 { $hours } 小时。
+rec-route-same-department = （须为档案所属部门）
+rec-approver-supervisor = 主管
+rec-approver-archivist = 档案员
+rec-approver-admin = 管理员
+rec-approver-auditor = 审计员
+rec-approver-employee = 员工
+rec-ask-purpose = 用途：为何需要
+rec-ask-purpose-rule = 至少 { $min_cjk } 个汉字或 { $min } 个字母；审批人会阅读，并记入审计日志
+rec-ask-hours = 需要多少小时（不超过所选类型的上限）
+rec-ask-submit = 提交申请
+rec-what-changed = 修改内容
+rec-history-filed = 归档
+rec-change-changed = 已修改
+rec-change-added = 已添加
+rec-change-removed = 已删除
+rec-edit-title = 更正本档案
+rec-edit-sensitive-hint = （敏感：留空则保持不变）
+rec-edit-reason = 更正原因
+rec-edit-submit = 保存更正
+
+## 操作确认
+flash-rec-filed = 档案 { $reference } 已归档。
+flash-rec-corrected = 档案 { $reference } 已更正（第 { $revision } 版）。
+flash-rec-moved = { $reference } 的存放位置和状态已保存。
+flash-rec-uploaded = { $name } 已上传（第 { $version } 版）。
+
+## 消息中的字段名
+field-category_id = 类别

@@ -371,6 +371,7 @@ async fn file_batch(
                 fields: BTreeMap::new(),
                 physical: row.location.clone(),
                 external_id: Some(row.external_id.clone()),
+                allow_title_with_sensitive: true,
             };
             let id = super::create_in(&mut tx, app, who, category, &row.title, &row.checked, &new)
                 .await?;

@@ -68,6 +68,55 @@ fn check_title(title: &str) -> AppResult<String> {
     Ok(t.to_string())
 }
 
+/// Text as compared by [`title_reveals`]: lower case, without white space.
+fn squeezed(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Refuses a title that contains the value of a sealed (masked) field: the title is shown
+/// unmasked to everyone who may see the record, so the customer's name or phone number in
+/// it would defeat the field's mask. Compared without case and white space; phone and ID
+/// numbers also without separators. Values shorter than two characters are not compared.
+pub(crate) fn title_reveals(
+    category: &Category,
+    title: &str,
+    checked: &BTreeMap<String, Checked>,
+) -> AppResult<()> {
+    let plain_title = squeezed(title);
+    let bare_title: String = plain_title
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect();
+    for def in category.fields.iter().filter(|d| sealed(d)) {
+        let Some(c) = checked.get(&def.name) else {
+            continue;
+        };
+        let value = squeezed(&c.value);
+        if value.chars().count() < 2 {
+            continue;
+        }
+        let numeric = matches!(def.kind, FieldType::Phone | FieldType::IdNumber);
+        let found = plain_title.contains(&value)
+            || (numeric && {
+                let bare: String = value.chars().filter(|c| c.is_alphanumeric()).collect();
+                bare.chars().count() >= 2 && bare_title.contains(&bare)
+            });
+        if found {
+            return Err(AppError::invalid(
+                "title",
+                format!(
+                    "contains the value of the sensitive field {}, which would defeat its mask",
+                    def.label()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Loads a record and its category and checks `A` on it. A refused or missing record is
 /// audited (without values); the permit is bound to the record.
 #[tracing::instrument(skip_all)]
@@ -206,6 +255,9 @@ pub async fn create(app: &App, who: &Principal, new: NewRecord) -> AppResult<Rec
             Err(e) => return Err(e),
         };
         let checked = check_all(&category.fields, &new.fields)?;
+        if !new.allow_title_with_sensitive {
+            title_reveals(&category, &title, &checked)?;
+        }
         create_in(&mut tx, app, who, &category, &title, &checked, &new).await
     })?;
     get(app, who, id).await

@@ -136,6 +136,10 @@ pub struct NewRecord {
     /// Identifier in the source system of an import, so a re-run skips what was filed.
     #[serde(default)]
     pub external_id: Option<String>,
+    /// Files the record even though its title contains the value of a sensitive field
+    /// (which the title, never masked, would then show to everyone who may see the record).
+    #[serde(default)]
+    pub allow_title_with_sensitive: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -25,6 +25,7 @@ mod archive;
 mod catalog;
 pub(crate) mod forms;
 mod locations;
+mod record;
 mod requests;
 mod scrub;
 #[cfg(test)]
@@ -141,6 +142,7 @@ pub fn routes() -> Vec<Route> {
     let mut r = archive::routes();
     r.extend(account::routes());
     r.extend(catalog::routes());
+    r.extend(record::routes());
     r.extend(requests::routes());
     r.extend(viewer::routes());
     r.extend(scrub::routes());

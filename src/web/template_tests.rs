@@ -340,44 +340,95 @@ fn every_template_renders_with_realistic_data() {
             "types": ["text", "number", "date", "phone", "id_number", "email", "choice"],
         })),
     );
-    page(
+    let filing = page(
         "record_new.html",
         common(json!({
-            "categories": [category()], "category": category(), "error": "customer: required",
-            "form": {"title": "Lease", "fields": {"customer": "ACME", "tier": "gold"},
+            "categories": [category()], "category": category(), "title_warning": true,
+            "errors": {"fields": {"field-customer": "is required", "title": "contains the value of the sensitive field Phone, which would defeat its mask"},
+                       "general": [], "first": "title"},
+            "form": {"title": "Lease 13812345678", "fields": {"customer": "ACME", "tier": "gold", "phone": "13812345678"},
                      "storeroom": "A", "shelf": "3", "box": "12"},
+            "places": {"storerooms": [["A", "Main storeroom"]], "shelves": ["3"], "boxes": ["12"]},
         })),
+    );
+    assert!(filing.contains("id=\"e-field-customer\""), "{filing}");
+    assert!(
+        filing.contains("value=\"13812345678\""),
+        "sensitive values are kept: {filing}"
+    );
+    assert!(
+        filing.contains("name=\"allow_title_with_sensitive\""),
+        "{filing}"
+    );
+    assert!(
+        filing.contains("<datalist id=\"l-boxes\"><option value=\"12\">"),
+        "{filing}"
+    );
+    page(
+        "record_new.html",
+        common(
+            json!({"categories": [category()], "category": null, "errors": null, "form": {"fields": {}},
+                      "places": {"storerooms": [], "shelves": [], "boxes": []}}),
+        ),
     );
     let record = json!({
         "id": ID, "reference": "CONTR-2026-000123", "title": "Lease",
         "category": {"path": "Customers / Contracts", "sensitivity": "confidential"},
         "revision": 3, "created_at": T,
         "fields": [
-            {"label": "Customer", "value": "ACME", "masked": false},
-            {"label": "Phone", "value": "138****5678", "masked": true},
-            {"label": "Signed", "value": null, "masked": false},
+            {"name": "customer", "label": "Customer", "type": "text", "value": "ACME", "masked": false},
+            {"name": "phone", "label": "Phone", "type": "phone", "value": "138****5678", "masked": true},
+            {"name": "signed", "label": "Signed", "type": "date", "value": null, "masked": false},
         ],
         "physical": {"storeroom": "A", "shelf": "3", "box": "12", "status": "in_store"},
     });
-    page(
-        "record.html",
-        common(json!({
-            "record": record, "message": "saved", "error": "bad move", "can_edit": true,
-            "moves": [{"moved_at": T, "from_location": "A/3/12", "to_location": "B/1/1",
-                       "from_status": "in_store", "to_status": "in_store", "reason": "reshelving",
-                       "moved_by": "Li Wei"}],
-            "view_grant": {"id": ID, "valid_until": T},
-            "files": [{"id": ID2, "version": 1, "original_name": "lease.pdf",
-                       "media_type": "application/pdf", "size": 12345,
-                       "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-                       "uploaded_at": T}],
-            "my_requests": [{"id": ID, "created_at": T, "kind": "view", "purpose": "complaint",
-                             "state": "approved", "grant": {"state": "active", "valid_until": T}}],
-            "ask_error": "purpose: required",
-            "kinds": [{"value": "lookup", "label": "Lookup"}, {"value": "view", "label": "View"}],
-            "asked": {"kind": "view", "purpose": "complaint", "duration_hours": 24},
-        })),
-    );
+    let errors = |name: &str| json!({"fields": {name: "must say why"}, "general": ["conflict"], "first": name});
+    for (can_edit, can_request) in [(true, true), (false, false)] {
+        let html = page(
+            "record.html",
+            common(json!({
+                "record": record, "can_edit": can_edit, "can_request": can_request, "any_masked": true,
+                "moves": [{"moved_at": T, "from_location": "A/3/12", "to_location": "B/1/1",
+                           "from_status": "in_store", "to_status": "on_loan", "reason": "filed",
+                           "moved_by": "Li Wei"}],
+                "view_grant": {"id": ID, "valid_until": T},
+                "files": [{"id": ID2, "version": 1, "original_name": "lease.pdf",
+                           "media_type": "application/pdf", "size": 12345,
+                           "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                           "uploaded_at": T}],
+                "my_requests": [{"id": ID, "created_at": T, "kind": "view", "purpose": "complaint",
+                                 "state": "approved", "grant": {"state": "active", "valid_until": T}}],
+                "ask_errors": errors("ask-purpose"), "edit_errors": errors("edit-field-customer"),
+                "move_errors": errors("move-reason"), "open_edit": true, "open_move": true,
+                "edit": {"title": "Lease", "fields": {"customer": "ACME", "phone": "13900000000"}, "reason": "typo"},
+                "moved": {"storeroom": "B", "shelf": "1", "box": "1", "status": "missing", "reason": "x"},
+                "kinds": [{"value": "lookup", "route": {"approvals": 0, "approver_role": "supervisor", "same_department": false, "max_hours": 24}},
+                          {"value": "view", "route": {"approvals": 2, "approver_role": "supervisor", "same_department": true, "max_hours": 72}},
+                          {"value": "export", "route": null}],
+                "asked": {"kind": "view", "purpose": "complaint", "duration_hours": 24},
+                "revisions": [{"revision": 1, "author": "li.wei", "created_at": T, "reason": "filed", "filed": true, "changes": []},
+                              {"revision": 2, "author": "li.wei", "created_at": T, "reason": "typo", "filed": false,
+                               "changes": [{"label": "Customer", "change": "changed", "sensitive": false, "from": "ACM", "to": "ACME"},
+                                           {"label": "Phone", "change": "changed", "sensitive": true, "from": null, "to": null},
+                                           {"label": "title", "change": "changed", "sensitive": false, "from": "L", "to": "Lease"}]}],
+                "places": {"storerooms": [["A", "Main"]], "shelves": ["3"], "boxes": ["12"]},
+                "statuses": ["in_store", "missing", "destroyed"],
+                "min_purpose": 15, "min_purpose_cjk": 6,
+            })),
+        );
+        assert!(html.contains("12.1 KB"), "{html}");
+        assert!(html.contains("Customer changed (ACM → ACME)"), "{html}");
+        assert_eq!(
+            html.contains("action=\"/records/6b1f1c1e-2f57-4a43-9d0b-1d3c8a9e2b10/edit\""),
+            can_edit
+        );
+        assert_eq!(html.contains("id=\"upload\""), can_edit);
+        assert_eq!(html.contains("name=\"purpose\""), can_request);
+        assert_eq!(
+            html.contains("Needs 2 approvals by a supervisor"),
+            can_request
+        );
+    }
     page(
         "search.html",
         common(json!({

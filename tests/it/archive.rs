@@ -627,7 +627,7 @@ async fn html_pages_file_show_and_search_records() {
     assert_eq!(res.status(), Status::UnprocessableEntity);
     let html = res.into_string().await.unwrap();
     assert!(
-        html.contains("phone: must be a phone number") && html.contains("Kept Co"),
+        html.contains("id=\"e-field-phone\">must be a phone number") && html.contains("Kept Co"),
         "{html}"
     );
     let res = app.client.post("/records").cookie(cookie.clone()).header(ContentType::Form)

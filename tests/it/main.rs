@@ -26,6 +26,7 @@ mod pages;
 #[path = "../fixtures/pdf.rs"]
 mod pdf_fixture;
 mod process;
+mod record_pages;
 mod requests;
 mod rotation;
 mod routes;

@@ -206,8 +206,7 @@ async fn a_request_filed_on_the_record_page_is_approved_in_the_queue_and_opens_t
         .await;
     assert_eq!(a.status, Status::UnprocessableEntity, "{}", a.html);
     assert!(
-        a.html
-            .contains("purpose: say why you need it, in 15 to 2000 characters"),
+        a.html.contains("id=\"e-ask-purpose\">say why you need it"),
         "{}",
         a.html
     );
@@ -227,7 +226,7 @@ async fn a_request_filed_on_the_record_page_is_approved_in_the_queue_and_opens_t
     assert_eq!(a.status, Status::UnprocessableEntity);
     assert!(a
         .html
-        .contains("duration_hours: enter a whole number of hours"));
+        .contains("id=\"e-ask-duration_hours\">enter a whole number of hours"));
     // A form without the session's token is refused outright.
     let res = app
         .client
