@@ -23,6 +23,7 @@ mod pages;
 #[path = "../fixtures/pdf.rs"]
 mod pdf_fixture;
 mod process;
+mod request_pages;
 mod requests;
 mod rotation;
 mod routes;
