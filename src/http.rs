@@ -49,3 +49,52 @@ impl<'r> Responder<'r, 'static> for ZipDownload {
             .ok()
     }
 }
+
+/// A table for a spreadsheet (`crate::sheet`), as a dated attachment, never cached.
+pub struct SheetDownload {
+    bytes: Vec<u8>,
+    media_type: &'static str,
+    file_name: String,
+}
+
+impl SheetDownload {
+    /// `stem` is the file name without date and extension (ASCII: it goes into a header).
+    pub fn csv(sheet: &crate::sheet::Sheet, stem: &str) -> SheetDownload {
+        SheetDownload {
+            bytes: sheet.to_csv(),
+            media_type: crate::sheet::CSV_MEDIA_TYPE,
+            file_name: Self::name(stem, "csv"),
+        }
+    }
+
+    pub fn xlsx(sheet: &crate::sheet::Sheet, stem: &str) -> AppResult<SheetDownload> {
+        Ok(SheetDownload {
+            bytes: sheet.to_xlsx()?,
+            media_type: crate::sheet::XLSX_MEDIA_TYPE,
+            file_name: Self::name(stem, "xlsx"),
+        })
+    }
+
+    fn name(stem: &str, ext: &str) -> String {
+        let stem: String = stem
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        format!("{stem}-{}.{ext}", chrono::Utc::now().format("%Y-%m-%d"))
+    }
+}
+
+impl<'r> Responder<'r, 'static> for SheetDownload {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let media = ContentType::parse_flexible(self.media_type).unwrap_or(ContentType::Binary);
+        Response::build()
+            .header(media)
+            .raw_header(
+                "Content-Disposition",
+                format!("attachment; filename=\"{}\"", self.file_name),
+            )
+            .raw_header("Cache-Control", "no-store")
+            .sized_body(self.bytes.len(), std::io::Cursor::new(self.bytes))
+            .ok()
+    }
+}

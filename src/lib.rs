@@ -19,6 +19,7 @@ pub mod policy;
 pub mod records;
 pub mod requests;
 pub mod rotation;
+pub mod sheet;
 pub mod storage;
 pub mod telemetry;
 pub mod text;

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::{body, Body};
 use crate::auth::Principal;
 use crate::error::AppResult;
-use crate::http::{id, ZipDownload};
+use crate::http::{id, SheetDownload, ZipDownload};
 use crate::requests::{
     self, exports, loans, Filter, GrantView, NewRequest, RequestList, RequestView,
 };
@@ -28,6 +28,7 @@ pub fn routes() -> Vec<Route> {
         give_back,
         list_loans,
         loans_csv,
+        loans_xlsx,
         prepare_export,
         download_export
     ]
@@ -151,15 +152,21 @@ async fn list_loans(
     ))
 }
 
+/// The loans register for programs: machine column names, RFC 3339 times; CSV (UTF-8
+/// with a byte-order mark) or `.xlsx`.
 #[get("/loans/register.csv")]
-async fn loans_csv(
-    app: &State<App>,
-    who: Principal,
-) -> AppResult<(rocket::http::ContentType, String)> {
-    Ok((
-        rocket::http::ContentType::CSV,
-        loans::register_csv(app, &who).await?,
+async fn loans_csv(app: &State<App>, who: Principal) -> AppResult<SheetDownload> {
+    let loans = loans::register(app, &who, "csv").await?;
+    Ok(SheetDownload::csv(
+        &loans::register_sheet(&loans, None),
+        "loans-register",
     ))
+}
+
+#[get("/loans/register.xlsx")]
+async fn loans_xlsx(app: &State<App>, who: Principal) -> AppResult<SheetDownload> {
+    let loans = loans::register(app, &who, "xlsx").await?;
+    SheetDownload::xlsx(&loans::register_sheet(&loans, None), "loans-register")
 }
 
 #[post("/exports/<rid>", data = "<b>")]

@@ -105,11 +105,12 @@ pub async fn checkout(app: &App, who: &Principal, request: Uuid, c: Checkout) ->
                     "the borrow grant has expired or was revoked".into(),
                 ))
             }
-            (s, _) => {
-                return Err(AppError::Conflict(format!(
-                    "the request is {s}, not approved"
-                )))
+            ("pending", _) => {
+                return Err(AppError::Conflict(
+                    "the request is still waiting for approval".into(),
+                ))
             }
+            _ => return Err(AppError::Conflict("the request was not approved".into())),
         };
         if c.due_date > valid_until.date_naive() {
             return Err(AppError::invalid(
@@ -128,8 +129,24 @@ pub async fn checkout(app: &App, who: &Principal, request: Uuid, c: Checkout) ->
         .await?;
         let (status, box_id) =
             status.ok_or_else(|| AppError::Conflict("the record has no physical file".into()))?;
-        if status != "in_store" {
-            return Err(AppError::Conflict(format!("the physical file is {status}")));
+        match status.as_str() {
+            "in_store" => {}
+            "on_loan" => return Err(AppError::Conflict("the file is already on loan".into())),
+            "missing" => {
+                return Err(AppError::Conflict(
+                    "the physical file is reported missing".into(),
+                ))
+            }
+            "destroyed" => {
+                return Err(AppError::Conflict(
+                    "the physical file has been destroyed".into(),
+                ))
+            }
+            _ => {
+                return Err(AppError::Conflict(
+                    "the physical file is not in store".into(),
+                ))
+            }
         }
         let id = Uuid::new_v4();
         sqlx::query("INSERT INTO loans (id, request_id, record_id, borrower_id, checked_out_by, due_date) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -321,61 +338,114 @@ pub async fn list(app: &App, who: &Principal, overdue_only: bool) -> AppResult<V
     .await?))
 }
 
-/// A cell a spreadsheet will not run as a formula.
-fn cell(v: &str) -> String {
-    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{v}")
-    } else {
-        v.to_string()
-    };
-    if v.contains([',', '"', '\n']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v
-    }
-}
-
-/// The loans register as CSV.
+/// The loans register (every loan, newest first), for a download; the export is audited.
 #[tracing::instrument(skip_all)]
-pub async fn register_csv(app: &App, who: &Principal) -> AppResult<String> {
+pub async fn register(app: &App, who: &Principal, format: &str) -> AppResult<Vec<Loan>> {
     let loans = list(app, who, false).await?;
-    let mut out = String::from("reference,title,borrower,approved_by,checked_out_by,out_at,due_date,returned_at,condition,overdue\n");
-    for l in &loans {
-        let row = [
-            cell(&l.reference),
-            cell(&l.title),
-            cell(&l.borrower),
-            cell(&l.approved_by),
-            cell(&l.checked_out_by),
-            l.out_at.to_rfc3339(),
-            l.due_date.to_string(),
-            l.returned_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
-            cell(l.condition.as_deref().unwrap_or("")),
-            l.overdue.to_string(),
-        ];
-        out.push_str(&row.join(","));
-        out.push('\n');
-    }
     unit!(app.db, |tx| {
         tx.audit(
             &who.actor(),
             Event::new("loan.register_export", Outcome::Success)
-                .detail(json!({"rows": loans.len()})),
+                .detail(json!({"rows": loans.len(), "format": format})),
         )
         .await
     })?;
-    Ok(out)
+    Ok(loans)
+}
+
+/// The columns of the register, as machine names (the API's CSV) and catalog keys.
+const REGISTER_COLUMNS: [&str; 10] = [
+    "reference",
+    "title",
+    "borrower",
+    "approved_by",
+    "checked_out_by",
+    "out_at",
+    "due_date",
+    "returned_at",
+    "condition",
+    "overdue",
+];
+
+/// The register as a table. With `ui`, for people: headers in their language, times in
+/// their zone, `overdue` as a word; without, for programs: the column names above,
+/// RFC 3339 times and `true`/`false`.
+pub fn register_sheet(loans: &[Loan], ui: Option<crate::i18n::Ui>) -> crate::sheet::Sheet {
+    use crate::i18n::{format_time, tr};
+    use crate::sheet::{Cell, Sheet};
+    let (name, headers) = match ui {
+        Some(ui) => (
+            tr(ui.lang, "req-loans-sheet-name", &[]),
+            REGISTER_COLUMNS
+                .iter()
+                .map(|c| tr(ui.lang, &format!("req-loans-col-{c}"), &[]))
+                .collect(),
+        ),
+        None => (
+            "loans".to_string(),
+            REGISTER_COLUMNS.iter().map(|c| c.to_string()).collect(),
+        ),
+    };
+    let mut sheet = Sheet::new(name, headers);
+    let time = |t: DateTime<Utc>| match ui {
+        Some(ui) => format_time(ui, t),
+        None => t.to_rfc3339(),
+    };
+    for l in loans {
+        let overdue = match ui {
+            Some(ui) if l.overdue => tr(ui.lang, "yes", &[]),
+            Some(_) => String::new(),
+            None => l.overdue.to_string(),
+        };
+        sheet.push(vec![
+            Cell::from(l.reference.as_str()),
+            Cell::from(l.title.as_str()),
+            Cell::from(l.borrower.as_str()),
+            Cell::from(l.approved_by.as_str()),
+            Cell::from(l.checked_out_by.as_str()),
+            Cell::from(time(l.out_at)),
+            Cell::from(l.due_date.to_string()),
+            Cell::from(l.returned_at.map(time)),
+            Cell::from(l.condition.clone()),
+            Cell::from(overdue),
+        ]);
+    }
+    sheet
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn csv_cells_are_neither_formulas_nor_broken() {
+    fn the_register_sheet_is_translated_for_people_and_stable_for_programs() {
+        let loan = Loan {
+            id: Uuid::nil(),
+            request_id: Uuid::nil(),
+            record_id: Uuid::nil(),
+            reference: "CONTR-1".into(),
+            title: "=cmd".into(),
+            borrower: "emp".into(),
+            checked_out_by: "arch".into(),
+            out_at: DateTime::parse_from_rfc3339("2026-11-29T01:30:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            due_date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+            returned_at: None,
+            condition: None,
+            approved_by: "sup".into(),
+            overdue: true,
+        };
+        let machine = register_sheet(std::slice::from_ref(&loan), None);
+        let csv = String::from_utf8(machine.to_csv()).unwrap();
+        assert!(csv.starts_with("\u{FEFF}reference,title,borrower,approved_by"));
+        assert!(csv.contains(",'=cmd,") && csv.contains("2026-11-29T01:30:00+00:00"));
+        let ui = crate::i18n::Ui::new(crate::i18n::Lang::ZhCn, chrono_tz::Tz::Asia__Shanghai);
+        let people = register_sheet(&[loan], Some(ui));
+        assert_eq!(people.headers[0], "档号");
         assert_eq!(
-            super::cell("=HYPERLINK(\"x\")"),
-            "\"'=HYPERLINK(\"\"x\"\")\""
+            people.rows[0][5],
+            crate::sheet::Cell::from("2026-11-29 09:30")
         );
-        assert_eq!(super::cell("a,b"), "\"a,b\"");
-        assert_eq!(super::cell("plain"), "plain");
     }
 }

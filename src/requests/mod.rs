@@ -13,6 +13,7 @@
 pub mod bundle;
 pub mod exports;
 pub mod loans;
+pub mod purpose;
 pub mod workflow;
 
 use std::collections::HashMap;
@@ -38,8 +39,9 @@ use crate::tx::Tx;
 use crate::users::Role;
 use crate::{unit, App};
 
-/// The shortest purpose, in visible characters (`text::visible_len`).
-pub const MIN_PURPOSE: usize = 15;
+/// The fewest visible characters an accepted purpose can have (six CJK characters; the
+/// whole rule is in [`purpose`]): what a form's `minlength` may ask for.
+pub const MIN_PURPOSE: usize = purpose::MIN_CJK;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -231,24 +233,15 @@ pub async fn create(app: &App, who: &Principal, new: NewRequest) -> AppResult<Re
     let (_permit, record, category) =
         crate::records::load_for::<RequestAccess>(app, who, new.record_id).await?;
     let purpose = new.purpose.trim().to_string();
-    // The minimum counts what a reader sees: zero-width and blank padding does not count.
-    if crate::text::visible_len(&purpose) < MIN_PURPOSE || purpose.chars().count() > 2000 {
-        return Err(AppError::invalid(
-            "purpose",
-            format!("say why you need it, in {MIN_PURPOSE} to 2000 characters"),
-        ));
-    }
+    // The minimum counts what a reader sees, a CJK character as 2.5 Latin ones.
+    purpose::check(&purpose)?;
     let route = app
         .workflows
         .route(new.kind, category.sensitivity, &category.code)
         .ok_or_else(|| {
             AppError::invalid(
                 "kind",
-                format!(
-                    "no workflow allows a {} request on {} records",
-                    new.kind.as_str(),
-                    category.sensitivity.as_str()
-                ),
+                "no workflow allows this kind of request on this record",
             )
         })?;
     if new.duration_hours == 0 || new.duration_hours > route.max_hours {
@@ -433,7 +426,16 @@ fn still_pending(v: &RequestView) -> AppResult<()> {
     match v.state.as_str() {
         "pending" => Ok(()),
         "expired" => Err(AppError::Conflict("the request has expired".into())),
-        other => Err(AppError::Conflict(format!("the request is {other}"))),
+        "approved" => Err(AppError::Conflict(
+            "the request has already been approved".into(),
+        )),
+        "rejected" => Err(AppError::Conflict(
+            "the request has already been rejected".into(),
+        )),
+        "cancelled" => Err(AppError::Conflict("the request has been cancelled".into())),
+        _ => Err(AppError::Conflict(
+            "the request is no longer pending".into(),
+        )),
     }
 }
 

@@ -5,25 +5,32 @@
 //! Guarantees: these handlers decide nothing. Every change is one service call that
 //! authorizes through the access policy and the request's workflow route; whether a form is
 //! shown is presentation only. Every POST carries the session's CSRF token (`CsrfForm`).
-//! Notices after a redirect are read back from the stored request, never taken as text from
-//! the URL. An export password appears only in the answer to the form that generates it,
-//! under `Cache-Control: no-store`, and never in a URL or a log.
+//! Confirmations never take text from the URL: after a successful form a confirmation
+//! (`flash-req-…`, with the reference and names read from the stored request) is set and
+//! the browser redirected; a refused form comes back (422/409) with its errors beside the
+//! field, the values typed kept and the focus on the first error. An export password
+//! appears only in the answer to the form that generates it, under
+//! `Cache-Control: no-store`, and never in a URL or a log.
 
 use chrono::NaiveDate;
 use minijinja::{context, Value};
 use rocket::form::FromForm;
+use rocket::http::CookieJar;
 use rocket::response::content::RawHtml;
+use rocket::response::Redirect;
 use rocket::{get, post, routes, Route, State};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::forms::FormErrors;
 use super::viewer::Guarded;
-use super::{me, redirect_or_show, CsrfOnly, Page};
+use super::{me, CsrfOnly, Page};
 use crate::auth::csrf::CsrfForm;
 use crate::auth::Principal;
 use crate::csrf_field;
 use crate::error::{AppError, AppResult};
-use crate::http::id;
+use crate::http::{id, SheetDownload};
+use crate::i18n::{flash, tr, Arg, Lang};
 use crate::records::files;
 use crate::records::model::{FileInfo, RecordId};
 use crate::requests::{self, exports, loans, Filter, Kind, RequestView};
@@ -45,6 +52,8 @@ pub fn routes() -> Vec<Route> {
         loans_page,
         loan_checkout,
         loan_return,
+        loans_register_csv,
+        loans_register_xlsx,
     ]
 }
 
@@ -90,37 +99,43 @@ async fn row<'a>(app: &App, who: &Principal, r: &'a RequestView) -> AppResult<Ro
     })
 }
 
-/// What just happened to request `done`, told from the request as stored.
-async fn notice(app: &App, who: &Principal, done: Option<&str>) -> AppResult<Option<String>> {
-    let Some(rid) = done.and_then(|d| d.parse::<Uuid>().ok()) else {
-        return Ok(None);
-    };
-    let v = match requests::get(app, who, rid).await {
-        Ok(v) => v,
-        Err(AppError::NotFound) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mine = v
-        .decisions
-        .iter()
-        .rev()
-        .find(|d| d.approver == who.user().username);
-    Ok(Some(match mine {
-        Some(d) if d.decision == "approve" => format!(
-            "You approved {} ({} request by {}): {} of {} approvals, the request is {}.",
-            v.reference,
-            v.kind,
-            v.requester,
-            approvals(&v),
-            v.required_approvals,
-            v.state
-        ),
-        Some(_) => format!(
-            "You rejected {} ({} request by {}).",
-            v.reference, v.kind, v.requester
-        ),
-        None => format!("{} ({} request) is now {}.", v.reference, v.kind, v.state),
-    }))
+/// The word for a request kind (`kind-view` → "view" / "调阅").
+fn kind_word(lang: Lang, kind: &str) -> String {
+    tr(lang, &format!("kind-{kind}"), &[])
+}
+
+/// Turns a refused form into the errors shown beside it: a field error is put under
+/// `name` (the input's id within the page), anything else is the form's general error.
+fn form_errors(lang: Lang, e: &AppError, name: &str) -> FormErrors {
+    FormErrors::from_error(lang, e, |_| name.to_string())
+}
+
+/// The usual end of a form post on these pages: on success a confirmation (flash) and a
+/// redirect; on invalid input or a conflict the page again, with the errors at the form
+/// (status 422/409); any other error propagates.
+async fn done_or_show<T, F, Fut>(
+    result: AppResult<T>,
+    cookies: &CookieJar<'_>,
+    on_success: impl FnOnce(&T) -> (String, &'static str, Vec<(&'static str, String)>),
+    show: F,
+) -> AppResult<Page>
+where
+    F: FnOnce(AppError) -> Fut,
+    Fut: std::future::Future<Output = AppResult<RawHtml<String>>>,
+{
+    match result {
+        Ok(v) => {
+            let (to, key, args) = on_success(&v);
+            let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            flash::set(cookies, key, &args);
+            Ok(Page::Redirect(Box::new(Redirect::to(to))))
+        }
+        Err(e @ (AppError::Invalid { .. } | AppError::Conflict(_))) => {
+            let status = e.status();
+            Ok(Page::Status((status, show(e).await?)))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 // ---- My requests ------------------------------------------------------------------------
@@ -128,8 +143,8 @@ async fn notice(app: &App, who: &Principal, done: Option<&str>) -> AppResult<Opt
 async fn render_mine(
     app: &App,
     who: &Principal,
-    notice: Option<String>,
-    error: Option<String>,
+    failed: Option<Uuid>,
+    errors: Option<FormErrors>,
 ) -> AppResult<RawHtml<String>> {
     let list = requests::list(
         app,
@@ -144,35 +159,44 @@ async fn render_mine(
     for r in &list.requests {
         rows.push(row(app, who, r).await?);
     }
+    // An error about a request no longer listed is shown above the table.
+    let failed = failed.filter(|f| rows.iter().any(|r| r.request.id == *f));
     app.templates.render(
         "requests.html",
         context! { me => me(who), csrf => who.csrf_token(), requests => rows,
-        notice => notice, error => error },
+        errors => errors, failed => failed.map(|f| f.to_string()) },
     )
 }
 
-#[get("/requests?<done>")]
-async fn my_requests(
-    app: &State<App>,
-    who: Principal,
-    done: Option<&str>,
-) -> AppResult<RawHtml<String>> {
-    let notice = notice(app, &who, done).await?;
-    render_mine(app, &who, notice, None).await
+#[get("/requests")]
+async fn my_requests(app: &State<App>, who: Principal) -> AppResult<RawHtml<String>> {
+    render_mine(app, &who, None, None).await
 }
 
 #[post("/requests/<rid>/cancel", data = "<_form>")]
 async fn cancel(
     app: &State<App>,
     who: Principal,
+    cookies: &CookieJar<'_>,
     rid: &str,
     _form: CsrfForm<CsrfOnly>,
 ) -> AppResult<Page> {
     let rid = id(rid)?;
-    redirect_or_show(
+    let lang = who.ui().lang;
+    done_or_show(
         requests::cancel(app, &who, rid).await,
-        |v| format!("/requests?done={}", v.id),
-        |msg| render_mine(app, &who, None, Some(msg)),
+        cookies,
+        |v| {
+            (
+                "/requests".to_string(),
+                "flash-req-cancelled",
+                vec![
+                    ("kind", kind_word(lang, &v.kind)),
+                    ("reference", v.reference.clone()),
+                ],
+            )
+        },
+        |e| render_mine(app, &who, Some(rid), Some(form_errors(lang, &e, "cancel"))),
     )
     .await
 }
@@ -195,21 +219,29 @@ async fn prepare_export(
     form: CsrfForm<ExportForm>,
 ) -> AppResult<Guarded<Page>> {
     let rid = id(rid)?;
+    let lang = who.ui().lang;
     let opts = exports::Prepare {
         encrypt: form.encrypt,
     };
     let page = match exports::prepare(app, &who, rid, opts).await {
         Ok(prepared) => {
             let request = requests::get(app, &who, rid).await?;
+            // This answer is the page itself (the password cannot go through a redirect),
+            // so the confirmation is part of it rather than a flash.
+            let notice = tr(
+                lang,
+                "flash-req-export-created",
+                &[("reference", Arg::from(&request.reference))],
+            );
             Page::Html(app.templates.render(
                 "export.html",
                 context! { me => me(&who), csrf => who.csrf_token(), export => prepared,
-                request => request, minutes => exports::LINK_MINUTES },
+                request => request, minutes => exports::LINK_MINUTES, notice => notice },
             )?)
         }
         Err(e @ (AppError::Invalid { .. } | AppError::Conflict(_))) => Page::Status((
             e.status(),
-            render_mine(app, &who, None, Some(e.public_message())).await?,
+            render_mine(app, &who, Some(rid), Some(form_errors(lang, &e, "export"))).await?,
         )),
         Err(e) => return Err(e),
     };
@@ -218,14 +250,20 @@ async fn prepare_export(
 
 // ---- one request ------------------------------------------------------------------------
 
-/// Fixed notices for the request page, named in its URL after a form.
+/// Fixed notices for the request page, named in its URL after a form of another page.
 fn fixed_notice(code: &str) -> Option<&'static str> {
     match code {
-        "filed" => Some("Your request has been filed."),
-        "decided" => Some("Your decision has been recorded."),
-        "revoked" => Some("The grant has been revoked: it no longer opens anything."),
+        "filed" => Some("req-notice-filed"),
         _ => None,
     }
+}
+
+/// A refused form of the request page: which section, the errors, and what was typed.
+struct Refused {
+    section: &'static str,
+    failed: Uuid,
+    errors: FormErrors,
+    typed: Value,
 }
 
 async fn render_request(
@@ -233,7 +271,7 @@ async fn render_request(
     who: &Principal,
     rid: Uuid,
     notice: Option<String>,
-    error: Option<String>,
+    refused: Option<Refused>,
 ) -> AppResult<RawHtml<String>> {
     let v = requests::get(app, who, rid).await?;
     let mine = v.requester_id == who.user().id.0;
@@ -241,11 +279,20 @@ async fn render_request(
     // again when it is taken.
     let (can_decide, can_revoke) = (v.may.decide, v.may.revoke);
     let r = row(app, who, &v).await?;
+    let (section, failed, errors, typed) = match refused {
+        Some(f) => (
+            Some(f.section),
+            Some(f.failed.to_string()),
+            Some(f.errors),
+            f.typed,
+        ),
+        None => (None, None, None, Value::from(())),
+    };
     app.templates.render(
         "request.html",
         context! { me => me(who), csrf => who.csrf_token(), r => r, mine => mine,
-        can_decide => can_decide, can_revoke => can_revoke,
-        notice => notice, error => error },
+        can_decide => can_decide, can_revoke => can_revoke, notice => notice,
+        section => section, failed => failed, errors => errors, typed => typed },
     )
 }
 
@@ -256,7 +303,8 @@ async fn request_page(
     rid: &str,
     notice: Option<&str>,
 ) -> AppResult<RawHtml<String>> {
-    let notice = notice.and_then(fixed_notice).map(str::to_string);
+    let lang = who.ui().lang;
+    let notice = notice.and_then(fixed_notice).map(|key| tr(lang, key, &[]));
     render_request(app, &who, id(rid)?, notice, None).await
 }
 
@@ -273,27 +321,55 @@ csrf_field!(DecisionForm);
 async fn decide(
     app: &App,
     who: &Principal,
+    cookies: &CookieJar<'_>,
     rid: &str,
     approve: bool,
     f: DecisionForm,
 ) -> AppResult<Page> {
     let rid = id(rid)?;
+    let lang = who.ui().lang;
     let to_request = f.back.as_deref() == Some("request");
     let result = requests::decide(app, who, rid, approve, &f.comment).await;
-    redirect_or_show(
+    let decision = if approve { "approve" } else { "reject" };
+    done_or_show(
         result,
+        cookies,
         |v| {
-            if to_request {
-                format!("/requests/{}?notice=decided", v.id)
+            let to = if to_request {
+                format!("/requests/{}", v.id)
             } else {
-                format!("/approvals?done={}", v.id)
-            }
+                "/approvals".to_string()
+            };
+            let mut args = vec![
+                ("kind", kind_word(lang, &v.kind)),
+                ("reference", v.reference.clone()),
+                ("requester", v.requester.clone()),
+            ];
+            let key = if approve {
+                args.push(("done", approvals(v).to_string()));
+                args.push(("needed", v.required_approvals.to_string()));
+                args.push(("state", tr(lang, &format!("state-{}", v.state), &[])));
+                "flash-req-approved"
+            } else {
+                "flash-req-rejected"
+            };
+            (to, key, args)
         },
-        |msg| async move {
+        |e| async move {
+            let errors = form_errors(lang, &e, &format!("{decision}-{rid}"));
+            let typed = Value::from_serialize(
+                serde_json::json!({"decision": decision, "comment": f.comment}),
+            );
             if to_request {
-                render_request(app, who, rid, None, Some(msg)).await
+                let refused = Refused {
+                    section: "decide",
+                    failed: rid,
+                    errors,
+                    typed,
+                };
+                render_request(app, who, rid, None, Some(refused)).await
             } else {
-                render_queue(app, who, None, Some((rid, msg))).await
+                render_queue(app, who, Some((rid, errors, typed))).await
             }
         },
     )
@@ -304,20 +380,22 @@ async fn decide(
 async fn approve(
     app: &State<App>,
     who: Principal,
+    cookies: &CookieJar<'_>,
     rid: &str,
     form: CsrfForm<DecisionForm>,
 ) -> AppResult<Page> {
-    decide(app, &who, rid, true, form.0).await
+    decide(app, &who, cookies, rid, true, form.0).await
 }
 
 #[post("/requests/<rid>/reject", data = "<form>")]
 async fn reject(
     app: &State<App>,
     who: Principal,
+    cookies: &CookieJar<'_>,
     rid: &str,
     form: CsrfForm<DecisionForm>,
 ) -> AppResult<Page> {
-    decide(app, &who, rid, false, form.0).await
+    decide(app, &who, cookies, rid, false, form.0).await
 }
 
 #[derive(FromForm)]
@@ -332,21 +410,45 @@ csrf_field!(RevokeForm);
 async fn revoke(
     app: &State<App>,
     who: Principal,
+    cookies: &CookieJar<'_>,
     rid: &str,
     form: CsrfForm<RevokeForm>,
 ) -> AppResult<Page> {
     let rid = id(rid)?;
+    let lang = who.ui().lang;
     let v = requests::get(app, &who, rid).await?;
-    let result = match &v.grant {
-        Some(g) => requests::revoke(app, &who, g.id, &form.reason).await,
+    let gid = v.grant.as_ref().map(|g| g.id);
+    let result = match gid {
+        Some(g) => requests::revoke(app, &who, g, &form.reason).await,
         None => Err(AppError::Conflict(
             "this request has no grant to revoke".into(),
         )),
     };
-    redirect_or_show(
+    let reason = form.0.reason;
+    done_or_show(
         result,
-        |_| format!("/requests/{rid}?notice=revoked"),
-        |msg| render_request(app, &who, rid, None, Some(msg)),
+        cookies,
+        |_| {
+            (
+                format!("/requests/{rid}"),
+                "flash-req-revoked",
+                vec![
+                    ("kind", kind_word(lang, &v.kind)),
+                    ("reference", v.reference.clone()),
+                    ("holder", v.requester.clone()),
+                ],
+            )
+        },
+        |e| async move {
+            let failed = gid.unwrap_or(rid);
+            let refused = Refused {
+                section: "revoke",
+                failed,
+                errors: form_errors(lang, &e, &format!("revoke-{failed}")),
+                typed: Value::from(reason),
+            };
+            render_request(app, &who, rid, None, Some(refused)).await
+        },
     )
     .await
 }
@@ -356,8 +458,7 @@ async fn revoke(
 async fn render_queue(
     app: &App,
     who: &Principal,
-    notice: Option<String>,
-    error: Option<(Uuid, String)>,
+    refused: Option<(Uuid, FormErrors, Value)>,
 ) -> AppResult<RawHtml<String>> {
     let list = requests::list(
         app,
@@ -372,26 +473,21 @@ async fn render_queue(
     for r in &list.requests {
         rows.push(row(app, who, r).await?);
     }
-    let (error_id, error) = match error {
-        Some((rid, msg)) => (Some(rid.to_string()), Some(msg)),
-        None => (None, None),
+    let (failed, errors, typed) = match refused {
+        Some((rid, errors, typed)) => (Some(rid.to_string()), Some(errors), typed),
+        None => (None, None, Value::from(())),
     };
     app.templates.render(
         "approvals.html",
         context! { me => me(who), csrf => who.csrf_token(), requests => rows,
         waiting => list.waiting.unwrap_or(rows.len()),
-        notice => notice, error => error, error_id => error_id },
+        errors => errors, failed => failed, typed => typed },
     )
 }
 
-#[get("/approvals?<done>")]
-async fn approvals_page(
-    app: &State<App>,
-    who: Principal,
-    done: Option<&str>,
-) -> AppResult<RawHtml<String>> {
-    let notice = notice(app, &who, done).await?;
-    render_queue(app, &who, notice, None).await
+#[get("/approvals")]
+async fn approvals_page(app: &State<App>, who: Principal) -> AppResult<RawHtml<String>> {
+    render_queue(app, &who, None).await
 }
 
 // ---- active grants ----------------------------------------------------------------------
@@ -399,106 +495,128 @@ async fn approvals_page(
 async fn render_grants(
     app: &App,
     who: &Principal,
-    notice: Option<&str>,
-    error: Option<(Uuid, String)>,
+    refused: Option<(Uuid, FormErrors, String)>,
 ) -> AppResult<RawHtml<String>> {
     let grants = requests::active_grants(app, who).await?;
-    let (error_for, error) = match error {
-        Some((g, m)) => (Some(g), Some(m)),
-        None => (None, None),
+    let (failed, errors, typed) = match refused {
+        Some((g, e, t)) => (Some(g.to_string()), Some(e), Some(t)),
+        None => (None, None, None),
     };
     app.templates.render(
         "grants.html",
         context! { me => me(who), csrf => who.csrf_token(), grants => grants,
-        notice => notice, error => error, error_for => error_for },
+        errors => errors, failed => failed, typed => typed },
     )
 }
 
-#[get("/grants?<done>")]
-async fn grants_page(
-    app: &State<App>,
-    who: Principal,
-    done: Option<&str>,
-) -> AppResult<RawHtml<String>> {
-    let notice = done
-        .is_some_and(|d| d == "revoked")
-        .then_some("The grant is revoked: it stopped working at once.");
-    render_grants(app, &who, notice, None).await
+#[get("/grants")]
+async fn grants_page(app: &State<App>, who: Principal) -> AppResult<RawHtml<String>> {
+    render_grants(app, &who, None).await
 }
 
 #[post("/grants/<gid>/revoke", data = "<form>")]
 async fn grant_revoke(
     app: &State<App>,
     who: Principal,
+    cookies: &CookieJar<'_>,
     gid: &str,
     form: CsrfForm<RevokeForm>,
 ) -> AppResult<Page> {
     let gid = id(gid)?;
-    let result = requests::revoke(app, &who, gid, &form.reason).await;
-    redirect_or_show(
+    let lang = who.ui().lang;
+    // What the confirmation names, read before the grant ends.
+    let before = requests::active_grants(app, &who)
+        .await?
+        .into_iter()
+        .find(|g| g.id == gid);
+    let reason = form.0.reason;
+    let result = requests::revoke(app, &who, gid, &reason).await;
+    done_or_show(
         result,
-        |_| "/grants?done=revoked".to_string(),
-        |msg| render_grants(app, &who, None, Some((gid, msg))),
+        cookies,
+        |g| {
+            let (reference, holder) = before
+                .as_ref()
+                .map(|b| (b.reference.clone(), b.grantee.clone()))
+                .unwrap_or_default();
+            (
+                "/grants".to_string(),
+                "flash-req-revoked",
+                vec![
+                    ("kind", kind_word(lang, &g.kind)),
+                    ("reference", reference),
+                    ("holder", holder),
+                ],
+            )
+        },
+        |e| async move {
+            let errors = form_errors(lang, &e, &format!("revoke-{gid}"));
+            render_grants(app, &who, Some((gid, errors, reason))).await
+        },
     )
     .await
 }
 
 // ---- the loans desk ---------------------------------------------------------------------
 
+/// A refused form of the loans desk: `section` is `row` (a ready request's form), `number`
+/// (hand out by request number), `return` or `general`; `failed` the request concerned.
+struct LoanRefusal {
+    section: &'static str,
+    failed: Option<Uuid>,
+    errors: FormErrors,
+    form: Value,
+}
+
 async fn render_loans(
     app: &App,
     who: &Principal,
-    done: Option<Uuid>,
-    error: Option<String>,
-    form: Value,
+    refused: Option<LoanRefusal>,
 ) -> AppResult<RawHtml<String>> {
     let all = loans::list(app, who, false).await?;
     let ready = loans::ready(app, who).await?;
-    let notice = done
-        .and_then(|rid| all.iter().find(|l| l.request_id == rid))
-        .map(|l| match l.returned_at {
-            Some(_) => format!(
-                "{} taken back from {}; its condition is noted.",
-                l.reference, l.borrower
-            ),
-            None => format!(
-                "{} lent to {}, due back on {}.",
-                l.reference, l.borrower, l.due_date
-            ),
-        });
     let (open, mut returned): (Vec<_>, Vec<_>) =
         all.into_iter().partition(|l| l.returned_at.is_none());
     returned.truncate(50);
     let overdue = open.iter().filter(|l| l.overdue).count();
+    let today = chrono::Utc::now()
+        .with_timezone(&who.ui().tz)
+        .date_naive()
+        .to_string();
+    let (section, failed, errors, form) = match refused {
+        Some(r) => (
+            Some(r.section),
+            r.failed.map(|f| f.to_string()),
+            Some(r.errors),
+            r.form,
+        ),
+        None => (
+            None,
+            None,
+            None,
+            Value::from_serialize(serde_json::json!({})),
+        ),
+    };
     app.templates.render(
         "loans.html",
-        context! { me => me(who), csrf => who.csrf_token(), open => open, returned => returned, ready => ready,
-        overdue => overdue, notice => notice, error => error, form => form,
-        today => chrono::Utc::now().date_naive().to_string() },
+        context! { me => me(who), csrf => who.csrf_token(), open => open, returned => returned,
+        ready => ready, overdue => overdue, today => today,
+        section => section, failed => failed, errors => errors, form => form },
     )
 }
 
-#[get("/loans?<done>")]
-async fn loans_page(
-    app: &State<App>,
-    who: Principal,
-    done: Option<&str>,
-) -> AppResult<RawHtml<String>> {
-    let done = done.and_then(|d| d.parse().ok());
-    render_loans(
-        app,
-        &who,
-        done,
-        None,
-        Value::from_serialize(serde_json::json!({})),
-    )
-    .await
+#[get("/loans")]
+async fn loans_page(app: &State<App>, who: Principal) -> AppResult<RawHtml<String>> {
+    render_loans(app, &who, None).await
 }
 
 #[derive(FromForm, Serialize)]
 pub struct CheckoutForm {
     request: String,
     due_date: String,
+    /// Set by the forms of the "ready to hand out" table.
+    #[serde(skip)]
+    row: Option<String>,
     #[serde(skip)]
     csrf: String,
 }
@@ -509,11 +627,14 @@ csrf_field!(CheckoutForm);
 async fn loan_checkout(
     app: &State<App>,
     who: Principal,
+    cookies: &CookieJar<'_>,
     form: CsrfForm<CheckoutForm>,
 ) -> AppResult<Page> {
     let f = form.0;
+    let lang = who.ui().lang;
+    let rid: Option<Uuid> = f.request.trim().parse().ok();
     let result = async {
-        let rid: Uuid = f.request.trim().parse().map_err(|_| {
+        let rid = rid.ok_or_else(|| {
             AppError::invalid(
                 "request",
                 "enter the request number from the borrower's request page",
@@ -524,10 +645,37 @@ async fn loan_checkout(
         loans::checkout(app, &who, rid, loans::Checkout { due_date }).await
     }
     .await;
-    redirect_or_show(
+    let in_row = f.row.is_some() && rid.is_some();
+    done_or_show(
         result,
-        |l| format!("/loans?done={}", l.request_id),
-        |msg| render_loans(app, &who, None, Some(msg), Value::from_serialize(&f)),
+        cookies,
+        |l| {
+            (
+                "/loans".to_string(),
+                "flash-req-lent",
+                vec![
+                    ("reference", l.reference.clone()),
+                    ("borrower", l.borrower.clone()),
+                    ("due", crate::i18n::format_naive_date(lang, l.due_date)),
+                ],
+            )
+        },
+        |e| {
+            let (section, errors) = match (in_row, rid) {
+                (true, Some(r)) => ("row", form_errors(lang, &e, &format!("due-{r}"))),
+                _ => (
+                    "number",
+                    FormErrors::from_error(lang, &e, |field| field.to_string()),
+                ),
+            };
+            let refusal = LoanRefusal {
+                section,
+                failed: rid,
+                errors,
+                form: Value::from_serialize(&f),
+            };
+            render_loans(app, &who, Some(refusal))
+        },
     )
     .await
 }
@@ -544,27 +692,59 @@ csrf_field!(ReturnForm);
 async fn loan_return(
     app: &State<App>,
     who: Principal,
+    cookies: &CookieJar<'_>,
     rid: &str,
     form: CsrfForm<ReturnForm>,
 ) -> AppResult<Page> {
     let rid = id(rid)?;
+    let lang = who.ui().lang;
+    let condition = form.0.condition;
     let back = loans::Return {
-        condition: form.0.condition,
+        condition: condition.clone(),
     };
-    redirect_or_show(
+    done_or_show(
         loans::give_back(app, &who, rid, back).await,
-        |l| format!("/loans?done={}", l.request_id),
-        |msg| {
-            render_loans(
-                app,
-                &who,
-                None,
-                Some(msg),
-                Value::from_serialize(serde_json::json!({})),
+        cookies,
+        |l| {
+            (
+                "/loans".to_string(),
+                "flash-req-returned",
+                vec![
+                    ("reference", l.reference.clone()),
+                    ("borrower", l.borrower.clone()),
+                ],
             )
+        },
+        |e| async move {
+            let refusal = LoanRefusal {
+                section: "return",
+                failed: Some(rid),
+                errors: form_errors(lang, &e, &format!("condition-{rid}")),
+                form: Value::from_serialize(serde_json::json!({ "condition": condition })),
+            };
+            render_loans(app, &who, Some(refusal)).await
         },
     )
     .await
+}
+
+/// The loans register for people: headers in their language, times in their zone.
+#[get("/loans/register.csv")]
+async fn loans_register_csv(app: &State<App>, who: Principal) -> AppResult<SheetDownload> {
+    let loans = loans::register(app, &who, "csv").await?;
+    Ok(SheetDownload::csv(
+        &loans::register_sheet(&loans, Some(who.ui())),
+        "loans-register",
+    ))
+}
+
+#[get("/loans/register.xlsx")]
+async fn loans_register_xlsx(app: &State<App>, who: Principal) -> AppResult<SheetDownload> {
+    let loans = loans::register(app, &who, "xlsx").await?;
+    SheetDownload::xlsx(
+        &loans::register_sheet(&loans, Some(who.ui())),
+        "loans-register",
+    )
 }
 
 /// The export's one download, for people: the same zip as the JSON route, but a refusal

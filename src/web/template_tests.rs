@@ -453,15 +453,48 @@ fn every_template_renders_with_realistic_data() {
     approved["kind"] = json!("export");
     let mut borrow = request();
     borrow["kind"] = json!("borrow");
+    let mut expired = request();
+    expired["state"] = json!("expired");
+    expired["grant"] = json!({"id": ID, "state": "revoked", "valid_until": T});
+    // A refused form: a field error (focused) and a general one.
+    let field_errors = |name: &str| {
+        json!({"fields": {name: "say why the request is rejected"}, "general": [],
+               "first": name})
+    };
+    let general_errors =
+        json!({"fields": {}, "general": ["the request has expired"], "first": null});
+    let html = page(
+        "requests.html",
+        common(json!({"requests": [request(), approved, borrow, expired],
+                      "errors": general_errors, "failed": ID})),
+    );
+    assert!(html.contains("table-wrap") && html.contains("the request has expired"));
     page(
         "requests.html",
-        common(json!({"notice": "sent", "error": "no", "requests": [request(), approved, borrow]})),
+        common(json!({"requests": [], "errors": general_errors, "failed": null})),
     );
     page(
         "request.html",
         common(
-            json!({"r": request(), "notice": "approved", "error": "no", "mine": true,
-                      "can_decide": true, "can_revoke": true}),
+            json!({"r": request(), "notice": "Your request has been filed.", "mine": true,
+                   "can_decide": true, "can_revoke": true}),
+        ),
+    );
+    let html = page(
+        "request.html",
+        common(
+            json!({"r": request(), "mine": true, "can_decide": true, "can_revoke": true,
+                   "section": "decide", "failed": ID, "errors": field_errors(&format!("reject-{ID}")),
+                   "typed": {"decision": "reject", "comment": "kept <typed>"}}),
+        ),
+    );
+    assert!(html.contains("autofocus") && html.contains("kept &lt;typed&gt;"));
+    page(
+        "request.html",
+        common(
+            json!({"r": request(), "mine": true, "can_decide": false, "can_revoke": true,
+                   "section": "revoke", "failed": ID, "errors": field_errors(&format!("revoke-{ID}")),
+                   "typed": "too"}),
         ),
     );
     page("request_macros.html", common(json!({})));
@@ -469,17 +502,23 @@ fn every_template_renders_with_realistic_data() {
     page(
         "approvals.html",
         common(
-            json!({"waiting": 2, "notice": "done", "error": "comment required", "error_id": ID,
-                      "requests": [request(), request()]}),
+            json!({"waiting": 2, "errors": field_errors(&format!("reject-{ID}")), "failed": ID,
+                   "typed": {"decision": "reject", "comment": ""},
+                   "requests": [request(), request()]}),
         ),
+    );
+    page(
+        "approvals.html",
+        common(json!({"waiting": 0, "requests": []})),
     );
     page(
         "grants.html",
         common(
-            json!({"notice": "revoked", "error": "reason required", "error_for": ID,
+            json!({"errors": field_errors(&format!("revoke-{ID}")), "failed": ID, "typed": "no",
                       "grants": [{"id": ID, "record_id": ID2, "reference": "CONTR-2026-000123",
                                   "title": "Lease", "grantee": "Li Wei", "kind": "view",
-                                  "purpose": "complaint", "valid_from": T, "valid_until": T}]}),
+                                  "purpose": "complaint", "valid_from": T,
+                                  "valid_until": "2999-01-01T00:00:00Z"}]}),
         ),
     );
     page(
@@ -488,24 +527,31 @@ fn every_template_renders_with_realistic_data() {
             json!({"request": {"reference": "CONTR-2026-000123", "title": "Lease"},
                       "export": {"files": 2, "request_id": ID, "expires_at": T,
                                  "password": "correct horse", "encrypted": true},
-                      "minutes": 30}),
+                      "minutes": 30, "notice": "ready"}),
         ),
     );
     let loan = json!({"record_id": ID2, "reference": "CONTR-2026-000123", "title": "Lease",
                       "borrower": "Li Wei", "approved_by": "Ma Lin", "out_at": T,
                       "checked_out_by": "Zhou Yu", "due_date": "2026-12-01", "overdue": true,
                       "request_id": ID, "returned_at": T, "condition": "good"});
-    page(
-        "loans.html",
-        common(json!({
-            "notice": "lent", "error": "due date too late", "today": "2026-11-29",
-            "ready": [{"record_id": ID2, "reference": "CONTR-2026-000123", "title": "Lease",
-                       "borrower": "Li Wei", "approved_by": "Ma Lin", "valid_until": T,
-                       "request_id": ID, "latest_due": "2026-12-06"}],
-            "form": {"request": ID, "due_date": "2026-12-01"},
-            "overdue": 1, "open": [loan.clone()], "returned": [loan],
-        })),
-    );
+    for (section, errors) in [
+        ("row", field_errors(&format!("due-{ID}"))),
+        ("number", field_errors("due_date")),
+        ("return", field_errors(&format!("condition-{ID}"))),
+        ("general", general_errors.clone()),
+    ] {
+        page(
+            "loans.html",
+            common(json!({
+                "today": "2026-11-29", "section": section, "failed": ID, "errors": errors,
+                "ready": [{"record_id": ID2, "reference": "CONTR-2026-000123", "title": "Lease",
+                           "borrower": "Li Wei", "approved_by": "Ma Lin", "valid_until": T,
+                           "request_id": ID, "latest_due": "2026-12-06"}],
+                "form": {"request": ID, "due_date": "2026-12-01", "condition": "torn"},
+                "overdue": 1, "open": [loan.clone()], "returned": [loan.clone()],
+            })),
+        );
+    }
     let run = json!({"id": ID, "started_at": T, "finished_at": T, "origin": "job",
                      "files_checked": 3, "files_verified": 1, "bytes_verified": 1024,
                      "objects_listed": 4, "damaged": 1, "missing": 1, "unreferenced": 1,

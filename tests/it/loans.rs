@@ -117,7 +117,7 @@ async fn loan_life_cycle_double_checkout_refused_and_overdue_listed() {
     assert_eq!(res.status(), Status::Ok);
     let csv = res.into_string().await.unwrap();
     assert!(
-        csv.starts_with("reference,title,borrower,approved_by"),
+        csv.starts_with("\u{FEFF}reference,title,borrower,approved_by"),
         "{csv}"
     );
     assert!(csv.contains("emp1") && csv.contains(",sup,"), "{csv}");

@@ -27,6 +27,7 @@ mod pages;
 mod pdf_fixture;
 mod process;
 mod record_pages;
+mod request_pages;
 mod requests;
 mod rotation;
 mod routes;

@@ -27,6 +27,8 @@ struct Answer {
     location: Option<String>,
     cache_control: Option<String>,
     html: String,
+    /// The confirmation cookie a form post set, for the page it redirects to.
+    flash: Option<Cookie<'static>>,
 }
 
 impl<'a> Browser<'a> {
@@ -79,6 +81,26 @@ impl<'a> Browser<'a> {
         answer(res).await
     }
 
+    /// Posts a form that must answer with a redirect, and opens the page it redirects to
+    /// with the confirmation the post set, as a browser would; returns where to and the page.
+    async fn post_follow(
+        &self,
+        from: &str,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> (String, String) {
+        let a = self.post(from, action, fields).await;
+        assert_eq!(a.status, Status::SeeOther, "POST {action}: {}", a.html);
+        let to = a.location.unwrap();
+        let mut req = self.app.client.get(to.clone()).cookie(self.cookie.clone());
+        if let Some(f) = a.flash {
+            req = req.cookie(f);
+        }
+        let page = answer(req.dispatch().await).await;
+        assert_eq!(page.status, Status::Ok, "GET {to}: {}", page.html);
+        (to, page.html)
+    }
+
     /// Posts a form that must answer with a redirect; returns where to.
     async fn post_ok(&self, from: &str, action: &str, fields: &[(&str, &str)]) -> String {
         let a = self.post(from, action, fields).await;
@@ -90,6 +112,10 @@ impl<'a> Browser<'a> {
 async fn answer(res: rocket::local::asynchronous::LocalResponse<'_>) -> Answer {
     let status = res.status();
     let location = res.headers().get_one("Location").map(str::to_string);
+    let flash = res
+        .cookies()
+        .get("strongroom_flash")
+        .map(|c| Cookie::new("strongroom_flash", c.value().to_string()));
     let cache_control = res.headers().get_one("Cache-Control").map(str::to_string);
     // Templates escape `/` in values as `&#x2f;`, which browsers read back as `/`.
     let html = res
@@ -102,6 +128,7 @@ async fn answer(res: rocket::local::asynchronous::LocalResponse<'_>) -> Answer {
         location,
         cache_control,
         html,
+        flash,
     }
 }
 
@@ -183,7 +210,7 @@ async fn a_request_filed_on_the_record_page_is_approved_in_the_queue_and_opens_t
     // The form, with what each kind needs for this (confidential) record.
     let html = emp.page(&page).await;
     assert!(html.contains("action=\"/records/") && html.contains("name=\"purpose\""));
-    assert!(html.contains("at least 15 characters"), "{html}");
+    assert!(html.contains("minlength=\"6\""), "{html}");
     assert!(
         html.contains("Needs 2 approvals by a supervisor"),
         "export: {html}"
@@ -206,7 +233,9 @@ async fn a_request_filed_on_the_record_page_is_approved_in_the_queue_and_opens_t
         .await;
     assert_eq!(a.status, Status::UnprocessableEntity, "{}", a.html);
     assert!(
-        a.html.contains("id=\"e-ask-purpose\">say why you need it"),
+        a.html.contains("id=\"e-ask-purpose\"")
+            && a.html
+                .contains("say why you need it: at least 6 Chinese characters or 15 letters"),
         "{}",
         a.html
     );
@@ -245,7 +274,7 @@ async fn a_request_filed_on_the_record_page_is_approved_in_the_queue_and_opens_t
     let id = file_request(&emp, &rec, "view", "4").await;
     let mine = emp.page("/requests").await;
     assert!(mine.contains("CONTR-") && mine.contains(PURPOSE), "{mine}");
-    assert!(mine.contains("<strong>pending</strong>") && mine.contains("0 / 1"));
+    assert!(mine.contains("state-pending\">pending</strong>") && mine.contains("0 of 1"));
     assert!(mine.contains(&format!("action=\"/requests/{id}/cancel\"")));
     // The record page lists it too.
     assert!(emp
@@ -263,11 +292,11 @@ async fn a_request_filed_on_the_record_page_is_approved_in_the_queue_and_opens_t
         "supervisors see the link"
     );
     assert!(
-        queue.contains("<strong>1</strong> request waiting"),
+        queue.contains("1 request waits for your decision."),
         "{queue}"
     );
     assert!(queue.contains("Framework agreement") && queue.contains("emp,"));
-    assert!(queue.contains(PURPOSE) && queue.contains("view for 4 hours"));
+    assert!(queue.contains(PURPOSE) && queue.contains("view, for 4 hours"));
     assert!(queue.contains("0 of 1"));
     // A rejection needs a reason: the queue again, with the message by the request.
     let a = sup2
@@ -278,24 +307,23 @@ async fn a_request_filed_on_the_record_page_is_approved_in_the_queue_and_opens_t
         )
         .await;
     assert_eq!(a.status, Status::UnprocessableEntity);
-    assert!(a.html.contains("comment: say why the request is rejected"));
+    assert!(a.html.contains("say why the request is rejected"));
     assert!(a.html.contains("card failed"), "{}", a.html);
-    // Approved through the form: back to the queue, with a notice and nothing waiting.
-    let to = sup1
-        .post_ok(
+    // Approved through the form: back to the queue, with a confirmation and nothing waiting.
+    let (to, queue) = sup1
+        .post_follow(
             "/approvals",
             &format!("/requests/{id}/approve"),
             &[("comment", "seen the complaint")],
         )
         .await;
-    assert_eq!(to, format!("/approvals?done={id}"));
-    let queue = sup1.page(&to).await;
+    assert_eq!(to, "/approvals");
     assert!(
-        queue.contains("You approved CONTR-")
-            && queue.contains("1 of 1 approvals, the request is approved"),
+        queue.contains("You approved the view request of emp for CONTR-")
+            && queue.contains("1 of 1 approvals, now approved."),
         "{queue}"
     );
-    assert!(queue.contains("<strong>0</strong> requests waiting"));
+    assert!(queue.contains("Nothing waits for your decision."));
     assert_eq!(app.audit_count("request.approve", "success").await, 1);
     assert_eq!(app.audit_count("request.reject", "success").await, 0);
 
@@ -307,9 +335,9 @@ async fn a_request_filed_on_the_record_page_is_approved_in_the_queue_and_opens_t
         .unwrap();
     let link = format!("/view/{grant}/files/{file}");
     let mine = emp.page("/requests").await;
-    assert!(mine.contains("<strong>approved</strong>") && mine.contains("1 / 1"));
-    assert!(mine.contains("active until"), "{mine}");
-    assert!(mine.contains(&format!("href=\"{link}\">Open contract.pdf in viewer")));
+    assert!(mine.contains("state-approved\">approved</strong>") && mine.contains("1 of 1"));
+    assert!(mine.contains("active<br><small>until"), "{mine}");
+    assert!(mine.contains(&format!("href=\"{link}\">Open contract.pdf in the viewer")));
     assert!(!mine.contains(&format!("action=\"/requests/{id}/cancel\"")));
     let html = emp.page(&page).await;
     assert!(
@@ -335,13 +363,12 @@ async fn pending_requests_are_cancelled_and_grants_revoked_through_the_forms() {
     let sup = Browser::new(&app, "sup", &[Role::Supervisor]).await;
 
     let lookup = file_request(&emp, &rec, "lookup", "8").await;
-    let to = emp
-        .post_ok("/requests", &format!("/requests/{lookup}/cancel"), &[])
+    let (to, mine) = emp
+        .post_follow("/requests", &format!("/requests/{lookup}/cancel"), &[])
         .await;
-    assert_eq!(to, format!("/requests?done={lookup}"));
-    let mine = emp.page(&to).await;
+    assert_eq!(to, "/requests");
     assert!(
-        mine.contains("(lookup request) is now cancelled."),
+        mine.contains("Your lookup request for CONTR-") && mine.contains("is cancelled."),
         "{mine}"
     );
     // Cancelling twice: the page again, with why.
@@ -349,23 +376,29 @@ async fn pending_requests_are_cancelled_and_grants_revoked_through_the_forms() {
         .post("/requests", &format!("/requests/{lookup}/cancel"), &[])
         .await;
     assert_eq!(a.status, Status::Conflict);
-    assert!(a.html.contains("the request is cancelled"), "{}", a.html);
+    assert!(
+        a.html.contains("the request has been cancelled"),
+        "{}",
+        a.html
+    );
     assert_eq!(app.audit_count("request.cancel", "success").await, 1);
 
     // Approved from the request's own page, then revoked there by a supervisor.
     let view = file_request(&emp, &rec, "view", "4").await;
     let page = format!("/requests/{view}");
     assert!(sup.page(&page).await.contains("Your decision"));
-    let to = sup
-        .post_ok(
+    let (to, html) = sup
+        .post_follow(
             &page,
             &format!("{page}/approve"),
             &[("comment", ""), ("back", "request")],
         )
         .await;
-    assert_eq!(to, format!("{page}?notice=decided"));
-    let html = sup.page(&to).await;
-    assert!(html.contains("Your decision has been recorded."));
+    assert_eq!(to, page);
+    assert!(
+        html.contains("You approved the view request of emp"),
+        "{html}"
+    );
     assert!(!html.contains("Your decision</h3>"), "decided once");
     assert!(html.contains("Revoke the grant"), "{html}");
     let grant: uuid::Uuid = sqlx::query_scalar("SELECT id FROM grants WHERE request_id = $1::uuid")
@@ -381,19 +414,19 @@ async fn pending_requests_are_cancelled_and_grants_revoked_through_the_forms() {
         .post(&page, &format!("{page}/revoke"), &[("reason", "no")])
         .await;
     assert_eq!(a.status, Status::UnprocessableEntity);
-    assert!(a.html.contains("reason: say why the grant is revoked"));
-    let to = sup
-        .post_ok(
+    assert!(a.html.contains("say why the grant is revoked"));
+    let (_, html) = sup
+        .post_follow(
             &page,
             &format!("{page}/revoke"),
             &[("reason", "complaint withdrawn")],
         )
         .await;
-    assert!(sup.page(&to).await.contains("The grant has been revoked"));
+    assert!(html.contains("The view grant of emp on CONTR-"), "{html}");
     assert_eq!(app.audit_count("grant.revoke", "success").await, 1);
     // At once: no link on the pages, and the viewer refuses.
     let mine = emp.page("/requests").await;
-    assert!(mine.contains("revoked (was valid until") && !mine.contains(&link));
+    assert!(mine.contains("revoked<br><small>was valid until") && !mine.contains(&link));
     assert!(!emp
         .page(&format!("/records/{rec}"))
         .await
@@ -417,10 +450,10 @@ async fn an_encrypted_export_is_prepared_through_the_form_and_its_password_shown
         )
         .await;
         let queue = sup.page("/approvals").await;
-        assert!(queue.contains("<strong>0</strong> requests waiting"));
+        assert!(queue.contains("Nothing waits for your decision."));
     }
     let mine = emp.page("/requests").await;
-    assert!(mine.contains("2 / 2") && mine.contains("<strong>approved</strong>"));
+    assert!(mine.contains("2 of 2") && mine.contains("state-approved\">approved</strong>"));
     assert!(mine.contains(&format!("action=\"/requests/{id}/export\"")));
     assert!(mine.contains("name=\"encrypt\""));
 
@@ -519,7 +552,7 @@ async fn the_loans_desk_hands_out_and_takes_back_through_its_forms() {
     .await;
     let mine = emp.page("/requests").await;
     assert!(
-        mine.contains(&format!("request number <code>{id}</code>")),
+        mine.contains(&format!("request number: <code>{id}</code>")),
         "{mine}"
     );
     // The desk is the archivists': the service refuses anyone else.
@@ -533,8 +566,9 @@ async fn the_loans_desk_hands_out_and_takes_back_through_its_forms() {
         html.contains(&format!("name=\"request\" value=\"{id}\"")),
         "{html}"
     );
-    assert!(!html.contains("No approved borrow request is waiting."));
-    assert!(html.contains("href=\"/api/v1/loans/register.csv\""));
+    assert!(!html.contains("No approved loan request is waiting."));
+    assert!(html.contains("href=\"/loans/register.csv\""));
+    assert!(html.contains("href=\"/loans/register.xlsx\""));
     // A due date past the grant: the form again, keeping the request number.
     let a = desk
         .post(
@@ -544,8 +578,11 @@ async fn the_loans_desk_hands_out_and_takes_back_through_its_forms() {
         )
         .await;
     assert_eq!(a.status, Status::UnprocessableEntity);
+    assert!(a.html.contains("must be on or before"), "{}", a.html);
     assert!(
-        a.html.contains("due_date: must be on or before"),
+        a.html
+            .contains(&format!("id=\"f-due-{id}\" aria-invalid=\"true\""))
+            || a.html.contains("id=\"f-due_date\" aria-invalid=\"true\""),
         "{}",
         a.html
     );
@@ -558,26 +595,34 @@ async fn the_loans_desk_hands_out_and_takes_back_through_its_forms() {
         )
         .await;
     assert_eq!(a.status, Status::UnprocessableEntity);
-    assert!(a.html.contains("request: enter the request number"));
+    assert!(a.html.contains("enter the request number"));
+    assert!(
+        a.html.contains("id=\"f-request\" aria-invalid=\"true\""),
+        "{}",
+        a.html
+    );
 
     let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
         .format("%Y-%m-%d")
         .to_string();
-    let to = desk
-        .post_ok(
+    let (_, html) = desk
+        .post_follow(
             "/loans",
             "/loans",
             &[("request", &id), ("due_date", &tomorrow)],
         )
         .await;
-    let html = desk.page(&to).await;
+    let due = chrono::NaiveDate::parse_from_str(&tomorrow, "%Y-%m-%d")
+        .unwrap()
+        .format("%-d %b %Y")
+        .to_string();
     assert!(
-        html.contains(&format!("lent to emp, due back on {tomorrow}")),
+        html.contains(&format!("lent to emp, due back on {due}")),
         "{html}"
     );
     assert!(html.contains(&format!("action=\"/loans/{id}/return\"")));
     assert!(!html.contains("class=\"overdue\""));
-    assert!(html.contains("No approved borrow request is waiting."));
+    assert!(html.contains("No approved loan request is waiting."));
     // Overdue loans stand out.
     sqlx::query("UPDATE loans SET due_date = current_date - 2")
         .execute(&app.db)
@@ -585,7 +630,7 @@ async fn the_loans_desk_hands_out_and_takes_back_through_its_forms() {
         .unwrap();
     let html = desk.page("/loans").await;
     assert!(
-        html.contains("<tr class=\"overdue\">") && html.contains("1 overdue"),
+        html.contains("class=\"overdue\">") && html.contains("1 overdue"),
         "{html}"
     );
 
@@ -593,11 +638,10 @@ async fn the_loans_desk_hands_out_and_takes_back_through_its_forms() {
     let ret = format!("/loans/{id}/return");
     let a = desk.post("/loans", &ret, &[("condition", " ")]).await;
     assert_eq!(a.status, Status::UnprocessableEntity);
-    assert!(a.html.contains("condition: describe the file"));
-    let to = desk
-        .post_ok("/loans", &ret, &[("condition", "good, one staple loose")])
+    assert!(a.html.contains("describe the file"));
+    let (_, html) = desk
+        .post_follow("/loans", &ret, &[("condition", "good, one staple loose")])
         .await;
-    let html = desk.page(&to).await;
     assert!(html.contains("taken back from emp"), "{html}");
     assert!(html.contains("No file is out on loan.") && html.contains("one staple loose"));
     assert_eq!(app.audit_count("loan.checkout", "success").await, 1);
@@ -663,11 +707,10 @@ async fn supervisors_review_active_grants_they_may_see_and_revoke_them_there() {
         "{}",
         a.html
     );
-    let to = sup
-        .post_ok("/grants", &action, &[("reason", "complaint closed")])
+    let (_, html) = sup
+        .post_follow("/grants", &action, &[("reason", "complaint closed")])
         .await;
-    let html = sup.page(&to).await;
-    assert!(html.contains("The grant is revoked"));
+    assert!(html.contains("The lookup grant of emp on CONTR-"), "{html}");
     assert!(html.contains("No grant is in force"));
     // Revoked at once: the record is masked again for the employee.
     let (_, r) = app
