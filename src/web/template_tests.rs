@@ -237,14 +237,25 @@ fn every_template_renders_with_realistic_data() {
                 "problem": null, "at": 27, "seconds_left": 7200, "zoom_in": 200, "zoom_out": 125,
             })),
         );
-        for id in ["zoom-in", "zoom-out", "zoom", "page-prev", "page-next", "page-go", "pages"] {
+        for id in [
+            "zoom-in",
+            "zoom-out",
+            "zoom",
+            "page-prev",
+            "page-next",
+            "page-go",
+            "pages",
+        ] {
             assert!(html.contains(&format!("id=\"{id}\"")), "{id}: {html}");
         }
         assert!(html.contains("id=\"page-21\"") && html.contains("id=\"page-40\""));
         assert!(html.contains("Page 27 of 45"), "{html}");
         assert!(html.contains("Pages 21–40 of 45"), "{html}");
         assert!(html.contains("left</span>"), "{html}");
-        assert!(!html.contains("&amp;amp;") && !html.contains("&#x2f;view"), "{html}");
+        assert!(
+            !html.contains("&amp;amp;") && !html.contains("&#x2f;view"),
+            "{html}"
+        );
     }
     // The grant has ended: why, and where to ask again.
     let html = page(
@@ -256,7 +267,10 @@ fn every_template_renders_with_realistic_data() {
                       "record_id": ID2},
         })),
     );
-    assert!(html.contains("Ma Lin revoked") && html.contains(&format!("href=\"/records/{ID2}#request\"")));
+    assert!(
+        html.contains("Ma Lin revoked")
+            && html.contains(&format!("href=\"/records/{ID2}#request\""))
+    );
     assert!(!html.contains("id=\"pages\""), "{html}");
     page(
         "categories.html",

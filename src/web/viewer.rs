@@ -16,9 +16,9 @@
 use std::io::Cursor;
 
 use minijinja::context;
-use rocket::Either;
 use rocket::http::{ContentType, Header, Status};
 use rocket::response::{self, content::RawHtml, Responder, Response};
+use rocket::Either;
 use rocket::{get, routes, Request, Route, State};
 use uuid::Uuid;
 
@@ -200,7 +200,9 @@ async fn view_page(
     };
     let zoom_in = ZOOM_LEVELS.iter().copied().find(|z| *z > rendered);
     let zoom_out = ZOOM_LEVELS.iter().rev().copied().find(|z| *z < rendered);
-    let seconds_left = (opened.valid_until - chrono::Utc::now()).num_seconds().max(0);
+    let seconds_left = (opened.valid_until - chrono::Utc::now())
+        .num_seconds()
+        .max(0);
     let html = app.templates.render(
         "viewer.html",
         context! {

@@ -29,7 +29,7 @@
   var pinnedUntil = 0;
   // A US-letter page at 100 % (816 px), until a page of this document has loaded.
   var GUESS_W100 = 816;
-  var MAX_DPR = 2;
+  var MAX_DPR = 1.5;
 
   function byPage(n) {
     return document.getElementById("page-" + n);

@@ -340,7 +340,10 @@ async fn page_urls_answer_403_right_after_revocation_and_after_expiry() {
     assert!(html.contains(r#"id="grant-ended""#), "{html}");
     assert!(html.contains(message), "{html}");
     assert!(
-        html.contains(&format!(r#"href="/records/{}#request">Request access again"#, w.record)),
+        html.contains(&format!(
+            r#"href="/records/{}#request">Request access again"#,
+            w.record
+        )),
         "{html}"
     );
     assert_eq!(page_images(&html), 0, "{html}");
@@ -499,29 +502,67 @@ async fn a_long_pdf_is_paged_with_previous_next_and_go_to_page() {
     assert_eq!(page_images(&html), 20);
     // The controls the script drives, reachable by stable ids, and page N of M.
     for id in [
-        "zoom-in", "zoom-out", "zoom", "page-prev", "page-next", "page-go", "pages",
+        "zoom-in",
+        "zoom-out",
+        "zoom",
+        "page-prev",
+        "page-next",
+        "page-go",
+        "pages",
     ] {
         assert!(html.contains(&format!(r#"id="{id}""#)), "{id}: {html}");
     }
     for p in 1..=20 {
         assert!(
-            html.contains(&format!(r#"<img id="page-{p}" src="{view}/pages/{p}?zoom=100""#)),
+            html.contains(&format!(
+                r#"<img id="page-{p}" src="{view}/pages/{p}?zoom=100""#
+            )),
             "{p}: {html}"
         );
     }
-    assert!(html.contains(r#"<p id="page-status" class="viewer-status" aria-live="polite">Page 1 of 45</p>"#), "{html}");
-    assert!(html.contains(r#"<input id="page-go" type="number" name="p" min="1" max="45" value="1""#), "{html}");
-    assert!(html.contains(r##"<a id="page-next" class="button" rel="next" href="#page-2">Next page</a>"##), "{html}");
-    assert!(html.contains(r#"<a id="page-prev" class="button" aria-disabled="true">"#), "{html}");
+    assert!(
+        html.contains(
+            r#"<p id="page-status" class="viewer-status" aria-live="polite">Page 1 of 45</p>"#
+        ),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<input id="page-go" type="number" name="p" min="1" max="45" value="1""#),
+        "{html}"
+    );
+    assert!(
+        html.contains(
+            r##"<a id="page-next" class="button" rel="next" href="#page-2">Next page</a>"##
+        ),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<a id="page-prev" class="button" aria-disabled="true">"#),
+        "{html}"
+    );
     assert!(html.contains("Pages 1–20 of 45"), "{html}");
     // Fitted to the width by default, with the zoom levels offered, lazily loaded in order.
     assert!(html.contains(r#"class="viewer-pages fit""#), "{html}");
-    assert!(html.contains(r#"<option value="fit" selected>Fit to width</option>"#), "{html}");
-    assert!(html.contains(r#"<option value="300">300 %</option>"#), "{html}");
+    assert!(
+        html.contains(r#"<option value="fit" selected>Fit to width</option>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<option value="300">300 %</option>"#),
+        "{html}"
+    );
     assert_eq!(html.matches(r#"loading="lazy""#).count(), 20);
-    assert!(html.contains(&format!(r#"href="{view}?p=21">Next pages"#)), "{html}");
-    assert!(html.contains(&format!(r#"href="{view}?p=41">Last pages"#)), "{html}");
-    assert!(html.contains(&format!(r#"<form method="get" action="{view}" id="page-form""#)));
+    assert!(
+        html.contains(&format!(r#"href="{view}?p=21">Next pages"#)),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(r#"href="{view}?p=41">Last pages"#)),
+        "{html}"
+    );
+    assert!(html.contains(&format!(
+        r#"<form method="get" action="{view}" id="page-form""#
+    )));
     assert!(html.contains(r#"<script src="/static/viewer.js" defer></script>"#));
     assert!(scripts_are_files(&html), "{html}");
     // "Go to page 27" (the form, without the script) lands on the window that holds it,
@@ -534,22 +575,47 @@ async fn a_long_pdf_is_paged_with_previous_next_and_go_to_page() {
     assert!(html.contains("Page 27 of 45"), "{html}");
     assert!(html.contains(&format!("{view}/pages/27?zoom=150")));
     assert!(html.contains(r#"class="viewer-pages zoomed""#), "{html}");
-    assert!(html.contains(r#"<option value="150" selected>150 %</option>"#), "{html}");
-    assert!(html.contains(&format!(r#"href="{view}?zoom=150&amp;p=1">Previous pages"#)), "{html}");
-    assert!(html.contains(&format!(r#"href="{view}?zoom=150&amp;p=41">Next pages"#)), "{html}");
+    assert!(
+        html.contains(r#"<option value="150" selected>150 %</option>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(r#"href="{view}?zoom=150&amp;p=1">Previous pages"#)),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(r#"href="{view}?zoom=150&amp;p=41">Next pages"#)),
+        "{html}"
+    );
     assert!(html.contains(r##"rel="prev" href="#page-26""##), "{html}");
-    assert!(html.contains(&format!(r#"id="zoom-in" class="button" href="{view}?zoom=200&amp;p=27""#)), "{html}");
-    assert!(html.contains(&format!(r#"id="zoom-out" class="button" href="{view}?zoom=125&amp;p=27""#)), "{html}");
+    assert!(
+        html.contains(&format!(
+            r#"id="zoom-in" class="button" href="{view}?zoom=200&amp;p=27""#
+        )),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(
+            r#"id="zoom-out" class="button" href="{view}?zoom=125&amp;p=27""#
+        )),
+        "{html}"
+    );
     // At a window's edge, previous/next lead to the neighbouring window.
     let (s, _, body) = w.fetch(&format!("{view}?p=40"), &w.employee).await;
     assert_eq!(s, Status::Ok);
     let html = String::from_utf8(body).unwrap();
-    assert!(html.contains(&format!(r#"rel="next" href="{view}?p=41""#)), "{html}");
+    assert!(
+        html.contains(&format!(r#"rel="next" href="{view}?p=41""#)),
+        "{html}"
+    );
     let (s, _, body) = w.fetch(&format!("{view}?p=45"), &w.employee).await;
     assert_eq!(s, Status::Ok);
     let html = String::from_utf8(body).unwrap();
     assert_eq!(page_images(&html), 5);
-    assert!(html.contains(r#"<a id="page-next" class="button" aria-disabled="true">"#), "{html}");
+    assert!(
+        html.contains(r#"<a id="page-next" class="button" aria-disabled="true">"#),
+        "{html}"
+    );
     assert!(!html.contains("Next pages"));
     let (s, _, _) = w.fetch(&format!("{view}?p=46"), &w.employee).await;
     assert_eq!(s, Status::NotFound);
@@ -564,7 +630,12 @@ async fn a_long_pdf_is_paged_with_previous_next_and_go_to_page() {
     .unwrap();
     assert_eq!(
         shown,
-        vec![json!([1, 20]), json!([21, 40]), json!([21, 40]), json!([41, 45])]
+        vec![
+            json!([1, 20]),
+            json!([21, 40]),
+            json!([21, 40]),
+            json!([41, 45])
+        ]
     );
 }
 
@@ -591,7 +662,10 @@ async fn the_viewer_page_is_written_in_chinese_for_chinese_readers() {
         assert!(html.contains(text), "{text}: {html}");
     }
     // The time left, in Chinese units (a 4-hour grant).
-    assert!(html.contains("剩余 3 小时 59 分钟") || html.contains("剩余 4 小时 0 分钟"), "{html}");
+    assert!(
+        html.contains("剩余 3 小时 59 分钟") || html.contains("剩余 4 小时 0 分钟"),
+        "{html}"
+    );
     assert!(!html.contains("Fit to width") && !html.contains("Next page"));
 }
 
@@ -605,7 +679,9 @@ async fn the_time_left_is_shown_and_given_to_the_countdown() {
         .await;
     assert_eq!(s, Status::Ok);
     let html = String::from_utf8(body).unwrap();
-    let at = html.find(r#"<span id="time-left" data-seconds=""#).expect("time left");
+    let at = html
+        .find(r#"<span id="time-left" data-seconds=""#)
+        .expect("time left");
     let rest = &html[at + r#"<span id="time-left" data-seconds=""#.len()..];
     let seconds: i64 = rest[..rest.find('"').unwrap()].parse().unwrap();
     assert!((4 * 3600 - 120..=4 * 3600).contains(&seconds), "{seconds}");
@@ -637,19 +713,39 @@ async fn the_print_style_sheet_hides_the_pages_and_shows_a_note() {
     let print = &css[css.find("@media print").expect("print rules")..];
     let hide = print.find("display: none !important").expect("hides");
     let hidden = &print[..hide];
-    for sel in ["#pages", "#pages img", "main > *:not(.print-note)", "body > header"] {
-        assert!(hidden.contains(sel), "{sel} is not hidden in print: {print}");
+    for sel in [
+        "#pages",
+        "#pages img",
+        "main > *:not(.print-note)",
+        "body > header",
+    ] {
+        assert!(
+            hidden.contains(sel),
+            "{sel} is not hidden in print: {print}"
+        );
     }
-    assert!(print.contains(".print-note { display: block !important"), "{print}");
+    assert!(
+        print.contains(".print-note { display: block !important"),
+        "{print}"
+    );
     // On screen the note is hidden and pages never overflow to the left: no centring flex box.
     assert!(css.contains(".print-note { display: none; }"));
     assert!(!css.contains("align-items: center; gap: 1.5rem"));
     assert!(css.contains("margin: 0 auto 1.5rem"));
     let res = w.app.client.get("/static/viewer.js").dispatch().await;
     assert_eq!(res.status(), Status::Ok);
-    assert_eq!(res.content_type(), Some(rocket::http::ContentType::JavaScript));
+    assert_eq!(
+        res.content_type(),
+        Some(rocket::http::ContentType::JavaScript)
+    );
     let js = res.into_string().await.unwrap();
-    for needle in ["ArrowLeft", "PageDown", "X-Grant-State", "grant-ended", "?zoom="] {
+    for needle in [
+        "ArrowLeft",
+        "PageDown",
+        "X-Grant-State",
+        "grant-ended",
+        "?zoom=",
+    ] {
         assert!(js.contains(needle), "{needle}");
     }
 }
@@ -662,7 +758,10 @@ async fn a_retried_page_is_served_and_audited() {
     let file = w.file("contract.pdf", &pdf(1)).await;
     let grant = w.view_grant().await;
     let (s, h, body) = w
-        .fetch(&format!("/view/{grant}/files/{file}/pages/1?zoom=125&try=2"), &w.employee)
+        .fetch(
+            &format!("/view/{grant}/files/{file}/pages/1?zoom=125&try=2"),
+            &w.employee,
+        )
         .await;
     assert_eq!(s, Status::Ok, "{}", String::from_utf8_lossy(&body));
     assert_page_headers(&h);
