@@ -35,12 +35,13 @@
     return document.getElementById("page-" + n);
   }
 
-  // The width of a page at 100 %, from a loaded rendering (this page's, else any).
+  // The width of a page at 100 %, from its first rendering (this page's, else any page's).
+  // Sharper renderings do not change it: a large page may be rendered at fewer pixels than
+  // its zoom asks for, and would otherwise look smaller the more it is zoomed.
   function w100(img) {
     var known = [img].concat(imgs);
     for (var i = 0; i < known.length; i++) {
-      var k = known[i];
-      if (k.dataset.loaded && k.naturalWidth) return (k.naturalWidth * 100) / Number(k.dataset.zoom);
+      if (known[i].dataset.w100) return Number(known[i].dataset.w100);
     }
     return GUESS_W100;
   }
@@ -101,8 +102,10 @@
   }
 
   function remember() {
-    if (window.history && history.replaceState) {
+    try {
       history.replaceState(null, "", base + query(current) + "#page-" + current);
+    } catch (e) {
+      // The address stays as it was; nothing else depends on it.
     }
   }
 
@@ -244,6 +247,10 @@
 
   function loaded(img) {
     img.dataset.loaded = "1";
+    if (!img.dataset.w100 && img.naturalWidth) {
+      var at = Number(img.dataset.want || img.dataset.zoom);
+      img.dataset.w100 = String((img.naturalWidth * 100) / at);
+    }
     if (img.dataset.want) {
       img.dataset.zoom = img.dataset.want;
       delete img.dataset.want;
