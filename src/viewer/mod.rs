@@ -24,6 +24,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 pub mod cache;
+pub mod ended;
 pub mod render;
 
 use self::cache::Plain;

@@ -167,6 +167,8 @@ pub fn routes() -> Vec<Route> {
 pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/static/style.css"),
     ("GET", "/static/upload.js"),
+    ("GET", "/static/viewer.js"),
+    ("GET", "/static/viewer.css"),
     ("GET", "/login"),
     ("POST", "/login"),
     ("GET", "/healthz"),

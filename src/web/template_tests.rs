@@ -299,6 +299,55 @@ fn every_template_renders_with_realistic_data() {
             "zoom": 100, "zooms": [75, 100, 150], "pages": [1, 2, 3], "problem": "page 3 is too large",
         })),
     );
+    // A long document, a window in the middle, zoomed, and the same fitted to the width.
+    for chosen in [json!(150), json!(null)] {
+        let html = page(
+            "viewer.html",
+            common(json!({
+                "v": {"reference": "CONTR-2026-000123", "title": "Lease", "file_name": "lease.pdf",
+                      "version": 2, "grant_id": ID, "valid_until": "2099-01-01T00:00:00Z",
+                      "file_id": ID2, "others": [[ID2, "lease.pdf"], [ID, "annex.png"]]},
+                "w": {"total": 45, "first": 21, "last": 40, "previous": 1, "next": 41,
+                      "final_window": 41, "pages": (21..=40).collect::<Vec<u32>>()},
+                "zoom": 150, "chosen": chosen, "zooms": [50, 75, 100, 125, 150, 200, 300],
+                "problem": null, "at": 27, "seconds_left": 7200, "zoom_in": 200, "zoom_out": 125,
+            })),
+        );
+        for id in [
+            "zoom-in",
+            "zoom-out",
+            "zoom",
+            "page-prev",
+            "page-next",
+            "page-go",
+            "pages",
+        ] {
+            assert!(html.contains(&format!("id=\"{id}\"")), "{id}: {html}");
+        }
+        assert!(html.contains("id=\"page-21\"") && html.contains("id=\"page-40\""));
+        assert!(html.contains("Page 27 of 45"), "{html}");
+        assert!(html.contains("Pages 21–40 of 45"), "{html}");
+        assert!(html.contains("left</span>"), "{html}");
+        assert!(
+            !html.contains("&amp;amp;") && !html.contains("&#x2f;view"),
+            "{html}"
+        );
+    }
+    // The grant has ended: why, and where to ask again.
+    let html = page(
+        "viewer.html",
+        common(json!({
+            "ended": {"state": "revoked", "message": "Ma Lin revoked your view grant on 29 Nov 2026, 18:15.",
+                      "hint": "Send a new view request.", "request_url": format!("/records/{ID2}#request"),
+                      "request_label": "Request access again", "reference": "CONTR-2026-000123",
+                      "record_id": ID2},
+        })),
+    );
+    assert!(
+        html.contains("Ma Lin revoked")
+            && html.contains(&format!("href=\"/records/{ID2}#request\""))
+    );
+    assert!(!html.contains("id=\"pages\""), "{html}");
     page(
         "categories.html",
         common(json!({

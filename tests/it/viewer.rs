@@ -99,11 +99,22 @@ impl World {
     }
 
     async fn fetch(&self, path: &str, token: &str) -> (Status, Vec<(String, String)>, Vec<u8>) {
+        self.fetch_in(path, token, "en").await
+    }
+
+    /// `fetch`, asking for the pages in `lang`.
+    async fn fetch_in(
+        &self,
+        path: &str,
+        token: &str,
+        lang: &str,
+    ) -> (Status, Vec<(String, String)>, Vec<u8>) {
         let res = self
             .app
             .client
             .get(path.to_string())
             .header(bearer(token))
+            .header(Header::new("Accept-Language", lang.to_string()))
             .dispatch()
             .await;
         let status = res.status();
@@ -157,7 +168,7 @@ async fn a_multi_page_pdf_is_shown_as_page_images_and_never_as_the_file() {
     assert_eq!(header(&h, "X-Content-Type-Options"), Some("nosniff"));
     assert_eq!(
         header(&h, "Content-Security-Policy"),
-        Some(strongroom::web::viewer::VIEWER_CSP)
+        Some(strongroom::web::viewer::VIEWER_PAGE_CSP)
     );
     let html = String::from_utf8(body).unwrap();
     for p in 1..=3 {
@@ -287,14 +298,76 @@ async fn page_urls_answer_403_right_after_revocation_and_after_expiry() {
         )
         .await;
     assert_eq!(s, Status::Ok, "{g}");
+    let revoked_at: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT revoked_at FROM grants WHERE id = $1::uuid")
+            .bind(&grant)
+            .fetch_one(&w.app.db)
+            .await
+            .unwrap();
+    // Shown in the person's zone (the vault's default here), to the minute.
+    let when = revoked_at
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("%-d %b %Y, %H:%M")
+        .to_string();
     let (s, h, body) = w.fetch(&page, &w.employee).await;
     assert_eq!(s, Status::Forbidden);
     assert_ne!(header(&h, "Content-Type"), Some("image/png"));
     assert!(!body.starts_with(b"\x89PNG"));
-    let (s, _, _) = w
+    // The page image says why, for the viewer to show in place of the pages.
+    assert_eq!(header(&h, "X-Grant-State"), Some("revoked"));
+    assert_eq!(header(&h, "Content-Type"), Some("application/json"));
+    assert_eq!(header(&h, "Cache-Control"), Some("no-store"));
+    let why: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(why["error"]["code"], "grant_ended", "{why}");
+    assert_eq!(why["grant"]["state"], "revoked", "{why}");
+    let message = why["grant"]["message"].as_str().unwrap();
+    assert_eq!(
+        message,
+        format!("sup display revoked your view grant on {when}. Its pages can no longer be shown.")
+    );
+    assert_eq!(
+        why["grant"]["request_url"],
+        format!("/records/{}#request", w.record)
+    );
+    // So does the viewer page itself: a page with the reason, not a bare refusal.
+    let (s, h, body) = w
         .fetch(&format!("/view/{grant}/files/{file}"), &w.employee)
         .await;
     assert_eq!(s, Status::Forbidden);
+    assert_eq!(header(&h, "X-Grant-State"), Some("revoked"));
+    assert_eq!(header(&h, "Cache-Control"), Some("no-store"));
+    let html = String::from_utf8(body).unwrap();
+    assert!(html.contains(r#"id="grant-ended""#), "{html}");
+    assert!(html.contains(message), "{html}");
+    assert!(
+        html.contains(&format!(
+            r#"href="/records/{}#request">Request access again"#,
+            w.record
+        )),
+        "{html}"
+    );
+    assert_eq!(page_images(&html), 0, "{html}");
+    // In Chinese, too.
+    let (s, _, body) = w
+        .fetch_in(&format!("/view/{grant}/files/{file}"), &w.employee, "zh-CN")
+        .await;
+    assert_eq!(s, Status::Forbidden);
+    let html = String::from_utf8(body).unwrap();
+    assert!(html.contains(r#"<html lang="zh-CN">"#), "{html}");
+    let when_zh = revoked_at
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("%Y-%m-%d %H:%M")
+        .to_string();
+    assert!(
+        html.contains(&format!("sup display 已于 {when_zh} 撤销您的调阅授权")),
+        "{html}"
+    );
+    assert!(html.contains("重新申请调阅"), "{html}");
+    // Someone else learns nothing from the grant's id: refused as before.
+    let (s, h, body) = w.fetch(&page, &w.other).await;
+    assert_eq!(s, Status::NotFound);
+    assert!(header(&h, "X-Grant-State").is_none());
+    assert!(!contains(&body, b"sup display"));
     // A second grant runs out: refused at once, before any job has marked it expired.
     let grant = w.view_grant().await;
     let page = format!("/view/{grant}/files/{file}/pages/2");
@@ -305,15 +378,31 @@ async fn page_urls_answer_403_right_after_revocation_and_after_expiry() {
         .execute(&w.app.db)
         .await
         .unwrap();
-    let (s, _, _) = w.fetch(&page, &w.employee).await;
+    let (s, h, body) = w.fetch(&page, &w.employee).await;
     assert_eq!(s, Status::Forbidden);
+    assert_eq!(header(&h, "X-Grant-State"), Some("expired"));
+    let why: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        why["grant"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Your view grant expired on "),
+        "{why}"
+    );
+    let (s, _, body) = w
+        .fetch(&format!("/view/{grant}/files/{file}"), &w.employee)
+        .await;
+    assert_eq!(s, Status::Forbidden);
+    let html = String::from_utf8(body).unwrap();
+    assert!(html.contains("Your view grant expired on "), "{html}");
+    assert!(html.contains("Request access again"), "{html}");
     let denied: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM audit_events WHERE action = 'file.view' AND outcome = 'denied'",
     )
     .fetch_one(&w.app.db)
     .await
     .unwrap();
-    assert!(denied >= 3, "{denied}");
+    assert!(denied >= 6, "{denied}");
 }
 
 /// How many page images a viewer page shows.
@@ -394,6 +483,13 @@ async fn a_pdf_claiming_10000_pages_is_shown_20_at_a_time_and_missing_pages_are_
     }
 }
 
+/// Every `<script>` of a page loads a file of the site's (no inline script: the policy
+/// would refuse it anyway).
+fn scripts_are_files(html: &str) -> bool {
+    html.match_indices("<script")
+        .all(|(i, _)| html[i..].starts_with(r#"<script src="/static/"#))
+}
+
 #[tokio::test]
 async fn a_long_pdf_is_paged_with_previous_next_and_go_to_page() {
     let w = world().await;
@@ -404,27 +500,123 @@ async fn a_long_pdf_is_paged_with_previous_next_and_go_to_page() {
     assert_eq!(s, Status::Ok);
     let html = String::from_utf8(body).unwrap();
     assert_eq!(page_images(&html), 20);
+    // The controls the script drives, reachable by stable ids, and page N of M.
+    for id in [
+        "zoom-in",
+        "zoom-out",
+        "zoom",
+        "page-prev",
+        "page-next",
+        "page-go",
+        "pages",
+    ] {
+        assert!(html.contains(&format!(r#"id="{id}""#)), "{id}: {html}");
+    }
+    for p in 1..=20 {
+        assert!(
+            html.contains(&format!(
+                r#"<img id="page-{p}" src="{view}/pages/{p}?zoom=100""#
+            )),
+            "{p}: {html}"
+        );
+    }
+    assert!(
+        html.contains(
+            r#"<p id="page-status" class="viewer-status" aria-live="polite">Page 1 of 45</p>"#
+        ),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<input id="page-go" type="number" name="p" min="1" max="45" value="1""#),
+        "{html}"
+    );
+    assert!(
+        html.contains(
+            r##"<a id="page-next" class="button" rel="next" href="#page-2">Next page</a>"##
+        ),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<a id="page-prev" class="button" aria-disabled="true">"#),
+        "{html}"
+    );
     assert!(html.contains("Pages 1–20 of 45"), "{html}");
-    assert!(html.contains("45 pages"));
-    assert!(html.contains(&format!(r#"href="{view}?zoom=100&amp;p=21" rel="next""#)));
-    assert!(html.contains(&format!(r#"href="{view}?zoom=100&amp;p=41">Last"#)));
-    assert!(!html.contains(r#"rel="prev""#));
-    assert!(html.contains(&format!(r#"<form method="get" action="{view}">"#)));
-    assert!(!html.contains("<script"));
-    // "Go to page 27" lands on the window that holds it, at the zoom in use.
+    // Fitted to the width by default, with the zoom levels offered, lazily loaded in order.
+    assert!(html.contains(r#"class="viewer-pages fit""#), "{html}");
+    assert!(
+        html.contains(r#"<option value="fit" selected>Fit to width</option>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<option value="300">300 %</option>"#),
+        "{html}"
+    );
+    assert_eq!(html.matches(r#"loading="lazy""#).count(), 20);
+    assert!(
+        html.contains(&format!(r#"href="{view}?p=21">Next pages"#)),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(r#"href="{view}?p=41">Last pages"#)),
+        "{html}"
+    );
+    assert!(html.contains(&format!(
+        r#"<form method="get" action="{view}" id="page-form""#
+    )));
+    assert!(html.contains(r#"<script src="/static/viewer.js" defer></script>"#));
+    assert!(scripts_are_files(&html), "{html}");
+    // "Go to page 27" (the form, without the script) lands on the window that holds it,
+    // at the zoom in use, with page 27 as the current page.
     let (s, _, body) = w.fetch(&format!("{view}?zoom=150&p=27"), &w.employee).await;
     assert_eq!(s, Status::Ok);
     let html = String::from_utf8(body).unwrap();
     assert_eq!(page_images(&html), 20);
     assert!(html.contains("Pages 21–40 of 45"), "{html}");
+    assert!(html.contains("Page 27 of 45"), "{html}");
     assert!(html.contains(&format!("{view}/pages/27?zoom=150")));
-    assert!(html.contains(&format!(r#"href="{view}?zoom=150&amp;p=1" rel="prev""#)));
-    assert!(html.contains(&format!(r#"href="{view}?zoom=150&amp;p=41" rel="next""#)));
+    assert!(html.contains(r#"class="viewer-pages zoomed""#), "{html}");
+    assert!(
+        html.contains(r#"<option value="150" selected>150 %</option>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(r#"href="{view}?zoom=150&amp;p=1">Previous pages"#)),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(r#"href="{view}?zoom=150&amp;p=41">Next pages"#)),
+        "{html}"
+    );
+    assert!(html.contains(r##"rel="prev" href="#page-26""##), "{html}");
+    assert!(
+        html.contains(&format!(
+            r#"id="zoom-in" class="button" href="{view}?zoom=200&amp;p=27""#
+        )),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(
+            r#"id="zoom-out" class="button" href="{view}?zoom=125&amp;p=27""#
+        )),
+        "{html}"
+    );
+    // At a window's edge, previous/next lead to the neighbouring window.
+    let (s, _, body) = w.fetch(&format!("{view}?p=40"), &w.employee).await;
+    assert_eq!(s, Status::Ok);
+    let html = String::from_utf8(body).unwrap();
+    assert!(
+        html.contains(&format!(r#"rel="next" href="{view}?p=41""#)),
+        "{html}"
+    );
     let (s, _, body) = w.fetch(&format!("{view}?p=45"), &w.employee).await;
     assert_eq!(s, Status::Ok);
     let html = String::from_utf8(body).unwrap();
     assert_eq!(page_images(&html), 5);
-    assert!(!html.contains(r#"rel="next""#));
+    assert!(
+        html.contains(r#"<a id="page-next" class="button" aria-disabled="true">"#),
+        "{html}"
+    );
+    assert!(!html.contains("Next pages"));
     let (s, _, _) = w.fetch(&format!("{view}?p=46"), &w.employee).await;
     assert_eq!(s, Status::NotFound);
     let (s, _, _) = w.fetch(&format!("{view}/pages/46"), &w.employee).await;
@@ -438,8 +630,143 @@ async fn a_long_pdf_is_paged_with_previous_next_and_go_to_page() {
     .unwrap();
     assert_eq!(
         shown,
-        vec![json!([1, 20]), json!([21, 40]), json!([41, 45])]
+        vec![
+            json!([1, 20]),
+            json!([21, 40]),
+            json!([21, 40]),
+            json!([41, 45])
+        ]
     );
+}
+
+#[tokio::test]
+async fn the_viewer_page_is_written_in_chinese_for_chinese_readers() {
+    let w = world().await;
+    let file = w.file("contract.pdf", &pdf(3)).await;
+    let grant = w.view_grant().await;
+    let view = format!("/view/{grant}/files/{file}");
+    let (s, _, body) = w.fetch_in(&view, &w.employee, "zh-CN").await;
+    assert_eq!(s, Status::Ok);
+    let html = String::from_utf8(body).unwrap();
+    assert!(html.contains(r#"<html lang="zh-CN">"#), "{html}");
+    for text in [
+        "第 1 页，共 3 页",
+        "适合宽度",
+        "上一页",
+        "下一页",
+        "跳至第几页",
+        "共 3 页",
+        "仅供在线调阅",
+        "打印须经导出审批",
+    ] {
+        assert!(html.contains(text), "{text}: {html}");
+    }
+    // The time left, in Chinese units (a 4-hour grant).
+    assert!(
+        html.contains("剩余 3 小时 59 分钟") || html.contains("剩余 4 小时 0 分钟"),
+        "{html}"
+    );
+    assert!(!html.contains("Fit to width") && !html.contains("Next page"));
+}
+
+#[tokio::test]
+async fn the_time_left_is_shown_and_given_to_the_countdown() {
+    let w = world().await;
+    let file = w.file("contract.pdf", &pdf(1)).await;
+    let grant = w.view_grant().await;
+    let (s, _, body) = w
+        .fetch(&format!("/view/{grant}/files/{file}"), &w.employee)
+        .await;
+    assert_eq!(s, Status::Ok);
+    let html = String::from_utf8(body).unwrap();
+    let at = html
+        .find(r#"<span id="time-left" data-seconds=""#)
+        .expect("time left");
+    let rest = &html[at + r#"<span id="time-left" data-seconds=""#.len()..];
+    let seconds: i64 = rest[..rest.find('"').unwrap()].parse().unwrap();
+    assert!((4 * 3600 - 120..=4 * 3600).contains(&seconds), "{seconds}");
+    assert!(
+        html.contains(">3 h 59 min left</span>") || html.contains(">4 h 0 min left</span>"),
+        "{html}"
+    );
+    assert!(html.contains(r#"data-fmt-hm="{h} h {m} min""#), "{html}");
+}
+
+/// Printing shows a note, never the pages; the note says what a printout needs.
+#[tokio::test]
+async fn the_print_style_sheet_hides_the_pages_and_shows_a_note() {
+    let w = world().await;
+    let file = w.file("contract.pdf", &pdf(2)).await;
+    let grant = w.view_grant().await;
+    let (s, _, body) = w
+        .fetch(&format!("/view/{grant}/files/{file}"), &w.employee)
+        .await;
+    assert_eq!(s, Status::Ok);
+    let html = String::from_utf8(body).unwrap();
+    assert!(html.contains(r#"<link rel="stylesheet" href="/static/viewer.css">"#));
+    assert!(html.contains(r#"<p class="print-note">This document is shown in the viewer only. Printing it needs an approved export request"#), "{html}");
+    // The style sheet needs no session, like the site's other one.
+    let res = w.app.client.get("/static/viewer.css").dispatch().await;
+    assert_eq!(res.status(), Status::Ok);
+    assert_eq!(res.content_type(), Some(rocket::http::ContentType::CSS));
+    let css = res.into_string().await.unwrap();
+    let print = &css[css.find("@media print").expect("print rules")..];
+    let hide = print.find("display: none !important").expect("hides");
+    let hidden = &print[..hide];
+    for sel in [
+        "#pages",
+        "#pages img",
+        "main > *:not(.print-note)",
+        "body > header",
+    ] {
+        assert!(
+            hidden.contains(sel),
+            "{sel} is not hidden in print: {print}"
+        );
+    }
+    assert!(
+        print.contains(".print-note { display: block !important"),
+        "{print}"
+    );
+    // On screen the note is hidden and pages never overflow to the left: no centring flex box.
+    assert!(css.contains(".print-note { display: none; }"));
+    assert!(!css.contains("align-items: center; gap: 1.5rem"));
+    assert!(css.contains("margin: 0 auto 1.5rem"));
+    let res = w.app.client.get("/static/viewer.js").dispatch().await;
+    assert_eq!(res.status(), Status::Ok);
+    assert_eq!(
+        res.content_type(),
+        Some(rocket::http::ContentType::JavaScript)
+    );
+    let js = res.into_string().await.unwrap();
+    for needle in [
+        "ArrowLeft",
+        "PageDown",
+        "X-Grant-State",
+        "grant-ended",
+        "?zoom=",
+    ] {
+        assert!(js.contains(needle), "{needle}");
+    }
+}
+
+/// A page asked for again with a retry marker (as the script does after a busy answer)
+/// is the same page, audited again.
+#[tokio::test]
+async fn a_retried_page_is_served_and_audited() {
+    let w = world().await;
+    let file = w.file("contract.pdf", &pdf(1)).await;
+    let grant = w.view_grant().await;
+    let (s, h, body) = w
+        .fetch(
+            &format!("/view/{grant}/files/{file}/pages/1?zoom=125&try=2"),
+            &w.employee,
+        )
+        .await;
+    assert_eq!(s, Status::Ok, "{}", String::from_utf8_lossy(&body));
+    assert_page_headers(&h);
+    assert_eq!(png_size(&body), (1020, 1320));
+    assert_eq!(page_events(&w).await.len(), 1);
 }
 
 /// A grey 20000 x 20000 PNG, encoded without ever touching the pixel buffer (all zeros, so
