@@ -9,6 +9,9 @@
 //   CHROMIUM         the browser (default /usr/bin/chromium)
 //   ADMIN_NEW_PASSWORD  the password to choose then (default: a random one)
 //   LANGS            the languages to run (default `en,zh-CN`)
+//   LOCAL_STYLE=1    serve /static/style.css from templates/static/ of this tree instead of
+//                    the copy built into the server (to try style changes without a rebuild)
+//   NARROW_WIDTH     the narrow viewport's width (default 390)
 //   REPORT_ONLY=1    print every failed page check but exit 0 (a broken story still fails)
 //
 // Every page visited is checked: axe-core (serious and critical violations), no horizontal
@@ -40,7 +43,10 @@ const LANGS = (process.env.LANGS || 'en,zh-CN')
   .split(',')
   .map((l) => l.trim())
   .filter(Boolean);
-const NARROW = 390;
+const LOCAL_STYLE = process.env.LOCAL_STYLE === '1'
+  ? readFileSync(new URL('../../templates/static/style.css', import.meta.url))
+  : null;
+const NARROW = Number(process.env.NARROW_WIDTH || 390);
 const WIDE = { width: 1280, height: 900 };
 const TIMEOUT_MS = 30_000;
 
@@ -205,6 +211,7 @@ async function checkPage(run, page, step) {
     axe: [],
     width390: null,
     htmlLang: null,
+    style: [],
     jsErrors: page.jsErrors.splice(0),
     problems: [],
   };
@@ -228,10 +235,11 @@ async function checkPage(run, page, step) {
     });
     row.htmlLang = await page.evaluate(() => document.documentElement.getAttribute('lang'));
     await page.screenshot({ path: path.join(SCREENSHOT_DIR, `${name}.png`), fullPage: true });
+    row.style = await styleProblems(page);
     const wide = page.viewportSize() || WIDE;
     await page.setViewportSize({ width: NARROW, height: 844 });
     row.width390 = await page.evaluate(() => document.documentElement.scrollWidth);
-    await page.screenshot({ path: path.join(SCREENSHOT_DIR, `${name}-390.png`), fullPage: true });
+    await page.screenshot({ path: path.join(SCREENSHOT_DIR, `${name}-${NARROW}.png`), fullPage: true });
     await page.setViewportSize(wide);
   } catch (e) {
     row.problems.push(`the page could not be checked: ${e.message.split('\n')[0]}`);
@@ -239,6 +247,7 @@ async function checkPage(run, page, step) {
   if (row.axe.length) {
     row.problems.push(`axe: ${row.axe.map((v) => `${v.id} (${v.impact})`).join(', ')}`);
   }
+  for (const p of row.style || []) row.problems.push(p);
   if (row.width390 !== null && row.width390 > NARROW) {
     row.problems.push(`scrolls sideways at ${NARROW} px: the document is ${row.width390} px wide`);
   }
@@ -249,6 +258,55 @@ async function checkPage(run, page, step) {
   }
   if (row.jsErrors.length) row.problems.push(`script errors: ${row.jsErrors.join(' | ')}`);
   checks.push(row);
+}
+
+/** What axe does not see: the keyboard focus must be visible (the first Tab stop shows an
+ *  outline of at least 2 px), and the borders of text fields must keep 3:1 contrast against
+ *  what is behind them (WCAG 1.4.11). */
+async function styleProblems(page) {
+  await page.keyboard.press('Tab');
+  const problems = await page.evaluate(() => {
+    const out = [];
+    const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => {
+      const f = (v) => ((v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const ratio = (a, b) => {
+      const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p);
+      return (x + 0.05) / (y + 0.05);
+    };
+    const background = (el) => {
+      for (let n = el.parentElement; n; n = n.parentElement) {
+        const c = rgb(getComputedStyle(n).backgroundColor);
+        if (c.length >= 3 && (c.length === 3 || c[3] > 0.5)) return c.slice(0, 3);
+      }
+      return [255, 255, 255];
+    };
+    const focused = document.activeElement;
+    if (focused && focused !== document.body) {
+      const st = getComputedStyle(focused);
+      const outline = st.outlineStyle !== 'none' && parseFloat(st.outlineWidth) >= 2;
+      if (!outline && st.boxShadow === 'none') {
+        out.push(`no visible focus on ${focused.tagName.toLowerCase()}${focused.getAttribute('href') ? `[href="${focused.getAttribute('href')}"]` : ''}`);
+      }
+      focused.blur();
+    }
+    const fields = document.querySelectorAll(
+      'input:not([type=hidden]):not([type=checkbox]):not([type=radio]):not([type=file]), select, textarea',
+    );
+    const weak = new Set();
+    for (const el of fields) {
+      if (!el.offsetParent) continue;
+      const st = getComputedStyle(el);
+      if (parseFloat(st.borderBottomWidth) === 0) continue;
+      const r = ratio(rgb(st.borderBottomColor).slice(0, 3), background(el));
+      if (r < 3) weak.add(`${el.tagName.toLowerCase()}[name="${el.name}"] ${r.toFixed(2)}:1`);
+    }
+    if (weak.size) out.push(`field borders under 3:1: ${[...weak].slice(0, 5).join(', ')}`);
+    return out;
+  });
+  return problems;
 }
 
 // ------------------------------------------------------------------ browsing helpers
@@ -362,6 +420,11 @@ async function signIn(browser, run, who) {
     viewport: WIDE,
     timezoneId: 'Asia/Shanghai',
   });
+  if (LOCAL_STYLE) {
+    await ctx.route(`${BASE_URL}/static/style.css`, (route) =>
+      route.fulfill({ status: 200, contentType: 'text/css', body: LOCAL_STYLE }),
+    );
+  }
   ctx.setDefaultTimeout(TIMEOUT_MS);
   ctx.setDefaultNavigationTimeout(TIMEOUT_MS);
   const page = await ctx.newPage();
