@@ -9,6 +9,7 @@
 //! Needs Chromium, Node.js and `tests/browser/node_modules` (`.ci/run` installs them); the
 //! test fails, saying so, when one is missing. `REPORT_ONLY=1` lets page-check failures
 //! through (they are still printed); a broken story always fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure should stop it loudly
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -25,7 +26,8 @@ const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 /// The stories of both languages, with a page check on every page, take about two
 /// minutes on a 2-core machine; this bounds a hung browser or server.
 const STORIES_TIMEOUT: Duration = Duration::from_secs(600);
-const HOW_TO_INSTALL: &str = "run `.ci/run` once, or by hand: `apt-get install -y chromium nodejs npm` \
+const HOW_TO_INSTALL: &str =
+    "run `.ci/run` once, or by hand: `apt-get install -y chromium nodejs npm` \
      and `npm ci --prefix tests/browser`";
 
 fn free_port() -> u16 {
@@ -103,7 +105,13 @@ impl Server {
     fn start(data_dir: &Path) -> Server {
         let port = free_port();
         let mut child = Command::new(BIN)
-            .args(["serve", "--address", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "serve",
+                "--address",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
             .arg("--data-dir")
             .arg(data_dir)
             .env_remove("DATABASE_URL")
@@ -271,7 +279,10 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> (bool, String) {
     let text = out.drain().join("\n");
     match status {
         Some(s) => (s.success(), text),
-        None => (false, format!("{text}\n(killed after {} s)", limit.as_secs())),
+        None => (
+            false,
+            format!("{text}\n(killed after {} s)", limit.as_secs()),
+        ),
     }
 }
 
@@ -296,12 +307,12 @@ fn stories_in_a_real_browser() {
         .env("SCREENSHOT_DIR", &screenshots)
         .env("CHROMIUM", &chromium);
     let (ok, output) = run_bounded(node, STORIES_TIMEOUT);
-    println!("{output}");
     assert!(
         ok,
         "the browser stories failed:\n{output}\n\nserver output (last lines):\n{}",
         server.out.tail(40)
     );
+    println!("{output}");
 
     // The trail the stories left is an intact chain (a second command on the data dir uses
     // the running cluster). Events are chained within a second of their commit.
