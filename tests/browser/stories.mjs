@@ -619,6 +619,10 @@ async function stories(browser, lang) {
       }
     });
 
+    await step(run, 'administrator looks at the integrity scrub', () =>
+      visit(run, adm.page, '/admin/scrub', 'integrity-scrub'),
+    { alone: true });
+
     // The archivist registers a place, defines a category, files, uploads and corrects.
     const arc = await step(run, 'archivist signs in', () => open(p.archivist));
     await step(run, 'archivist registers a storeroom, shelf and box', () => registerLocation(run, arc, loc));
@@ -739,6 +743,7 @@ async function stories(browser, lang) {
     await step(run, "supervisor's home page shows the queue", () => homeShowsQueue(run, sup, viewRequest), { alone: true });
     await step(run, 'supervisor approves the view', async () => {
       await visit(run, sup.page, '/approvals', 'approvals');
+      await follow(run, sup.page, `/requests/${viewRequest}`, 'request-details');
       await submit(run, sup.page, form(sup.page, `/requests/${viewRequest}/approve`), { comment: c.purposeView.slice(0, 20) }, 'view-approved');
     });
 
@@ -854,9 +859,10 @@ function report() {
         c.axe.length ? c.axe.map((v) => v.id).join(',') : '0',
         c.width390 === null ? '?' : c.width390,
         c.htmlLang ?? '',
+        c.style.length ? 'FAIL' : 'ok',
         c.problems.length ? 'FAIL' : 'ok',
       ]),
-      ['page', 'path', 'axe serious/critical', `width at ${NARROW}`, 'lang', ''],
+      ['page', 'path', 'axe serious/critical', `width at ${NARROW}`, 'lang', 'focus, borders', ''],
     ),
   );
   const failedChecks = checks.filter((c) => c.problems.length);
