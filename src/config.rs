@@ -44,6 +44,8 @@ const ENV_KEYS: &[&str] = &[
     "viewer_cache_idle_seconds",
     "scrub_interval_hours",
     "scrub_rate_mib_per_sec",
+    "default_locale",
+    "time_zone",
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +136,20 @@ pub struct Config {
     /// The scrub's read rate in MiB of content per second; 0: unlimited.
     #[serde(default = "default_scrub_rate_mib_per_sec")]
     pub scrub_rate_mib_per_sec: u32,
+    /// The interface language when neither the person nor the browser says (`zh-CN`, `en`).
+    #[serde(default = "default_locale")]
+    pub default_locale: String,
+    /// The time zone times are shown in for people who have not chosen one (IANA name).
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+fn default_locale() -> String {
+    "zh-CN".into()
+}
+
+fn default_time_zone() -> String {
+    "Asia/Shanghai".into()
 }
 
 fn default_hash_wait_ms() -> u32 {
@@ -191,6 +207,8 @@ impl Default for Config {
             viewer_cache_idle_seconds: default_viewer_cache_idle_seconds(),
             scrub_interval_hours: default_scrub_interval_hours(),
             scrub_rate_mib_per_sec: default_scrub_rate_mib_per_sec(),
+            default_locale: default_locale(),
+            time_zone: default_time_zone(),
         }
     }
 }
@@ -246,6 +264,16 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The language of people and browsers that name none the vault writes.
+    pub fn default_lang(&self) -> crate::i18n::Lang {
+        crate::i18n::Lang::parse(&self.default_locale).unwrap_or(crate::i18n::Lang::ZhCn)
+    }
+
+    /// The vault's time zone.
+    pub fn default_tz(&self) -> chrono_tz::Tz {
+        crate::i18n::parse_time_zone(&self.time_zone).unwrap_or(chrono_tz::Tz::Asia__Shanghai)
+    }
+
     /// Loads the configuration from the process environment and the given flags.
     pub fn load(flags: &Overrides) -> Result<Config, ConfigError> {
         Self::load_with(
@@ -328,6 +356,18 @@ impl Config {
             }
         }
         positive("viewer_cache_idle_seconds", self.viewer_cache_idle_seconds)?;
+        if crate::i18n::Lang::parse(&self.default_locale).is_none() {
+            return Err(ConfigError::Invalid {
+                setting: "default_locale",
+                reason: "must be zh-CN or en".into(),
+            });
+        }
+        if crate::i18n::parse_time_zone(&self.time_zone).is_none() {
+            return Err(ConfigError::Invalid {
+                setting: "time_zone",
+                reason: "must be an IANA time zone name such as Asia/Shanghai".into(),
+            });
+        }
         if self.max_upload_bytes == 0 {
             return Err(ConfigError::Invalid {
                 setting: "max_upload_bytes",

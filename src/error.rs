@@ -174,7 +174,15 @@ impl<'r> Responder<'r, 'static> for AppError {
                 AppError::Invalid { field, .. } => field.as_deref(),
                 _ => None,
             };
-            let body = error_body(self.code(), &self.public_message(), field);
+            // Scripts get English unless they ask for another language; the code never
+            // changes with the language.
+            let lang = req
+                .headers()
+                .get_one("Accept-Language")
+                .and_then(crate::i18n::Lang::negotiate)
+                .unwrap_or(crate::i18n::Lang::En);
+            let message = crate::i18n::message(lang, &self.public_message());
+            let body = error_body(self.code(), &message, field);
             let mut res = Response::build();
             if let Some(s) = retry_after {
                 res.raw_header("Retry-After", s);
@@ -191,11 +199,13 @@ impl<'r> Responder<'r, 'static> for AppError {
         if matches!(self, AppError::PasswordChangeRequired) {
             return rocket::response::Redirect::to("/account/password").respond_to(req);
         }
-        let message = self.public_message();
+        let who = crate::auth::guard::cached(req);
+        let ui = crate::i18n::Ui::for_request(req, who.as_ref().map(|a| a.user()));
+        let message = crate::i18n::message(ui.lang, &self.public_message());
         let html = req
             .rocket()
             .state::<ErrorPages>()
-            .and_then(|pages| (pages.render)(status, &message))
+            .and_then(|pages| (pages.render)(status, &message, ui, who.as_ref()))
             .unwrap_or_else(|| {
                 format!("<!doctype html><title>{status}</title><h1>{status}</h1><p>{status}</p>")
             });
@@ -218,10 +228,19 @@ pub struct ErrorPages {
     render: RenderPage,
 }
 
-type RenderPage = Box<dyn Fn(Status, &str) -> Option<String> + Send + Sync>;
+type RenderPage = Box<
+    dyn Fn(Status, &str, crate::i18n::Ui, Option<&crate::auth::Authenticated>) -> Option<String>
+        + Send
+        + Sync,
+>;
 
 impl ErrorPages {
-    pub fn new(render: impl Fn(Status, &str) -> Option<String> + Send + Sync + 'static) -> Self {
+    pub fn new(
+        render: impl Fn(Status, &str, crate::i18n::Ui, Option<&crate::auth::Authenticated>) -> Option<String>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
         ErrorPages {
             render: Box::new(render),
         }

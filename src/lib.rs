@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod grants;
 pub mod http;
+pub mod i18n;
 pub mod jobs;
 pub mod pg;
 pub mod policy;

@@ -32,6 +32,12 @@ pub struct Authenticated {
     /// Whether the session came in a cookie (which a browser sends by itself) rather than
     /// an `Authorization` header (which only a deliberate client sends).
     via_cookie: bool,
+    /// The language and time zone of the person's pages.
+    ui: crate::i18n::Ui,
+    /// The confirmation of the previous form post, translated, shown once.
+    flash: Option<String>,
+    /// The path and query of the request (where the language switch comes back to).
+    path: String,
 }
 
 impl Authenticated {
@@ -52,6 +58,15 @@ impl Authenticated {
     }
     pub fn actor(&self) -> Actor {
         Actor::user(self.user.id.0, &self.user.username, &self.meta)
+    }
+    pub fn ui(&self) -> crate::i18n::Ui {
+        self.ui
+    }
+    pub fn flash(&self) -> Option<&str> {
+        self.flash.as_deref()
+    }
+    pub fn path(&self) -> &str {
+        &self.path
     }
 }
 
@@ -141,13 +156,24 @@ impl<'r> FromRequest<'r> for Authenticated {
                 }
                 let token = SecretString::from(token);
                 match session::lookup(app.db.pool(), &token, app.config.session_idle()).await {
-                    Ok(Some(s)) => Ok(Authenticated {
-                        user: s.user,
-                        session_id: s.id,
-                        csrf_token: s.csrf_token,
-                        meta: telemetry::meta(req),
-                        via_cookie,
-                    }),
+                    Ok(Some(s)) => {
+                        let ui = crate::i18n::Ui::for_request(req, Some(&s.user));
+                        // A confirmation is shown by the next page, not taken by an API call.
+                        let flash = (req.method() == rocket::http::Method::Get
+                            && !crate::error::is_api(req))
+                        .then(|| crate::i18n::flash::take(req.cookies(), ui.lang))
+                        .flatten();
+                        Ok(Authenticated {
+                            user: s.user,
+                            session_id: s.id,
+                            csrf_token: s.csrf_token,
+                            meta: telemetry::meta(req),
+                            via_cookie,
+                            ui,
+                            flash,
+                            path: req.uri().to_string(),
+                        })
+                    }
                     Ok(None) => Err(NoSession::Absent),
                     Err(e) => {
                         tracing::error!(
@@ -170,6 +196,12 @@ impl<'r> FromRequest<'r> for Authenticated {
             }
         }
     }
+}
+
+/// The person signed in on this request, if a guard has already looked the session up.
+pub(crate) fn cached(req: &Request<'_>) -> Option<Authenticated> {
+    let cached: &Result<Authenticated, NoSession> = req.local_cache(|| Err(NoSession::Absent));
+    cached.as_ref().ok().cloned()
 }
 
 /// A signed-in person who has set their own password.
@@ -203,6 +235,9 @@ impl Principal {
             session_id: Uuid::nil(),
             csrf_token: String::new(),
             via_cookie: false,
+            ui: crate::i18n::Ui::new(crate::i18n::Lang::En, chrono_tz::Tz::UTC),
+            flash: None,
+            path: String::new(),
         }))
     }
 }

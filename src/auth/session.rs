@@ -96,7 +96,7 @@ pub async fn lookup(
         "SELECT s.id AS session_id, s.csrf_token, s.expires_at, \
            (s.last_seen_at < now() - $3 * interval '1 second') AS stale, \
            u.id, u.username, u.display_name, u.department, u.roles, u.status, \
-           u.must_change_password, u.created_at, u.disabled_at \
+           u.must_change_password, u.created_at, u.disabled_at, u.locale, u.time_zone \
          FROM sessions s JOIN users u ON u.id = s.user_id \
          WHERE s.token_hash = $1 AND u.status = 'active' \
            AND s.expires_at > now() AND s.last_seen_at > now() - $2 * interval '1 second'",

@@ -322,3 +322,33 @@ pub async fn change_own_password(
         .await
     })
 }
+
+/// A person sets their own interface language and time zone (none: the browser's language,
+/// the vault's time zone). Anyone signed in may; audited as `user.preferences`.
+#[tracing::instrument(skip_all)]
+pub async fn set_own_preferences(
+    app: &App,
+    who: &crate::auth::Authenticated,
+    locale: Option<crate::i18n::Lang>,
+    time_zone: Option<&str>,
+) -> AppResult<()> {
+    let time_zone = match time_zone.map(str::trim).filter(|z| !z.is_empty()) {
+        None => None,
+        Some(z) => Some(crate::i18n::parse_time_zone(z).ok_or_else(|| {
+            AppError::invalid("time_zone", "is not a time zone name such as Asia/Shanghai")
+        })?),
+    };
+    let id = who.user().id;
+    let locale = locale.map(|l| l.tag());
+    unit!(app.db, |tx| {
+        repo::set_preferences(&mut tx, id, locale, time_zone.map(|z| z.name())).await?;
+        tx.audit(
+            &who.actor(),
+            Event::new("user.preferences", Outcome::Success)
+                .object("user", id)
+                .detail(json!({ "locale": locale, "time_zone": time_zone.map(|z| z.name()) })),
+        )
+        .await?;
+        Ok(())
+    })
+}

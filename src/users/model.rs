@@ -84,6 +84,10 @@ pub struct User {
     pub must_change_password: bool,
     pub created_at: DateTime<Utc>,
     pub disabled_at: Option<DateTime<Utc>>,
+    /// The interface language the person chose (`en`, `zh-CN`); none: the browser's.
+    pub locale: Option<String>,
+    /// The person's IANA time zone; none: the vault's.
+    pub time_zone: Option<String>,
 }
 
 impl User {
@@ -106,6 +110,8 @@ pub(crate) struct UserRow {
     pub must_change_password: bool,
     pub created_at: DateTime<Utc>,
     pub disabled_at: Option<DateTime<Utc>>,
+    pub locale: Option<String>,
+    pub time_zone: Option<String>,
 }
 
 impl From<UserRow> for User {
@@ -120,6 +126,8 @@ impl From<UserRow> for User {
             must_change_password: r.must_change_password,
             created_at: r.created_at,
             disabled_at: r.disabled_at,
+            locale: r.locale,
+            time_zone: r.time_zone,
         }
     }
 }

@@ -4,7 +4,7 @@ use uuid::Uuid;
 use super::model::{Role, User, UserId, UserRow};
 
 const COLUMNS: &str = "id, username, display_name, department, roles, status, \
-                       must_change_password, created_at, disabled_at";
+                       must_change_password, created_at, disabled_at, locale, time_zone";
 
 pub(super) struct Insert<'a> {
     pub username: &'a str,
@@ -132,5 +132,20 @@ pub(super) async fn set_password(
     .bind(must_change)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+pub(super) async fn set_preferences(
+    conn: &mut PgConnection,
+    id: UserId,
+    locale: Option<&str>,
+    time_zone: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET locale = $2, time_zone = $3 WHERE id = $1")
+        .bind(id.0)
+        .bind(locale)
+        .bind(time_zone)
+        .execute(conn)
+        .await?;
     Ok(())
 }

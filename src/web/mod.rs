@@ -19,7 +19,9 @@ use crate::telemetry::RequestMeta;
 use crate::users::{self, NewUser, Role, UserId};
 use crate::App;
 
+mod account;
 mod archive;
+pub(crate) mod forms;
 mod requests;
 mod scrub;
 #[cfg(test)]
@@ -32,6 +34,7 @@ pub struct Templates {
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
+    ("forms.html", include_str!("../../templates/forms.html")),
     ("login.html", include_str!("../../templates/login.html")),
     ("home.html", include_str!("../../templates/home.html")),
     (
@@ -73,6 +76,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("export.html", include_str!("../../templates/export.html")),
     ("loans.html", include_str!("../../templates/loans.html")),
     ("scrub.html", include_str!("../../templates/scrub.html")),
+    (
+        "settings.html",
+        include_str!("../../templates/settings.html"),
+    ),
 ];
 
 const STYLE_CSS: &str = include_str!("../../templates/static/style.css");
@@ -80,7 +87,7 @@ const STYLE_CSS: &str = include_str!("../../templates/static/style.css");
 impl Templates {
     pub fn new() -> Result<Templates, minijinja::Error> {
         let mut env = Environment::new();
-        env.add_filter("when", when);
+        crate::i18n::register(&mut env);
         for (name, source) in TEMPLATES {
             env.add_template(name, source)?;
         }
@@ -96,35 +103,31 @@ impl Templates {
     }
 }
 
-/// A stored time (RFC 3339, as the views serialize it) as people read it: to the minute,
-/// in UTC. Anything else is shown as it is.
-fn when(value: String) -> String {
-    match chrono::DateTime::parse_from_rfc3339(&value) {
-        Ok(t) => t
-            .with_timezone(&chrono::Utc)
-            .format("%Y-%m-%d %H:%M UTC")
-            .to_string(),
-        Err(_) => value,
-    }
-}
-
 /// The HTML error pages, handed to the one error responder (which does not know the
 /// templates: it is given this at build time).
 pub fn error_pages() -> Result<crate::error::ErrorPages, minijinja::Error> {
     let templates = Templates::new()?;
-    Ok(crate::error::ErrorPages::new(move |status, message| {
-        templates
-            .render(
-                "error.html",
-                context! { status => status.to_string(), message => message },
-            )
-            .ok()
-            .map(|RawHtml(s)| s)
-    }))
+    Ok(crate::error::ErrorPages::new(
+        move |status, message, ui, who| {
+            templates
+                .render(
+                    "error.html",
+                    context! {
+                        status => status.code, message => message,
+                        lang => ui.lang.tag(), tz => ui.tz.name(),
+                        me => who.map(me), csrf => who.map(|w| w.csrf_token()),
+                        languages => languages(),
+                    },
+                )
+                .ok()
+                .map(|RawHtml(s)| s)
+        },
+    ))
 }
 
 pub fn routes() -> Vec<Route> {
     let mut r = archive::routes();
+    r.extend(account::routes());
     r.extend(requests::routes());
     r.extend(viewer::routes());
     r.extend(scrub::routes());
@@ -156,7 +159,8 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/login"),
 ];
 
-/// The person as templates see them.
+/// The person as templates see them, with the language and time zone of their pages and
+/// the confirmation of their last form post.
 #[derive(Serialize)]
 struct Me<'a> {
     username: &'a str,
@@ -164,16 +168,43 @@ struct Me<'a> {
     department: &'a str,
     roles: Vec<&'static str>,
     must_change_password: bool,
+    lang: &'static str,
+    tz: &'static str,
+    flash: Option<&'a str>,
+    languages: Vec<LangChoice>,
+    path: &'a str,
+}
+
+#[derive(Serialize)]
+struct LangChoice {
+    tag: &'static str,
+    name: &'static str,
+}
+
+fn languages() -> Vec<LangChoice> {
+    crate::i18n::Lang::ALL
+        .iter()
+        .map(|l| LangChoice {
+            tag: l.tag(),
+            name: l.native_name(),
+        })
+        .collect()
 }
 
 pub(crate) fn me(a: &Authenticated) -> Value {
     let u = a.user();
+    let ui = a.ui();
     Value::from_serialize(Me {
         username: &u.username,
         display_name: &u.display_name,
         department: &u.department,
         roles: u.roles.iter().map(|r| r.as_str()).collect(),
         must_change_password: u.must_change_password,
+        lang: ui.lang.tag(),
+        tz: ui.tz.name(),
+        flash: a.flash(),
+        languages: languages(),
+        path: a.path(),
     })
 }
 
@@ -245,20 +276,35 @@ pub enum Page {
     Status((Status, RawHtml<String>)),
 }
 
-#[get("/login")]
+#[get("/login?<lang>")]
 fn login_page(
     app: &State<App>,
     who: Option<Authenticated>,
     cookies: &CookieJar<'_>,
+    lang: Option<&str>,
+    ui: crate::i18n::Ui,
 ) -> AppResult<Page> {
     if who.is_some() {
         return Ok(Page::Redirect(Box::new(Redirect::to("/"))));
     }
+    // The language switch of the sign-in page: remembered in a cookie until the person
+    // signs in and, if they wish, saves a language in their settings.
+    let mut ui = ui;
+    if let Some(l) = lang.and_then(crate::i18n::Lang::parse) {
+        cookies.add(
+            Cookie::build((crate::i18n::LANG_COOKIE, l.tag()))
+                .same_site(SameSite::Lax)
+                .path("/")
+                .max_age(rocket::time::Duration::days(365))
+                .build(),
+        );
+        ui.lang = l;
+    }
     let csrf = login_csrf(app, cookies);
-    Ok(Page::Html(
-        app.templates
-            .render("login.html", context! { csrf => csrf })?,
-    ))
+    Ok(Page::Html(app.templates.render(
+        "login.html",
+        context! { csrf => csrf, lang => ui.lang.tag(), tz => ui.tz.name(), languages => languages() },
+    )?))
 }
 
 #[derive(FromForm)]
@@ -275,6 +321,7 @@ async fn login_submit(
     app: &State<App>,
     meta: RequestMeta,
     cookies: &CookieJar<'_>,
+    ui: crate::i18n::Ui,
     form: CsrfForm<LoginForm>,
 ) -> AppResult<Page> {
     let CsrfForm(LoginForm {
@@ -304,7 +351,11 @@ async fn login_submit(
             let csrf = login_csrf(app, cookies);
             let html = app.templates.render(
                 "login.html",
-                context! { csrf => csrf, error => e.to_string(), username => username },
+                context! {
+                    csrf => csrf, error => crate::i18n::message(ui.lang, &e.to_string()),
+                    username => username, lang => ui.lang.tag(), tz => ui.tz.name(),
+                    languages => languages(),
+                },
             )?;
             Ok(Page::Status((e.status(), html)))
         }
@@ -361,6 +412,7 @@ csrf_field!(PasswordForm);
 async fn password_submit(
     app: &State<App>,
     who: Authenticated,
+    cookies: &CookieJar<'_>,
     form: CsrfForm<PasswordForm>,
 ) -> AppResult<Page> {
     let CsrfForm(f) = form;
@@ -383,13 +435,17 @@ async fn password_submit(
         .await
     };
     match result {
-        Ok(()) => Ok(Page::Redirect(Box::new(Redirect::to("/")))),
+        Ok(()) => {
+            crate::i18n::flash::set(cookies, "flash-password-changed", &[]);
+            Ok(Page::Redirect(Box::new(Redirect::to("/"))))
+        }
         Err(e @ AppError::Invalid { .. }) => {
+            let errors = forms::FormErrors::from_error(who.ui().lang, &e, |f| f.to_string());
             let html = app.templates.render(
                 "password.html",
                 context! {
                     me => me(&who), csrf => who.csrf_token(),
-                    min_length => password::MIN_LENGTH, error => e.public_message(),
+                    min_length => password::MIN_LENGTH, errors => errors,
                 },
             )?;
             Ok(Page::Status((e.status(), html)))

@@ -8,18 +8,46 @@ use serde_json::json;
 
 use super::{Templates, TEMPLATES};
 
+/// Renders a page in Chinese and in English (returning the English), and fails on any
+/// message the templates name that a catalog lacks.
 fn render(t: &Templates, name: &str, ctx: serde_json::Value) -> String {
-    match t.render(name, Value::from_serialize(&ctx)) {
-        Ok(html) => html.0,
-        Err(e) => panic!("{name}: {e:?}"),
+    let mut english = String::new();
+    for lang in ["zh-CN", "en"] {
+        let mut ctx = ctx.clone();
+        if let Some(o) = ctx.as_object_mut() {
+            if o.contains_key("lang") || !o.contains_key("me") {
+                o.insert("lang".into(), json!(lang));
+            }
+            if let Some(me) = o.get_mut("me").and_then(|m| m.as_object_mut()) {
+                me.insert("lang".into(), json!(lang));
+                me.insert("tz".into(), json!("Asia/Shanghai"));
+            }
+        }
+        let html = match t.render(name, Value::from_serialize(&ctx)) {
+            Ok(html) => html.0,
+            Err(e) => panic!("{name} ({lang}): {e:?}"),
+        };
+        assert!(
+            !html.contains("<html") || html.contains(&format!("<html lang=\"{lang}\">")),
+            "{name}: <html lang> is not {lang}"
+        );
+        let missing = crate::i18n::missing_keys();
+        assert!(
+            missing.is_empty(),
+            "{name} ({lang}): messages missing: {missing:?}"
+        );
+        english = html;
     }
+    english
 }
 
 fn me() -> serde_json::Value {
     json!({
         "username": "li.wei", "display_name": "Li Wei", "department": "Retail",
         "roles": ["admin", "auditor", "archivist", "supervisor", "employee"],
-        "must_change_password": false,
+        "must_change_password": false, "lang": "en", "tz": "Asia/Shanghai",
+        "path": "/records?x=1", "flash": "Record filed.",
+        "languages": [{"tag": "zh-CN", "name": "简体中文"}, {"tag": "en", "name": "English"}],
     })
 }
 
@@ -139,10 +167,24 @@ fn every_template_renders_with_realistic_data() {
         json!({"csrf": "c", "error": "invalid username or password", "username": "li"}),
     );
     page("home.html", common(json!({})));
+    let html = page(
+        "settings.html",
+        common(json!({
+            "languages": [{"tag": "zh-CN", "name": "简体中文"}, {"tag": "en", "name": "English"}],
+            "locale": "zh-CN", "time_zone": "Europe/London", "zones": ["Asia/Shanghai", "UTC"],
+            "vault_zone": "Asia/Shanghai", "now": "29 Nov 2026, 18:15",
+            "error": "is not a time zone name", "error_field": "time_zone",
+        })),
+    );
+    assert!(
+        html.contains("<option selected>Europe&#x2f;London</option>"),
+        "{html}"
+    );
     page(
         "password.html",
         common(
-            json!({"me": {"must_change_password": true, "roles": []}, "error": "too short", "min_length": 12}),
+            json!({"me": {"must_change_password": true, "roles": []}, "min_length": 12,
+                   "errors": {"fields": {"new_password": "too short"}, "general": [], "first": "new_password"}}),
         ),
     );
     page(
@@ -265,6 +307,7 @@ fn every_template_renders_with_realistic_data() {
         ),
     );
     page("request_macros.html", common(json!({})));
+    page("forms.html", common(json!({})));
     page(
         "approvals.html",
         common(

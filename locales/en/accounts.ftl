@@ -1,0 +1,1 @@
+# accounts: filled by the pages of this area. Keys are the same in every language.

@@ -1,0 +1,1 @@
+# requests: filled by the pages of this area. Keys are the same in every language.

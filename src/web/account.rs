@@ -1,0 +1,156 @@
+//! A person's own settings: interface language and time zone, and the language switch in
+//! the header of every page (which saves the choice, so it follows the person).
+
+use minijinja::context;
+use rocket::form::FromForm;
+use rocket::http::CookieJar;
+use rocket::response::content::RawHtml;
+use rocket::response::Redirect;
+use rocket::{get, post, routes, Route, State};
+
+use super::{languages, me, Page};
+use crate::auth::csrf::CsrfForm;
+use crate::auth::Authenticated;
+use crate::csrf_field;
+use crate::error::{AppError, AppResult};
+use crate::i18n::{self, Lang};
+use crate::users;
+use crate::App;
+
+pub fn routes() -> Vec<Route> {
+    routes![settings_page, settings_submit, language_submit]
+}
+
+async fn render_settings(
+    app: &App,
+    who: &Authenticated,
+    error: Option<(String, String)>,
+) -> AppResult<RawHtml<String>> {
+    let u = who.user();
+    let ui = who.ui();
+    app.templates.render(
+        "settings.html",
+        context! {
+            me => me(who), csrf => who.csrf_token(), languages => languages(),
+            locale => u.locale, time_zone => u.time_zone,
+            zones => i18n::COMMON_TIME_ZONES, vault_zone => app.config.default_tz().name(),
+            now => i18n::format_time(ui, chrono::Utc::now()),
+            error_field => error.as_ref().map(|e| e.0.clone()),
+            error => error.map(|e| i18n::message(ui.lang, &e.1)),
+        },
+    )
+}
+
+#[get("/account")]
+async fn settings_page(app: &State<App>, who: Authenticated) -> AppResult<RawHtml<String>> {
+    render_settings(app, &who, None).await
+}
+
+#[derive(FromForm)]
+pub struct SettingsForm {
+    locale: String,
+    time_zone: String,
+    csrf: String,
+}
+
+csrf_field!(SettingsForm);
+
+#[post("/account", data = "<form>")]
+async fn settings_submit(
+    app: &State<App>,
+    who: Authenticated,
+    cookies: &CookieJar<'_>,
+    form: CsrfForm<SettingsForm>,
+) -> AppResult<Page> {
+    let CsrfForm(f) = form;
+    let locale = match f.locale.trim() {
+        "" => None,
+        l => match Lang::parse(l) {
+            Some(l) => Some(l),
+            None => {
+                let e = AppError::invalid("locale", "must be zh-CN or en");
+                return Ok(Page::Status((
+                    e.status(),
+                    render_settings(
+                        app,
+                        &who,
+                        Some(("locale".into(), "must be zh-CN or en".into())),
+                    )
+                    .await?,
+                )));
+            }
+        },
+    };
+    match users::set_own_preferences(app, &who, locale, Some(&f.time_zone)).await {
+        Ok(()) => {
+            i18n::flash::set(cookies, "flash-settings-saved", &[]);
+            Ok(Page::Redirect(Box::new(Redirect::to("/account"))))
+        }
+        Err(e @ AppError::Invalid { .. }) => {
+            let (field, message) = match &e {
+                AppError::Invalid { field, message } => {
+                    (field.clone().unwrap_or_default(), message.clone())
+                }
+                _ => (String::new(), e.public_message()),
+            };
+            Ok(Page::Status((
+                e.status(),
+                render_settings(app, &who, Some((field, message))).await?,
+            )))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(FromForm)]
+pub struct LanguageForm {
+    lang: String,
+    next: Option<String>,
+    csrf: String,
+}
+
+csrf_field!(LanguageForm);
+
+/// Only a path of this site (`/…`, not `//…`) is followed after the switch.
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.starts_with("/\\")
+                && p.len() <= 2000
+                && !p.chars().any(|c| c.is_control()) =>
+        {
+            p.to_string()
+        }
+        _ => "/".to_string(),
+    }
+}
+
+#[post("/account/language", data = "<form>")]
+async fn language_submit(
+    app: &State<App>,
+    who: Authenticated,
+    form: CsrfForm<LanguageForm>,
+) -> AppResult<Redirect> {
+    let CsrfForm(f) = form;
+    let lang =
+        Lang::parse(&f.lang).ok_or_else(|| AppError::invalid("lang", "must be zh-CN or en"))?;
+    let zone = who.user().time_zone.clone();
+    users::set_own_preferences(app, &who, Some(lang), zone.as_deref()).await?;
+    Ok(Redirect::to(local_path(f.next.as_deref())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        assert_eq!(local_path(Some("/records/1?x=2")), "/records/1?x=2");
+        assert_eq!(local_path(Some("//evil.example/")), "/");
+        assert_eq!(local_path(Some("/\\evil.example/")), "/");
+        assert_eq!(local_path(Some("https://evil.example/")), "/");
+        assert_eq!(local_path(None), "/");
+    }
+}
