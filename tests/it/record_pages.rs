@@ -334,7 +334,7 @@ async fn each_role_sees_the_record_sections_with_only_what_it_may_do() {
     let app = TestApp::new().await;
     let (token, contracts) = setup(&app).await;
     let id = filed(&app, &token, &contracts).await;
-    let (s, f) = upload(&app, &token, &id, "scan.pdf", &vec![7u8; 3000]).await;
+    let (s, f) = upload(&app, &token, &id, "scan.pdf", &[7u8; 3000]).await;
     assert_eq!(s, Status::Created, "{f}");
     let page = format!("/records/{id}");
 
