@@ -93,7 +93,10 @@ async fn loan_life_cycle_double_checkout_refused_and_overdue_listed() {
         )
         .await;
     assert_eq!(s, Status::Conflict, "{e}");
-    assert!(e["error"]["message"].as_str().unwrap().contains("on_loan"));
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("already on loan"));
 
     // Overdue loans are listed.
     let (_, overdue) = app.get("/api/v1/loans?overdue=true", &archivist).await;
