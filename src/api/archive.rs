@@ -10,11 +10,11 @@ use tokio_util::io::{ReaderStream, StreamReader};
 use super::{body, Body};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
+use crate::http::id;
 use crate::records::model::{
     Category, CategoryChanges, CategoryId, FileInfo, NewCategory, NewRecord, RecordChanges,
     RecordId, RecordView, Revision,
 };
-use crate::http::id;
 use crate::records::register::{
     self, BoxEntry, Contents, Level, Move, MoveEntry, NewEntry, NewPlace, Place, Rename,
     StoreroomNode,
@@ -240,7 +240,9 @@ async fn rename_storeroom(
     b: Body<Rename>,
 ) -> AppResult<Json<Place>> {
     let r = body(b)?;
-    Ok(Json(register::rename(app, &who, Level::Storeroom, id(pid)?, r).await?))
+    Ok(Json(
+        register::rename(app, &who, Level::Storeroom, id(pid)?, r).await?,
+    ))
 }
 
 #[patch("/register/shelves/<pid>", data = "<b>")]
@@ -251,7 +253,9 @@ async fn rename_shelf(
     b: Body<Rename>,
 ) -> AppResult<Json<Place>> {
     let r = body(b)?;
-    Ok(Json(register::rename(app, &who, Level::Shelf, id(pid)?, r).await?))
+    Ok(Json(
+        register::rename(app, &who, Level::Shelf, id(pid)?, r).await?,
+    ))
 }
 
 #[patch("/register/boxes/<pid>", data = "<b>")]
@@ -262,7 +266,9 @@ async fn rename_box(
     b: Body<Rename>,
 ) -> AppResult<Json<Place>> {
     let r = body(b)?;
-    Ok(Json(register::rename(app, &who, Level::Box, id(pid)?, r).await?))
+    Ok(Json(
+        register::rename(app, &who, Level::Box, id(pid)?, r).await?,
+    ))
 }
 
 #[get("/register/storerooms/<pid>/contents?<page>")]

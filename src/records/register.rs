@@ -481,7 +481,11 @@ fn display_name(v: &str, required: bool) -> AppResult<String> {
     Ok(v.to_string())
 }
 
-async fn authorize_register(app: &App, who: &Principal, object: Option<(Level, Uuid)>) -> AppResult<()> {
+async fn authorize_register(
+    app: &App,
+    who: &Principal,
+    object: Option<(Level, Uuid)>,
+) -> AppResult<()> {
     app.db
         .authorize::<ManageRegister>(
             &app.policies,
@@ -546,7 +550,9 @@ async fn tree_in(tx: &mut Tx) -> AppResult<Vec<StoreroomNode>> {
                 boxes: Vec::new(),
             });
         }
-        let Some(shelf) = room.shelves.last_mut() else { continue };
+        let Some(shelf) = room.shelves.last_mut() else {
+            continue;
+        };
         shelf.records += n;
         if let Some(bid) = bid {
             shelf.boxes.push(BoxNode {
@@ -581,7 +587,12 @@ pub async fn create_shelf(
 
 /// Adds a box to a shelf.
 #[tracing::instrument(skip_all)]
-pub async fn create_box(app: &App, who: &Principal, shelf: Uuid, new: NewEntry) -> AppResult<Place> {
+pub async fn create_box(
+    app: &App,
+    who: &Principal,
+    shelf: Uuid,
+    new: NewEntry,
+) -> AppResult<Place> {
     authorize_register(app, who, Some((Level::Shelf, shelf))).await?;
     add(app, who, Level::Box, Some(shelf), new).await
 }
@@ -615,16 +626,25 @@ async fn add(
             ),
         };
         if let (Some(pl), Some(pid)) = (parent_level, parent) {
-            let exists: Option<Uuid> =
-                sqlx::query_scalar(&format!("SELECT id FROM {} WHERE id = $1 FOR SHARE", pl.table()))
-                    .bind(pid)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let exists: Option<Uuid> = sqlx::query_scalar(&format!(
+                "SELECT id FROM {} WHERE id = $1 FOR SHARE",
+                pl.table()
+            ))
+            .bind(pid)
+            .fetch_optional(&mut *tx)
+            .await?;
             if exists.is_none() {
-                return Err(tx.not_found(who, ManageRegister::NAME, (pl.as_str(), pid.to_string())));
+                return Err(tx.not_found(
+                    who,
+                    ManageRegister::NAME,
+                    (pl.as_str(), pid.to_string()),
+                ));
             }
         }
-        let mut q = sqlx::query_scalar::<_, Uuid>(sql).bind(id).bind(&code).bind(&name);
+        let mut q = sqlx::query_scalar::<_, Uuid>(sql)
+            .bind(id)
+            .bind(&code)
+            .bind(&name);
         if let Some(pid) = parent {
             q = q.bind(pid);
         }
@@ -639,7 +659,9 @@ async fn add(
                 format!("{code} is already used {within}"),
             ));
         }
-        let place = place_in(&mut tx, level, id).await?.ok_or(AppError::NotFound)?;
+        let place = place_in(&mut tx, level, id)
+            .await?
+            .ok_or(AppError::NotFound)?;
         tx.audit(
             &who.actor(),
             Event::new("register.create", Outcome::Success)
@@ -677,12 +699,17 @@ pub async fn rename(
         let Some(old) = old else {
             return Err(tx.not_found(who, ManageRegister::NAME, (level.as_str(), id.to_string())));
         };
-        sqlx::query(&format!("UPDATE {} SET name = $2 WHERE id = $1", level.table()))
-            .bind(id)
-            .bind(&name)
-            .execute(&mut *tx)
-            .await?;
-        let place = place_in(&mut tx, level, id).await?.ok_or(AppError::NotFound)?;
+        sqlx::query(&format!(
+            "UPDATE {} SET name = $2 WHERE id = $1",
+            level.table()
+        ))
+        .bind(id)
+        .bind(&name)
+        .execute(&mut *tx)
+        .await?;
+        let place = place_in(&mut tx, level, id)
+            .await?
+            .ok_or(AppError::NotFound)?;
         tx.audit(
             &who.actor(),
             Event::new("register.rename", Outcome::Success)
@@ -761,7 +788,17 @@ pub async fn contents(
 }
 
 async fn place_in(tx: &mut Tx, level: Level, id: Uuid) -> AppResult<Option<Place>> {
-    type Row = (Uuid, String, String, Uuid, String, String, Option<Uuid>, Option<String>, Option<String>);
+    type Row = (
+        Uuid,
+        String,
+        String,
+        Uuid,
+        String,
+        String,
+        Option<Uuid>,
+        Option<String>,
+        Option<String>,
+    );
     let sql = match level {
         Level::Storeroom => {
             "SELECT r.id, r.code, r.name, r.id, r.code, r.name, NULL::uuid, NULL::text, NULL::text \
@@ -777,7 +814,10 @@ async fn place_in(tx: &mut Tx, level: Level, id: Uuid) -> AppResult<Option<Place
              JOIN storerooms r ON r.id = s.storeroom_id WHERE b.id = $1"
         }
     };
-    let row: Option<Row> = sqlx::query_as(sql).bind(id).fetch_optional(&mut **tx).await?;
+    let row: Option<Row> = sqlx::query_as(sql)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
     let Some((pid, code, name, rid, rcode, rname, sid, scode, sname)) = row else {
         return Ok(None);
     };
@@ -888,7 +928,10 @@ pub async fn csv(app: &App, who: &Principal) -> AppResult<String> {
                     line([&r.code, &r.name, &s.code, &s.name, "", ""], 0);
                 }
                 for b in &s.boxes {
-                    line([&r.code, &r.name, &s.code, &s.name, &b.code, &b.name], b.records);
+                    line(
+                        [&r.code, &r.name, &s.code, &s.name, &b.code, &b.name],
+                        b.records,
+                    );
                 }
             }
         }
@@ -912,7 +955,10 @@ mod register_tests {
 
     #[test]
     fn names_are_trimmed_and_bounded() {
-        assert_eq!(super::display_name("  一号库房 ", true).unwrap(), "一号库房");
+        assert_eq!(
+            super::display_name("  一号库房 ", true).unwrap(),
+            "一号库房"
+        );
         assert!(super::display_name("  ", true).is_err());
         assert_eq!(super::display_name("", false).unwrap(), "");
         assert!(super::display_name(&"x".repeat(101), false).is_err());

@@ -359,8 +359,7 @@ pub async fn set_own_preferences(
 const SELF_DISABLE: &str = "you cannot disable your own account; ask another administrator";
 const SELF_UNADMIN: &str =
     "you cannot remove your own administrator role; ask another administrator";
-const SELF_RESET: &str =
-    "you cannot reset your own password here; change it in your settings";
+const SELF_RESET: &str = "you cannot reset your own password here; change it in your settings";
 
 /// Refuses an administrator's action on their own account: audited as denied, 409.
 async fn refuse_own(
@@ -399,7 +398,10 @@ pub async fn update(app: &App, who: &Principal, id: UserId, c: UserChanges) -> A
         Some(d) => {
             let d = d.trim();
             if d.is_empty() {
-                return Err(AppError::invalid("display_name", "the display name must not be empty"));
+                return Err(AppError::invalid(
+                    "display_name",
+                    "the display name must not be empty",
+                ));
             }
             if d.chars().count() > 200 {
                 return Err(AppError::invalid(
@@ -458,8 +460,12 @@ pub async fn update(app: &App, who: &Principal, id: UserId, c: UserChanges) -> A
                 "this is the last active administrator; create another first".into(),
             ));
         }
-        let new_name = display_name.clone().unwrap_or_else(|| before.display_name.clone());
-        let new_department = department.clone().unwrap_or_else(|| before.department.clone());
+        let new_name = display_name
+            .clone()
+            .unwrap_or_else(|| before.display_name.clone());
+        let new_department = department
+            .clone()
+            .unwrap_or_else(|| before.department.clone());
         let user = repo::set_profile(&mut tx, id, &new_name, &new_department, &new_roles).await?;
         let names = |r: &[Role]| r.iter().map(|r| r.as_str()).collect::<Vec<_>>();
         let mut changed = serde_json::Map::new();

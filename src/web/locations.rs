@@ -176,7 +176,15 @@ async fn storeroom_page(
     pid: &str,
     page: Option<i64>,
 ) -> AppResult<RawHtml<String>> {
-    render_place(app, &who, Level::Storeroom, id(pid)?, page, Shown::default()).await
+    render_place(
+        app,
+        &who,
+        Level::Storeroom,
+        id(pid)?,
+        page,
+        Shown::default(),
+    )
+    .await
 }
 
 #[get("/locations/shelves/<pid>?<page>")]

@@ -202,7 +202,10 @@ fn every_template_renders_with_realistic_data() {
             "errors": {"fields": {"username": "taken"}, "general": [], "first": "username"},
         })),
     );
-    assert!(html.contains("Supervisor") && html.contains("Disabled"), "{html}");
+    assert!(
+        html.contains("Supervisor") && html.contains("Disabled"),
+        "{html}"
+    );
     assert!(html.contains("value=\"admin\" checked"), "{html}");
     let account = json!({
         "id": ID, "username": "li.wei", "display_name": "Li Wei", "department": "Retail",
@@ -226,7 +229,10 @@ fn every_template_renders_with_realistic_data() {
             })),
         );
         if confirm == json!("disable") {
-            assert!(html.contains("Disable Li Wei? Their sessions end now."), "{html}");
+            assert!(
+                html.contains("Disable Li Wei? Their sessions end now."),
+                "{html}"
+            );
         }
     }
     page(
@@ -249,13 +255,27 @@ fn every_template_renders_with_realistic_data() {
             "errors": {"fields": {"code": "SR1 is already used in the register"}, "general": [], "first": "code"},
         })),
     );
-    assert!(html.contains("一号库房") && html.contains("/locations/boxes/"), "{html}");
-    page("locations.html", common(json!({"storerooms": [], "form": {"code": "", "name": ""}})));
+    assert!(
+        html.contains("一号库房") && html.contains("/locations/boxes/"),
+        "{html}"
+    );
+    page(
+        "locations.html",
+        common(json!({"storerooms": [], "form": {"code": "", "name": ""}})),
+    );
     let room = json!({"id": ID, "code": "SR1", "name": "一号库房"});
     let shelf = json!({"id": ID2, "code": "A3", "name": "东架"});
     for (level, shelf_ref, children) in [
-        ("storeroom", json!(null), json!([{"id": ID2, "code": "A3", "name": "东架", "records": 2}])),
-        ("shelf", shelf.clone(), json!([{"id": ID, "code": "B1", "name": "", "records": 2}])),
+        (
+            "storeroom",
+            json!(null),
+            json!([{"id": ID2, "code": "A3", "name": "东架", "records": 2}]),
+        ),
+        (
+            "shelf",
+            shelf.clone(),
+            json!([{"id": ID, "code": "B1", "name": "", "records": 2}]),
+        ),
         ("box", shelf.clone(), json!([])),
     ] {
         let html = page(
@@ -274,7 +294,10 @@ fn every_template_renders_with_realistic_data() {
                 "prev_url": "/locations/x?page=1", "next_url": "/locations/x?page=3",
             })),
         );
-        assert!(html.contains("CONTR-2026-000123") && html.contains("On loan"), "{html}");
+        assert!(
+            html.contains("CONTR-2026-000123") && html.contains("On loan"),
+            "{html}"
+        );
     }
     let html = page(
         "audit.html",

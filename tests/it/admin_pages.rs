@@ -14,6 +14,8 @@ use crate::common::{TestApp, PASSWORD};
 struct Browser<'a> {
     app: &'a TestApp,
     cookie: Cookie<'static>,
+    /// The confirmation a post left for the next page (the test client keeps no cookies).
+    flash: std::cell::RefCell<Option<Cookie<'static>>>,
 }
 
 struct Answer {
@@ -27,11 +29,16 @@ impl<'a> Browser<'a> {
         Browser {
             app,
             cookie: Cookie::new("strongroom_session", token.to_string()),
+            flash: std::cell::RefCell::new(None),
         }
     }
 
     async fn get_in(&self, path: &str, lang: Option<&str>) -> Answer {
-        let mut req = self.app.client.get(path.to_string()).cookie(self.cookie.clone());
+        let mut req = self
+            .app
+            .client
+            .get(path.to_string())
+            .cookie(self.cookie.clone());
         if let Some(l) = lang {
             req = req.header(Header::new("Accept-Language", l.to_string()));
         }
@@ -65,6 +72,9 @@ impl<'a> Browser<'a> {
             .body(body)
             .dispatch()
             .await;
+        if let Some(f) = res.cookies().get("strongroom_flash") {
+            *self.flash.borrow_mut() = Some(Cookie::new("strongroom_flash", f.value().to_string()));
+        }
         answer(res).await
     }
 
@@ -136,14 +146,30 @@ async fn archivists_keep_the_register_in_the_browser_with_chinese_names() {
 
     // A code already used, and an empty name: errors beside their fields, values kept.
     let dup = b
-        .post("/locations", "/locations", &[("code", "SR9"), ("name", "二号库房")])
+        .post(
+            "/locations",
+            "/locations",
+            &[("code", "SR9"), ("name", "二号库房")],
+        )
         .await;
     assert_eq!(dup.status, Status::UnprocessableEntity, "{}", dup.html);
-    assert!(dup.html.contains("SR9 is already used in the register"), "{}", dup.html);
-    assert!(dup.html.contains("id=\"f-code\" aria-invalid=\"true\""), "{}", dup.html);
+    assert!(
+        dup.html.contains("SR9 is already used in the register"),
+        "{}",
+        dup.html
+    );
+    assert!(
+        dup.html.contains("id=\"f-code\" aria-invalid=\"true\""),
+        "{}",
+        dup.html
+    );
     assert!(dup.html.contains("value=\"二号库房\""), "{}", dup.html);
     let empty = b
-        .post("/locations", "/locations", &[("code", "SR8"), ("name", "  ")])
+        .post(
+            "/locations",
+            "/locations",
+            &[("code", "SR8"), ("name", "  ")],
+        )
         .await;
     assert_eq!(empty.status, Status::UnprocessableEntity);
     assert!(empty.html.contains("id=\"e-name\""), "{}", empty.html);
@@ -161,12 +187,24 @@ async fn archivists_keep_the_register_in_the_browser_with_chinese_names() {
     let shelf_id = link_id(&b.page(&to).await, "/locations/shelves/");
     let shelf = format!("/locations/shelves/{shelf_id}");
     let dup = b
-        .post(&to, &format!("{to}/shelves"), &[("code", "A1"), ("child_name", "")])
+        .post(
+            &to,
+            &format!("{to}/shelves"),
+            &[("code", "A1"), ("child_name", "")],
+        )
         .await;
     assert_eq!(dup.status, Status::UnprocessableEntity);
-    assert!(dup.html.contains("A1 is already used in this storeroom"), "{}", dup.html);
-    b.post_ok(&shelf, &format!("{shelf}/boxes"), &[("code", "B1"), ("child_name", "")])
-        .await;
+    assert!(
+        dup.html.contains("A1 is already used in this storeroom"),
+        "{}",
+        dup.html
+    );
+    b.post_ok(
+        &shelf,
+        &format!("{shelf}/boxes"),
+        &[("code", "B1"), ("child_name", "")],
+    )
+    .await;
     let box_id = link_id(&b.page(&shelf).await, "/locations/boxes/");
     let boxp = format!("/locations/boxes/{box_id}");
 
@@ -189,15 +227,29 @@ async fn archivists_keep_the_register_in_the_browser_with_chinese_names() {
     let html = b.page(&boxp).await;
     assert!(html.contains("B1 is now called 合同盒."), "{html}");
     assert!(html.contains("合同盒"), "{html}");
-    assert!(html.contains(&format!("href=\"/records/{record}\"")), "{html}");
-    assert!(html.contains("Lease of the east wing") && html.contains("In store"), "{html}");
-    let bad = b.post(&boxp, &format!("{boxp}/name"), &[("name", "")]).await;
+    assert!(
+        html.contains(&format!("href=\"/records/{record}\"")),
+        "{html}"
+    );
+    assert!(
+        html.contains("Lease of the east wing") && html.contains("In store"),
+        "{html}"
+    );
+    let bad = b
+        .post(&boxp, &format!("{boxp}/name"), &[("name", "")])
+        .await;
     assert_eq!(bad.status, Status::UnprocessableEntity);
-    assert!(bad.html.contains("the name must not be empty"), "{}", bad.html);
+    assert!(
+        bad.html.contains("the name must not be empty"),
+        "{}",
+        bad.html
+    );
     assert_eq!(app.audit_count("register.rename", "success").await, 1);
     assert!(app.audit_count("register.create", "success").await >= 4);
     assert!(app.audit_count("register.contents", "success").await >= 1);
-    let (s, rec) = app.get(&format!("/api/v1/records/{record}"), &archivist).await;
+    let (s, rec) = app
+        .get(&format!("/api/v1/records/{record}"), &archivist)
+        .await;
     assert_eq!(s, Status::Ok);
     assert_eq!(rec["physical"]["box"], "B1", "{rec}");
 
@@ -223,9 +275,17 @@ async fn archivists_keep_the_register_in_the_browser_with_chinese_names() {
     let zh = b.get_in(&boxp, Some("zh-CN")).await;
     assert_eq!(zh.status, Status::Ok);
     assert!(zh.html.contains("<html lang=\"zh-CN\">"), "{}", zh.html);
-    assert!(zh.html.contains("在库") && zh.html.contains("题名"), "{}", zh.html);
+    assert!(
+        zh.html.contains("在库") && zh.html.contains("题名"),
+        "{}",
+        zh.html
+    );
     let zh = b.get_in("/locations", Some("zh-CN")).await;
-    assert!(zh.html.contains("新建库房") && zh.html.contains("纸质档案"), "{}", zh.html);
+    assert!(
+        zh.html.contains("新建库房") && zh.html.contains("纸质档案"),
+        "{}",
+        zh.html
+    );
 }
 
 #[tokio::test]
@@ -290,14 +350,20 @@ async fn the_register_api_creates_renames_and_lists_and_refuses_other_roles() {
     assert_eq!(s, Status::UnprocessableEntity, "{e}");
     assert_eq!(e["error"]["field"], "name");
     let (s, c) = app
-        .get(&format!("/api/v1/register/storerooms/{rid}/contents"), &archivist)
+        .get(
+            &format!("/api/v1/register/storerooms/{rid}/contents"),
+            &archivist,
+        )
         .await;
     assert_eq!(s, Status::Ok, "{c}");
     assert_eq!(c["place"]["children"][0]["name"], "西架", "{c}");
     assert_eq!(c["records"], json!([]));
     let (s, tree) = app.get("/api/v1/register/storerooms", &archivist).await;
     assert_eq!(s, Status::Ok);
-    assert_eq!(tree[0]["shelves"][0]["boxes"][0]["name"], "七号盒", "{tree}");
+    assert_eq!(
+        tree[0]["shelves"][0]["boxes"][0]["name"], "七号盒",
+        "{tree}"
+    );
 
     // Another role is refused, and the refusal is audited.
     let (_, employee) = app.login_as(Role::Employee).await;
@@ -322,9 +388,15 @@ async fn the_register_api_creates_renames_and_lists_and_refuses_other_roles() {
         .get_in("/locations", None)
         .await;
     assert_eq!(page.status, Status::Forbidden);
-    assert_eq!(app.audit_count("register.manage", "denied").await, before + 3);
+    assert_eq!(
+        app.audit_count("register.manage", "denied").await,
+        before + 3
+    );
     let (_, c) = app
-        .get(&format!("/api/v1/register/storerooms/{rid}/contents"), &archivist)
+        .get(
+            &format!("/api/v1/register/storerooms/{rid}/contents"),
+            &archivist,
+        )
         .await;
     assert_eq!(c["place"]["name"], "二号库房");
 }
@@ -353,7 +425,10 @@ async fn administrators_change_disable_enable_and_reset_accounts_in_the_browser(
 
     // Roles shown as words; no one-click disable in the list.
     let list = b.page("/admin/users").await;
-    assert!(list.contains("Employee") && list.contains("Administrator"), "{list}");
+    assert!(
+        list.contains("Employee") && list.contains("Administrator"),
+        "{list}"
+    );
     assert!(!list.contains("/disable"), "{list}");
 
     // Name, department and roles.
@@ -377,17 +452,28 @@ async fn administrators_change_disable_enable_and_reset_accounts_in_the_browser(
     assert_eq!(roles, vec!["employee", "supervisor"]);
     assert_eq!(app.audit_count("user.update", "success").await, 1);
     let bad = b
-        .post(&page, &page, &[("display_name", "Kim"), ("department", "Legal")])
+        .post(
+            &page,
+            &page,
+            &[("display_name", "Kim"), ("department", "Legal")],
+        )
         .await;
     assert_eq!(bad.status, Status::UnprocessableEntity);
-    assert!(bad.html.contains("at least one role is required"), "{}", bad.html);
+    assert!(
+        bad.html.contains("at least one role is required"),
+        "{}",
+        bad.html
+    );
 
     // Disabling asks first; a single post changes nothing.
-    let ask = b
-        .post(&page, &format!("{page}/disable"), &[])
-        .await;
+    let ask = b.post(&page, &format!("{page}/disable"), &[]).await;
     assert_eq!(ask.status, Status::Ok);
-    assert!(ask.html.contains("Disable Kim Lee? Their sessions end now."), "{}", ask.html);
+    assert!(
+        ask.html
+            .contains("Disable Kim Lee? Their sessions end now."),
+        "{}",
+        ask.html
+    );
     assert_eq!(user_row(&app, &kim).await.3, "active");
     let (s, _) = app.get("/api/v1/me", &kim_token).await;
     assert_eq!(s, Status::Ok);
@@ -407,13 +493,19 @@ async fn administrators_change_disable_enable_and_reset_accounts_in_the_browser(
     assert_eq!(app.audit_count("user.enable", "success").await, 1);
 
     // A password reset: confirmed, a one-time password shown once, the old one dead.
-    let ask = b
-        .post(&page, &format!("{page}/password-reset"), &[])
-        .await;
+    let ask = b.post(&page, &format!("{page}/password-reset"), &[]).await;
     assert_eq!(ask.status, Status::Ok);
-    assert!(ask.html.contains("Reset the password of Kim Lee?"), "{}", ask.html);
+    assert!(
+        ask.html.contains("Reset the password of Kim Lee?"),
+        "{}",
+        ask.html
+    );
     let done = b
-        .post(&page, &format!("{page}/password-reset"), &[("confirm", "yes")])
+        .post(
+            &page,
+            &format!("{page}/password-reset"),
+            &[("confirm", "yes")],
+        )
         .await;
     assert_eq!(done.status, Status::Ok, "{}", done.html);
     let otp = done
@@ -446,14 +538,32 @@ async fn administrators_change_disable_enable_and_reset_accounts_in_the_browser(
         .post(&me, &format!("{me}/disable"), &[("confirm", "yes")])
         .await;
     assert_eq!(refused.status, Status::Conflict);
-    assert!(refused.html.contains("you cannot disable your own account"), "{}", refused.html);
+    assert!(
+        refused.html.contains("you cannot disable your own account"),
+        "{}",
+        refused.html
+    );
     let refused = b
-        .post(&me, &me, &[("display_name", "Boss"), ("department", ""), ("roles", "employee")])
+        .post(
+            &me,
+            &me,
+            &[
+                ("display_name", "Boss"),
+                ("department", ""),
+                ("roles", "employee"),
+            ],
+        )
         .await;
     assert_eq!(refused.status, Status::Conflict);
-    assert!(refused.html.contains("you cannot remove your own administrator role"));
+    assert!(refused
+        .html
+        .contains("you cannot remove your own administrator role"));
     let (s, e) = app
-        .post(&format!("/api/v1/users/{admin_id}/disable"), &admin, json!({}))
+        .post(
+            &format!("/api/v1/users/{admin_id}/disable"),
+            &admin,
+            json!({}),
+        )
         .await;
     assert_eq!(s, Status::Conflict, "{e}");
     let (s, _) = patch(
@@ -465,7 +575,10 @@ async fn administrators_change_disable_enable_and_reset_accounts_in_the_browser(
     .await;
     assert_eq!(s, Status::Conflict);
     let (_, _, roles, status, _) = user_row(&app, &admin_id).await;
-    assert_eq!((roles, status.as_str()), (vec!["admin".to_string()], "active"));
+    assert_eq!(
+        (roles, status.as_str()),
+        (vec!["admin".to_string()], "active")
+    );
     assert!(app.audit_count("user.disable", "denied").await >= 2);
 
     // Creating: errors beside the fields, typed values kept except the password.
@@ -504,7 +617,11 @@ async fn administrators_change_disable_enable_and_reset_accounts_in_the_browser(
     // The account page in Chinese.
     let zh = b.get_in(&page, Some("zh-CN")).await;
     assert!(zh.html.contains("<html lang=\"zh-CN\">"), "{}", zh.html);
-    assert!(zh.html.contains("停用账户") && zh.html.contains("角色"), "{}", zh.html);
+    assert!(
+        zh.html.contains("停用账户") && zh.html.contains("角色"),
+        "{}",
+        zh.html
+    );
 }
 
 #[tokio::test]
@@ -536,7 +653,11 @@ async fn the_accounts_api_changes_enables_and_resets_and_only_for_administrators
     assert_eq!(s, Status::Ok, "{u}");
     assert_eq!(u["status"], "active");
     let (s, r) = app
-        .post(&format!("/api/v1/users/{kim}/password-reset"), &admin, json!({}))
+        .post(
+            &format!("/api/v1/users/{kim}/password-reset"),
+            &admin,
+            json!({}),
+        )
         .await;
     assert_eq!(s, Status::Ok, "{r}");
     let otp = r["one_time_password"].as_str().unwrap();
@@ -554,11 +675,21 @@ async fn the_accounts_api_changes_enables_and_resets_and_only_for_administrators
     .await;
     assert_eq!(s, Status::Forbidden);
     let (s, _) = app
-        .post(&format!("/api/v1/users/{kim}/password-reset"), &employee, json!({}))
+        .post(
+            &format!("/api/v1/users/{kim}/password-reset"),
+            &employee,
+            json!({}),
+        )
         .await;
     assert_eq!(s, Status::Forbidden);
     assert!(app.audit_count("user.manage", "denied").await >= 2);
-    let (s, e) = patch(&app, &format!("/api/v1/users/{kim}"), &admin, json!({"roles": []})).await;
+    let (s, e) = patch(
+        &app,
+        &format!("/api/v1/users/{kim}"),
+        &admin,
+        json!({"roles": []}),
+    )
+    .await;
     assert_eq!(s, Status::UnprocessableEntity, "{e}");
     assert_eq!(e["error"]["field"], "roles");
 }
