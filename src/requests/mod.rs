@@ -13,6 +13,7 @@
 pub mod bundle;
 pub mod exports;
 pub mod loans;
+pub mod waiting;
 pub mod workflow;
 
 use std::collections::HashMap;

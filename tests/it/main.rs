@@ -14,6 +14,7 @@ mod db_roles;
 mod embedded_pg;
 mod exports;
 mod hardening;
+mod home_audit;
 mod import;
 mod input;
 mod jobs;
