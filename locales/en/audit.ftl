@@ -1,1 +1,101 @@
 # audit: filled by the pages of this area. Keys are the same in every language.
+audit-title = Audit trail
+audit-person = Person (username)
+audit-department = Department
+audit-record = Record
+audit-record-hint = reference or id
+audit-action = Action
+audit-any-action = Any action
+audit-from = From (day)
+audit-to = To (day, included)
+audit-verify = Verify the chain now
+audit-results = { $count ->
+    [one] One entry
+   *[other] { $count } entries
+}
+audit-sessions-hint = The pages one person viewed of one file under one grant are shown as one viewing session.
+audit-session = { $count ->
+    [one] Viewing session (1 page view)
+   *[other] Viewing session ({ $count } page views)
+}
+audit-session-pages = Pages { $pages }
+audit-not-chained = not chained yet
+audit-none = No event matches.
+audit-pages = Pages of results
+audit-col-seq = #
+audit-col-time = Time
+audit-col-person = Person
+audit-col-action = Action
+audit-col-object-type = Object type
+audit-col-object = Object
+audit-col-outcome = Outcome
+audit-col-address = Address
+audit-col-detail = Detail
+audit-outcome-success = Done
+audit-outcome-failure = Failed
+audit-outcome-denied = Refused
+audit-object-record = Record
+audit-object-file = File
+audit-object-request = Request
+audit-object-grant = Grant
+audit-object-user = Account
+audit-object-category = Category
+audit-object-loan = Loan
+audit-object-export = Export
+flash-audit-verified = Audit chain intact: verified up to event { $events } ({ $pending } not chained yet).
+flash-audit-broken = Audit chain BROKEN at event { $seq }.
+
+# Actions, as the browser names them.
+audit-action-auth-login = Sign-in
+audit-action-auth-logout = Sign-out
+audit-action-auth-lockout = Account locked after failed sign-ins
+audit-action-auth-csrf = Form from another site refused
+audit-action-user-create = Account created
+audit-action-user-disable = Account disabled
+audit-action-user-password-change = Password changed
+audit-action-user-password-reset = Password reset
+audit-action-user-preferences = Settings saved
+audit-action-user-manage = Account management
+audit-action-category-create = Category created
+audit-action-category-update = Category changed
+audit-action-record-create = Record filed
+audit-action-record-read = Record opened
+audit-action-record-update = Record corrected
+audit-action-record-search = Search
+audit-action-record-unmask = Sensitive fields shown
+audit-action-record-export = Copies taken out
+audit-action-record-physical-move = Paper file moved
+audit-action-register-create = Storeroom place added
+audit-action-register-manage = Storeroom register
+audit-action-file-upload = File uploaded
+audit-action-file-view = Viewer opened
+audit-action-file-view-open = File opened in the viewer
+audit-action-file-view-page = Page viewed
+audit-action-file-read-content = File content read
+audit-action-file-integrity-failure = File failed its integrity check
+audit-action-request-create = Request made
+audit-action-request-read = Request opened
+audit-action-request-approve = Request approved
+audit-action-request-reject = Request rejected
+audit-action-request-cancel = Request withdrawn
+audit-action-request-expire = Request expired
+audit-action-grant-create = Access granted
+audit-action-grant-list = Grants in force reviewed
+audit-action-grant-revoke = Access revoked
+audit-action-grant-expire = Access expired
+audit-action-loan-manage = Loans desk
+audit-action-loan-checkout = File handed out
+audit-action-loan-return = File returned
+audit-action-loan-register-export = Loans register exported
+audit-action-export-create = Export prepared
+audit-action-export-download = Export downloaded
+audit-action-import-run = Import
+audit-action-audit-read = Audit trail read
+audit-action-audit-export = Audit trail exported
+audit-action-audit-verify = Audit chain checked
+audit-action-scrub-read = Scrub results read
+audit-action-storage-scrub = Integrity scrub
+audit-action-keys-rotate = Keys rotated
+audit-action-keys-retire = Key retired
+audit-action-vault-backup = Backup
+audit-action-vault-restore = Restore

@@ -21,6 +21,7 @@
 //!
 //! Details must never carry secrets or sensitive values: callers pass names and ids only.
 
+pub mod browse;
 pub mod checkpoint;
 mod repo;
 

@@ -38,6 +38,8 @@ pub struct Authenticated {
     flash: Option<String>,
     /// The path and query of the request (where the language switch comes back to).
     path: String,
+    /// For a supervisor's pages: how many requests wait for their decision.
+    waiting: Option<usize>,
 }
 
 impl Authenticated {
@@ -67,6 +69,10 @@ impl Authenticated {
     }
     pub fn path(&self) -> &str {
         &self.path
+    }
+    /// How many requests wait for this supervisor's decision (pages only).
+    pub fn waiting(&self) -> Option<usize> {
+        self.waiting
     }
 }
 
@@ -163,7 +169,7 @@ impl<'r> FromRequest<'r> for Authenticated {
                             && !crate::error::is_api(req))
                         .then(|| crate::i18n::flash::take(req.cookies(), ui.lang))
                         .flatten();
-                        Ok(Authenticated {
+                        let mut a = Authenticated {
                             user: s.user,
                             session_id: s.id,
                             csrf_token: s.csrf_token,
@@ -172,7 +178,27 @@ impl<'r> FromRequest<'r> for Authenticated {
                             ui,
                             flash,
                             path: req.uri().to_string(),
-                        })
+                            waiting: None,
+                        };
+                        // The supervisor's count in the navigation, once per page.
+                        if req.method() == rocket::http::Method::Get
+                            && !crate::error::is_api(req)
+                            && req
+                                .accept()
+                                .is_none_or(|acc| acc.preferred().media_type().is_html())
+                            && a.user.has_role(Role::Supervisor)
+                            && !a.user.must_change_password
+                        {
+                            match crate::requests::waiting::count(app, &Principal(a.clone())).await
+                            {
+                                Ok(n) => a.waiting = Some(n),
+                                Err(e) => tracing::warn!(
+                                    error = %e,
+                                    "counting the requests waiting for a decision failed"
+                                ),
+                            }
+                        }
+                        Ok(a)
                     }
                     Ok(None) => Err(NoSession::Absent),
                     Err(e) => {
@@ -238,6 +264,7 @@ impl Principal {
             ui: crate::i18n::Ui::new(crate::i18n::Lang::En, chrono_tz::Tz::UTC),
             flash: None,
             path: String::new(),
+            waiting: None,
         }))
     }
 }

@@ -14,6 +14,7 @@ pub mod bundle;
 pub mod exports;
 pub mod loans;
 pub mod purpose;
+pub mod waiting;
 pub mod workflow;
 
 use std::collections::HashMap;

@@ -10,7 +10,6 @@ use rocket::{get, post, routes, Route, State};
 use secrecy::SecretString;
 use serde::Serialize;
 
-use crate::audit;
 use crate::auth::csrf::{CsrfForm, LOGIN_CSRF_COOKIE};
 use crate::auth::{self, password, session, Authenticated, Principal, SESSION_COOKIE};
 use crate::csrf_field;
@@ -22,8 +21,10 @@ use crate::App;
 mod account;
 mod accounts;
 mod archive;
+mod audit;
 mod catalog;
 pub(crate) mod forms;
+mod home;
 mod locations;
 mod record;
 mod requests;
@@ -148,15 +149,15 @@ pub fn routes() -> Vec<Route> {
     r.extend(scrub::routes());
     r.extend(accounts::routes());
     r.extend(locations::routes());
+    r.extend(home::routes());
+    r.extend(audit::routes());
     r.extend(routes![
         style,
         login_page,
         login_submit,
         logout,
-        home,
         password_page,
         password_submit,
-        audit_page,
         healthz,
     ]);
     r
@@ -189,6 +190,7 @@ struct Me<'a> {
     flash: Option<&'a str>,
     languages: Vec<LangChoice>,
     path: &'a str,
+    waiting: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -221,6 +223,7 @@ pub(crate) fn me(a: &Authenticated) -> Value {
         flash: a.flash(),
         languages: languages(),
         path: a.path(),
+        waiting: a.waiting(),
     })
 }
 
@@ -398,14 +401,6 @@ async fn logout(
     Ok(Redirect::to("/login"))
 }
 
-#[get("/")]
-fn home(app: &State<App>, who: Principal) -> AppResult<RawHtml<String>> {
-    app.templates.render(
-        "home.html",
-        context! { me => me(&who), csrf => who.csrf_token() },
-    )
-}
-
 #[get("/account/password")]
 fn password_page(app: &State<App>, who: Authenticated) -> AppResult<RawHtml<String>> {
     app.templates.render(
@@ -470,39 +465,6 @@ async fn password_submit(
     }
 }
 
-#[derive(FromForm, Serialize, Default)]
-pub struct AuditFilter {
-    actor: Option<String>,
-    action: Option<String>,
-    object: Option<String>,
-}
-
-fn non_empty(s: &Option<String>) -> Option<String> {
-    s.as_ref()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-}
-
-#[get("/audit?<q..>")]
-async fn audit_page(
-    app: &State<App>,
-    who: Principal,
-    q: AuditFilter,
-) -> AppResult<RawHtml<String>> {
-    let query = audit::Query {
-        actor: non_empty(&q.actor),
-        action: non_empty(&q.action),
-        object: non_empty(&q.object),
-        limit: 200,
-        ..Default::default()
-    };
-    let events = audit::read(app, &who, query).await?;
-    app.templates.render(
-        "audit.html",
-        context! { me => me(&who), csrf => who.csrf_token(), events => events, q => q },
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,7 +484,7 @@ mod tests {
             {
                 continue;
             }
-            t.render(name, context! { me => context! { username => "u", display_name => "U", department => "", roles => vec!["admin", "auditor"], must_change_password => true }, csrf => "x", status => "404", message => "m", users => Vec::<String>::new(), events => Vec::<String>::new(), q => <AuditFilter as Default>::default(), min_length => 12 })
+            t.render(name, context! { me => context! { username => "u", display_name => "U", department => "", roles => vec!["admin", "auditor"], must_change_password => true }, csrf => "x", status => "404", message => "m", users => Vec::<String>::new(), events => Vec::<String>::new(), q => <crate::audit::browse::Browse as Default>::default(), min_length => 12 })
                 .unwrap_or_else(|e| panic!("{name}: {e:?}"));
         }
     }

@@ -129,7 +129,7 @@ pub(super) fn audit_events() -> serde_json::Value {
         ),
         ("record.view", "denied", json!({})),
     ];
-    let events: Vec<_> = kinds
+    let mut events: Vec<_> = kinds
         .iter()
         .enumerate()
         .map(|(i, (action, outcome, detail))| {
@@ -141,6 +141,12 @@ pub(super) fn audit_events() -> serde_json::Value {
             })
         })
         .collect();
+    events.push(json!({
+        "seq": null, "id": null, "occurred_at": T, "first_at": T, "actor": "li.wei",
+        "action": "file.view.page", "object_type": "file", "object_id": ID2, "outcome": "success",
+        "client_addr": "10.0.0.7", "detail": {"grant": ID, "record": ID2}, "pages": [1, 2, 3],
+        "events": 3,
+    }));
     json!(events)
 }
 
@@ -167,6 +173,41 @@ fn every_template_renders_with_realistic_data() {
         json!({"csrf": "c", "error": "invalid username or password", "username": "li"}),
     );
     page("home.html", common(json!({})));
+    let labels = serde_json::to_value(super::audit::actions(crate::i18n::Lang::En).1).unwrap();
+    let html = page(
+        "home.html",
+        common(json!({
+            "waiting": [{"r": request(), "age_seconds": 7500}], "waiting_total": 1,
+            "due": [{"id": ID, "request_id": ID, "record_id": ID2, "reference": "CONTR-2026-000123",
+                     "title": "Lease", "borrower": "Li Wei", "checked_out_by": "Ma Lin", "out_at": T,
+                     "due_date": "2026-11-20", "returned_at": null, "condition": null,
+                     "approved_by": "Ma Lin", "overdue": true}],
+            "ready": [{"record_id": ID2, "reference": "CONTR-2026-000124", "title": "Deed",
+                       "borrower": "Zhou Yu", "approved_by": "Ma Lin", "valid_until": T,
+                       "request_id": ID, "latest_due": "2026-12-06"}],
+            "own": [request()], "held": [{"r": request(), "files": [[ID2, "lease.pdf"]]}],
+            "audit": {"chained": 212, "recent": audit_events(),
+                      "last_check": {"at": T, "by": "audit.li", "ok": true, "seq": 200}},
+            "labels": labels.clone(),
+            "accounts": {"total": 9, "active": 8}, "is_admin": true,
+            "last_scrub": {"finished_at": T, "clean": false, "files_verified": 3, "damaged": 1, "missing": 0},
+        })),
+    );
+    for part in [
+        "home-approvals",
+        "home-loans",
+        "home-mine",
+        "home-audit",
+        "home-admin",
+        "CONTR-2026-000124",
+        "/view/",
+    ] {
+        assert!(html.contains(part), "{part} missing from the home page");
+    }
+    assert!(
+        html.contains("Request approved"),
+        "actions are named, not coded"
+    );
     let html = page(
         "settings.html",
         common(json!({
@@ -301,9 +342,25 @@ fn every_template_renders_with_realistic_data() {
     }
     let html = page(
         "audit.html",
-        common(
-            json!({"events": audit_events(), "q": {"actor": "li.wei", "action": null, "object": null}}),
-        ),
+        common(json!({
+            "result": {"rows": audit_events(), "total": 11, "page": 1, "pages": 3},
+            "q": {"person": "li.wei", "action": "request.approve", "from": "2026-11-01", "to": null},
+            "query": "person=li.wei&action=request.approve&from=2026-11-01",
+            "actions": [{"value": "request.approve", "label": "Request approved"}],
+            "labels": labels,
+        })),
+    );
+    assert!(
+        html.contains("<option value=\"request.approve\" selected>"),
+        "{html}"
+    );
+    assert!(html.contains("Pages 1, 2, 3"), "{html}");
+    page(
+        "audit.html",
+        common(json!({
+            "q": {"record": "NOPE-1"}, "actions": [],
+            "errors": {"fields": {"record": "no record has this reference"}, "general": [], "first": "record"},
+        })),
     );
     assert!(html.contains("request.approve"), "{html}");
     assert!(!html.contains("complaint <42>"), "detail is escaped");

@@ -17,6 +17,7 @@ mod embedded_pg;
 mod exports;
 mod hardening;
 mod i18n;
+mod home_audit;
 mod import;
 mod input;
 mod jobs;
