@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::auth::csrf::{CsrfForm, LOGIN_CSRF_COOKIE};
-use crate::auth::{self, password, session, Authenticated, Principal, SESSION_COOKIE};
+use crate::auth::{self, password, session, Authenticated, SESSION_COOKIE};
 use crate::csrf_field;
 use crate::error::{AppError, AppResult};
 use crate::telemetry::RequestMeta;
@@ -265,27 +265,6 @@ fn login_csrf(app: &App, cookies: &CookieJar<'_>) -> String {
             .build(),
     );
     token
-}
-
-/// The usual end of a form post: on success, redirect; on invalid input or a conflict,
-/// show the form again with the message (and the status); any other error propagates.
-pub(crate) async fn redirect_or_show<T, F, Fut>(
-    result: AppResult<T>,
-    to: impl FnOnce(&T) -> String,
-    show: F,
-) -> AppResult<Page>
-where
-    F: FnOnce(String) -> Fut,
-    Fut: std::future::Future<Output = AppResult<RawHtml<String>>>,
-{
-    match result {
-        Ok(v) => Ok(Page::Redirect(Box::new(Redirect::to(to(&v))))),
-        Err(e @ (AppError::Invalid { .. } | AppError::Conflict(_))) => {
-            let status = e.status();
-            Ok(Page::Status((status, show(e.public_message()).await?)))
-        }
-        Err(e) => Err(e),
-    }
 }
 
 #[derive(Responder)]
