@@ -96,7 +96,8 @@ async fn ask(app: &TestApp, token: &str, record: &Value, kind: &str) -> String {
         .post(
             "/api/v1/requests",
             token,
-            json!({"record_id": record["id"], "kind": kind, "purpose": PURPOSE, "duration_hours": 96}),
+            json!({"record_id": record["id"], "kind": kind, "purpose": PURPOSE,
+                   "duration_hours": if kind == "borrow" { 96 } else { 8 }}),
         )
         .await;
     assert_eq!(s, Status::Created, "{r}");
