@@ -39,6 +39,10 @@ impl<'a> Browser<'a> {
             .client
             .get(path.to_string())
             .cookie(self.cookie.clone());
+        // The confirmation the last post set, as a browser would send it back once.
+        if let Some(f) = self.flash.borrow_mut().take() {
+            req = req.cookie(f);
+        }
         if let Some(l) = lang {
             req = req.header(Header::new("Accept-Language", l.to_string()));
         }
