@@ -36,8 +36,6 @@ field-condition = condition
 field-due_date = due date
 field-request = request number
 
-req-purpose-label = Purpose: why you need it
-req-purpose-rule = At least 6 Chinese characters or 15 letters (a Chinese character counts as 2.5 letters; spaces do not count). The approvers read it, and it is kept in the audit trail.
 req-notice-filed = Your request has been filed.
 req-not-done = This could not be done:
 

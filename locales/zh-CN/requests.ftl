@@ -35,8 +35,6 @@ field-condition = 归还状况
 field-due_date = 应还日期
 field-request = 申请编号
 
-req-purpose-label = 用途：为何需要
-req-purpose-rule = 至少 6 个汉字或 15 个字母（一个汉字按 2.5 个字母计，空格不计）。审批人会阅读，并记入审计记录。
 req-notice-filed = 申请已提交。
 req-not-done = 未能完成：
 

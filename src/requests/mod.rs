@@ -40,10 +40,6 @@ use crate::tx::Tx;
 use crate::users::Role;
 use crate::{unit, App};
 
-/// The fewest visible characters an accepted purpose can have (six CJK characters; the
-/// whole rule is in [`purpose`]): what a form's `minlength` may ask for.
-pub const MIN_PURPOSE: usize = purpose::MIN_CJK;
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewRequest {

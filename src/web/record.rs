@@ -50,10 +50,6 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// The fewest Chinese characters a purpose may have (the service counts visible
-/// characters; a Chinese character says more than a Latin letter).
-const MIN_PURPOSE_CJK: usize = 6;
-
 /// A refusal as the page shows it: beside its field, or at the top of the form.
 fn errors_of(lang: crate::i18n::Lang, e: &AppError, name: impl Fn(&str) -> String) -> FormErrors {
     FormErrors::from_error(lang, e, name)
@@ -306,7 +302,8 @@ csrf_field!(RequestForm);
 /// What was typed into the correction form.
 #[derive(FromForm, Serialize)]
 pub struct RecordEditForm {
-    title: String,
+    /// Absent when a script posts only the fields it changes: the title stays as it is.
+    title: Option<String>,
     fields: HashMap<String, String>,
     reason: String,
     #[serde(skip)]
@@ -456,7 +453,8 @@ async fn render_record(
         edit => refused.edit, edit_errors => refused.edit_errors, open_edit => open_edit,
         moved => refused.moved, move_errors => refused.move_errors, open_move => open_move,
         places => places, statuses => statuses, any_masked => any_masked,
-        min_purpose => requests::MIN_PURPOSE, min_purpose_cjk => MIN_PURPOSE_CJK },
+        min_purpose => requests::purpose::MIN_WEIGHT,
+        min_purpose_cjk => requests::purpose::MIN_CJK, max_purpose => requests::purpose::MAX_CHARS },
     )
 }
 
@@ -537,8 +535,9 @@ async fn record_edit(
     cookies: &CookieJar<'_>,
     form: CsrfForm<RecordEditForm>,
 ) -> AppResult<Page> {
-    let f = form.0;
+    let mut f = form.0;
     let current = records::get(app, &who, id).await?;
+    let typed_title = f.title.get_or_insert_with(|| current.title.clone()).clone();
     // Only what differs from the page: masked values left empty stay as they are.
     let mut changes = BTreeMap::new();
     for fv in &current.fields {
@@ -561,7 +560,7 @@ async fn record_edit(
             );
         }
     }
-    let title = (f.title.trim() != current.title).then(|| f.title.clone());
+    let title = (typed_title.trim() != current.title).then_some(typed_title);
     let changes = RecordChanges {
         title,
         fields: changes,

@@ -542,7 +542,7 @@ fn every_template_renders_with_realistic_data() {
                                            {"label": "title", "change": "changed", "sensitive": false, "from": "L", "to": "Lease"}]}],
                 "places": {"storerooms": [["A", "Main"]], "shelves": ["3"], "boxes": ["12"]},
                 "statuses": ["in_store", "missing", "destroyed"],
-                "min_purpose": 15, "min_purpose_cjk": 6,
+                "min_purpose": 15, "min_purpose_cjk": 6, "max_purpose": 2000,
             })),
         );
         assert!(html.contains("12.1 KB"), "{html}");
