@@ -8,6 +8,7 @@ use rocket::response::content::RawHtml;
 use rocket::response::Redirect;
 use rocket::{get, post, routes, Route, State};
 
+use super::forms::FormErrors;
 use super::{languages, me, Page};
 use crate::auth::csrf::CsrfForm;
 use crate::auth::Authenticated;
@@ -21,22 +22,32 @@ pub fn routes() -> Vec<Route> {
     routes![settings_page, settings_submit, language_submit]
 }
 
+/// What a refused settings form showed: its errors and the choices made.
+struct Refused {
+    errors: FormErrors,
+    locale: String,
+    time_zone: String,
+}
+
 async fn render_settings(
     app: &App,
     who: &Authenticated,
-    error: Option<(String, String)>,
+    refused: Option<Refused>,
 ) -> AppResult<RawHtml<String>> {
     let u = who.user();
     let ui = who.ui();
+    let (errors, locale, time_zone) = match refused {
+        Some(r) => (Some(r.errors), Some(r.locale), Some(r.time_zone)),
+        None => (None, u.locale.clone(), u.time_zone.clone()),
+    };
     app.templates.render(
         "settings.html",
         context! {
             me => me(who), csrf => who.csrf_token(), languages => languages(),
-            locale => u.locale, time_zone => u.time_zone,
+            locale => locale, time_zone => time_zone,
             zones => i18n::COMMON_TIME_ZONES, vault_zone => app.config.default_tz().name(),
             now => i18n::format_time(ui, chrono::Utc::now()),
-            error_field => error.as_ref().map(|e| e.0.clone()),
-            error => error.map(|e| i18n::message(ui.lang, &e.1)),
+            errors => errors,
         },
     )
 }
@@ -63,40 +74,29 @@ async fn settings_submit(
     form: CsrfForm<SettingsForm>,
 ) -> AppResult<Page> {
     let CsrfForm(f) = form;
-    let locale = match f.locale.trim() {
-        "" => None,
-        l => match Lang::parse(l) {
-            Some(l) => Some(l),
-            None => {
-                let e = AppError::invalid("locale", "must be zh-CN or en");
-                return Ok(Page::Status((
-                    e.status(),
-                    render_settings(
-                        app,
-                        &who,
-                        Some(("locale".into(), "must be zh-CN or en".into())),
-                    )
-                    .await?,
-                )));
-            }
-        },
-    };
-    match users::set_own_preferences(app, &who, locale, Some(&f.time_zone)).await {
+    let result = async {
+        let locale = match f.locale.trim() {
+            "" => None,
+            l => Some(
+                Lang::parse(l).ok_or_else(|| AppError::invalid("locale", "must be zh-CN or en"))?,
+            ),
+        };
+        users::set_own_preferences(app, &who, locale, Some(&f.time_zone)).await
+    }
+    .await;
+    match result {
         Ok(()) => {
             i18n::flash::set(cookies, "flash-settings-saved", &[]);
             Ok(Page::Redirect(Box::new(Redirect::to("/account"))))
         }
         Err(e @ AppError::Invalid { .. }) => {
-            let (field, message) = match &e {
-                AppError::Invalid { field, message } => {
-                    (field.clone().unwrap_or_default(), message.clone())
-                }
-                _ => (String::new(), e.public_message()),
+            let refused = Refused {
+                errors: FormErrors::from_error(who.ui().lang, &e, |f| f.to_string()),
+                locale: f.locale.trim().to_string(),
+                time_zone: f.time_zone.trim().to_string(),
             };
-            Ok(Page::Status((
-                e.status(),
-                render_settings(app, &who, Some((field, message))).await?,
-            )))
+            let html = render_settings(app, &who, Some(refused)).await?;
+            Ok(Page::Status((e.status(), html)))
         }
         Err(e) => Err(e),
     }

@@ -214,11 +214,20 @@ fn every_template_renders_with_realistic_data() {
             "languages": [{"tag": "zh-CN", "name": "简体中文"}, {"tag": "en", "name": "English"}],
             "locale": "zh-CN", "time_zone": "Europe/London", "zones": ["Asia/Shanghai", "UTC"],
             "vault_zone": "Asia/Shanghai", "now": "29 Nov 2026, 18:15",
-            "error": "is not a time zone name", "error_field": "time_zone",
+            "errors": {"fields": {"time_zone": "is not a time zone name"}, "general": [],
+                       "first": "time_zone"},
         })),
     );
     assert!(
         html.contains("<option selected>Europe&#x2f;London</option>"),
+        "{html}"
+    );
+    assert!(
+        html.contains(
+            "id=\"f-time_zone\" aria-invalid=\"true\" aria-describedby=\"e-time_zone\" autofocus"
+        ) && html.contains(
+            "<span class=\"field-error\" id=\"e-time_zone\">is not a time zone name</span>"
+        ),
         "{html}"
     );
     page(

@@ -232,6 +232,17 @@ async fn times_are_shown_in_the_persons_zone() {
     assert_eq!(bad.status, Status::UnprocessableEntity);
     assert!(bad.html.contains("aria-invalid=\"true\""), "{}", bad.html);
     assert!(bad.html.contains("id=\"e-time_zone\""));
+    // What was chosen is still chosen, the bad zone included, so it can be corrected.
+    let html = bad.html.replace("&#x2f;", "/");
+    assert!(
+        html.contains("<option selected>Mars/Olympus</option>"),
+        "{html}"
+    );
+    assert!(
+        bad.html.contains("value=\"zh-CN\" lang=\"zh-CN\" selected"),
+        "{}",
+        bad.html
+    );
     let p = get(&app, "/account", std::slice::from_ref(&me), None).await;
     assert!(p.html.contains("<html lang=\"en\">"));
 }
