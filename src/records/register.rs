@@ -885,20 +885,6 @@ async fn place_in(tx: &mut Tx, level: Level, id: Uuid) -> AppResult<Option<Place
     }))
 }
 
-/// A CSV cell a spreadsheet will not run as a formula.
-fn csv_cell(v: &str) -> String {
-    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{v}")
-    } else {
-        v.to_string()
-    };
-    if v.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v
-    }
-}
-
 /// The register listing as CSV (UTF-8 with a byte-order mark, so spreadsheets read Chinese
 /// names right): one line per box, and one per storeroom or shelf that holds none.
 /// Audited as `register.export`.
@@ -912,7 +898,7 @@ pub async fn csv(app: &App, who: &Principal) -> AppResult<String> {
         );
         let mut lines = 0usize;
         let mut line = |cells: [&str; 6], n: i64| {
-            let row: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+            let row: Vec<String> = cells.iter().map(|c| crate::sheet::csv_field(c)).collect();
             out.push_str(&row.join(","));
             out.push(',');
             out.push_str(&n.to_string());
@@ -946,13 +932,6 @@ pub async fn csv(app: &App, who: &Principal) -> AppResult<String> {
 
 #[cfg(test)]
 mod register_tests {
-    #[test]
-    fn csv_cells_are_neither_formulas_nor_broken() {
-        assert_eq!(super::csv_cell("=1+2"), "'=1+2");
-        assert_eq!(super::csv_cell("a,\"b\""), "\"a,\"\"b\"\"\"");
-        assert_eq!(super::csv_cell("一号库房"), "一号库房");
-    }
-
     #[test]
     fn names_are_trimmed_and_bounded() {
         assert_eq!(
