@@ -323,29 +323,7 @@ pub async fn list(app: &App, who: &Principal, f: Filter) -> AppResult<RequestLis
     let user = who.user();
     unit!(app.db, |tx| {
         let rows: Vec<RequestView> = if to_approve {
-            // Pending, not expired, not the caller's own, not yet decided by the caller,
-            // routed to one of the caller's roles (and department, where the route says
-            // so); then the policy's own decision on each.
-            let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
-            sqlx::query_as::<_, RequestView>(&format!(
-                "{REQUEST_SELECT} WHERE q.state = 'pending' AND q.expires_at > now() AND q.requester_id <> $1 \
-                 AND q.approver_role = ANY($2) AND (NOT q.same_department OR q.department = $3) \
-                 AND NOT EXISTS (SELECT 1 FROM request_decisions d WHERE d.request_id = q.id AND d.approver_id = $1) \
-                 AND ($4::text IS NULL OR {STATE} = $4) \
-                 ORDER BY q.created_at LIMIT $5"
-            ))
-            .bind(user.id)
-            .bind(&roles)
-            .bind(&user.department)
-            .bind(&f.state)
-            .bind(LIMIT)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .filter(|v| {
-                object(who, v).is_ok_and(|r| app.policies.allows::<ApproveRequest>(who, &r))
-            })
-            .collect()
+            queue(&mut tx, app, who, f.state.as_deref(), LIMIT).await?
         } else {
             sqlx::query_as(&format!(
                 "{REQUEST_SELECT} WHERE q.requester_id = $1 AND ($2::text IS NULL OR {STATE} = $2) \
@@ -364,6 +342,39 @@ pub async fn list(app: &App, who: &Principal, f: Filter) -> AppResult<RequestLis
             waiting,
         })
     })
+}
+
+/// The requests waiting for `who`'s decision, oldest first (at most `limit`): pending, not
+/// expired, not their own, not yet decided by them, routed to one of their roles (and
+/// department, where the route says so); then the policy's own decision on each. The
+/// approvals queue and the count in the navigation ([`waiting`]) both read it.
+async fn queue(
+    conn: &mut PgConnection,
+    app: &App,
+    who: &Principal,
+    state: Option<&str>,
+    limit: i64,
+) -> AppResult<Vec<RequestView>> {
+    let user = who.user();
+    let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
+    let rows: Vec<RequestView> = sqlx::query_as(&format!(
+        "{REQUEST_SELECT} WHERE q.state = 'pending' AND q.expires_at > now() AND q.requester_id <> $1 \
+         AND q.approver_role = ANY($2) AND (NOT q.same_department OR q.department = $3) \
+         AND NOT EXISTS (SELECT 1 FROM request_decisions d WHERE d.request_id = q.id AND d.approver_id = $1) \
+         AND ($4::text IS NULL OR {STATE} = $4) \
+         ORDER BY q.created_at LIMIT $5"
+    ))
+    .bind(user.id)
+    .bind(&roles)
+    .bind(&user.department)
+    .bind(state)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|v| object(who, v).is_ok_and(|r| app.policies.allows::<ApproveRequest>(who, &r)))
+        .collect())
 }
 
 /// Everything the record page shows, from one unit of work that reads the record once.
