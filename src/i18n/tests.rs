@@ -184,3 +184,141 @@ fn pattern_matching_binds_holes() {
     );
     assert_eq!(match_pattern(&pieces, "no box B-7 in the registers"), None);
 }
+
+/// The message literals the code refuses with (`AppError::invalid(field, "…")`, also inside
+/// `format!`, and `AppError::Conflict("…")`), each with `{…}` placeholders filled in.
+fn refusal_messages() -> Vec<(String, String)> {
+    fn literal_at(s: &str) -> Option<String> {
+        let s = s.trim_start();
+        let s = s.strip_prefix("format!(").map(str::trim_start).unwrap_or(s);
+        let body = s.strip_prefix('"')?;
+        let mut out = String::new();
+        let mut chars = body.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => return Some(out),
+                '\\' => match chars.next()? {
+                    '\n' => {
+                        // A continued line: the next line's leading spaces are not text.
+                        let rest: String = chars.clone().collect();
+                        let skip = rest.len() - rest.trim_start().len();
+                        for _ in 0..rest[..skip].chars().count() {
+                            chars.next();
+                        }
+                    }
+                    'n' => out.push('\n'),
+                    other => out.push(other),
+                },
+                c => out.push(c),
+            }
+        }
+        None
+    }
+    fn fill(m: &str) -> String {
+        let mut out = String::new();
+        let mut rest = m;
+        while let Some(i) = rest.find('{') {
+            out.push_str(&rest[..i]);
+            match rest[i..].find('}') {
+                Some(j) => {
+                    out.push('7');
+                    rest = &rest[i + j + 1..];
+                }
+                None => {
+                    rest = &rest[i..];
+                    break;
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+    let mut found = Vec::new();
+    let mut dirs = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src"
+    ))];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            // Command-line tools speak English; this file holds the scan itself.
+            let name = path.display().to_string();
+            if path.extension().is_none_or(|e| e != "rs")
+                || ["i18n/tests.rs", "/cli/", "rotation/", "records/import.rs"]
+                    .iter()
+                    .any(|p| name.contains(p))
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            // Not the unit tests' own made-up refusals.
+            let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (at, _) in text.match_indices("AppError::invalid(") {
+                let args = &text[at + "AppError::invalid(".len()..];
+                // The second argument: after the first top-level comma.
+                let mut depth = 0;
+                let mut comma = None;
+                let mut in_str = false;
+                for (i, c) in args.char_indices() {
+                    match c {
+                        '"' => in_str = !in_str,
+                        '(' | '[' | '{' if !in_str => depth += 1,
+                        ')' | ']' | '}' if !in_str => {
+                            if depth == 0 {
+                                break;
+                            }
+                            depth -= 1
+                        }
+                        ',' if !in_str && depth == 0 => {
+                            comma = Some(i);
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(m) = comma.and_then(|i| literal_at(&args[i + 1..])) {
+                    found.push((name.clone(), fill(&m)));
+                }
+            }
+            for (at, _) in text.match_indices("AppError::Conflict(") {
+                let args = &text[at + "AppError::Conflict(".len()..];
+                if let Some(m) = literal_at(args) {
+                    found.push((name.clone(), fill(&m)));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_refusal_the_code_writes_has_a_chinese_form() {
+    let found = refusal_messages();
+    assert!(
+        found.len() > 100,
+        "the scan found only {} messages",
+        found.len()
+    );
+    // Built from pieces the catalog knows one by one (`{code} is already used {within}`).
+    let composed = ["7 is already used 7"];
+    let missing: Vec<String> = found
+        .iter()
+        .filter(|(_, m)| !composed.contains(&m.as_str()))
+        .filter(|(_, m)| !m.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)))
+        .filter(|(_, m)| {
+            let zh = message(Lang::ZhCn, m);
+            !zh.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
+        })
+        .map(|(file, m)| format!("{file}: {m:?}"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} messages have no entry in locales/zh-CN/messages.toml:\n{}",
+        missing.len(),
+        missing.join("\n")
+    );
+}
