@@ -66,7 +66,7 @@ pub(crate) fn refused_form(req: &Request<'_>) -> Option<AppError> {
     Some(AppError::Invalid { field, message })
 }
 
-fn tokens_match(a: &str, b: &str) -> bool {
+pub(crate) fn tokens_match(a: &str, b: &str) -> bool {
     !a.is_empty() && a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 

@@ -213,6 +213,10 @@ impl<'r> FromRequest<'r> for Authenticated {
             })
             .await;
         match cached {
+            Ok(a) if !cookie_api_write_allowed(req, a) => {
+                tracing::warn!(target: "security", path = %req.uri().path(), "cookie-authenticated API write without JSON or its CSRF header");
+                Outcome::Error(remember_failure(req, AppError::Csrf))
+            }
             Ok(a) => Outcome::Success(a.clone()),
             Err(NoSession::Absent) => {
                 Outcome::Error(remember_failure(req, AppError::Unauthenticated))
@@ -222,6 +226,30 @@ impl<'r> FromRequest<'r> for Authenticated {
             }
         }
     }
+}
+
+/// A write to the JSON API (POST, PUT, PATCH, DELETE) that a browser sends with the session
+/// cookie must show that a page of this site made it: a JSON body (which no cross-site form
+/// can send) or the session's `X-CSRF-Token` header (the pages' upload script). A form or a
+/// `text/plain` post to a route without a body is refused like any forged form. Callers
+/// with a bearer token are not browsers and pass.
+fn cookie_api_write_allowed(req: &Request<'_>, a: &Authenticated) -> bool {
+    use rocket::http::Method;
+    if !a.via_cookie
+        || !crate::error::is_api(req)
+        || !matches!(
+            req.method(),
+            Method::Post | Method::Put | Method::Patch | Method::Delete
+        )
+    {
+        return true;
+    }
+    if req.content_type().is_some_and(|c| c.is_json()) {
+        return true;
+    }
+    req.headers()
+        .get_one("X-CSRF-Token")
+        .is_some_and(|t| super::csrf::tokens_match(t, &a.csrf_token))
 }
 
 /// The person signed in on this request, if a guard has already looked the session up.

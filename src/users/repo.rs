@@ -39,7 +39,14 @@ pub(super) async fn count(conn: &mut PgConnection) -> sqlx::Result<i64> {
         .await
 }
 
+/// How many active administrators there are, for a change that may take one away. It
+/// first takes a transaction-scoped lock on the set of administrators, so two such
+/// changes (two administrators demoting or disabling each other at once) are counted one
+/// after the other: the second sees the first's result and is refused as the last one.
 pub(super) async fn count_active_admins(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('strongroom.admins'))")
+        .execute(&mut *conn)
+        .await?;
     sqlx::query_scalar(
         "SELECT count(*) FROM users WHERE status = 'active' AND 'admin' = ANY(roles)",
     )

@@ -1,4 +1,4 @@
-use rocket::http::{ContentType, Cookie, Status};
+use rocket::http::{ContentType, Cookie, Header, Status};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use strongroom::users::Role;
@@ -417,6 +417,93 @@ async fn the_last_admin_cannot_be_disabled() {
     assert_eq!(s, Status::Conflict, "{body}");
 }
 
+/// Two administrators taking each other's role (or account) away at the same moment: one
+/// change goes through, the other is refused as leaving no administrator, every time.
+#[tokio::test]
+async fn two_administrators_removing_each_other_at_once_leave_one() {
+    let app = TestApp::new().await;
+    for round in 0..6 {
+        let a = app
+            .add_user(&format!("adm.a{round}"), &[Role::Admin], "IT")
+            .await;
+        let b = app
+            .add_user(&format!("adm.b{round}"), &[Role::Admin], "IT")
+            .await;
+        let ta = app.login(&a.username, PASSWORD).await.1["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let tb = app.login(&b.username, PASSWORD).await.1["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // The admins of earlier rounds are out of the way: only a and b hold the role.
+        sqlx::query(
+            "UPDATE users SET roles = '{employee}' WHERE 'admin' = ANY(roles) AND id <> ALL($1)",
+        )
+        .bind(vec![a.id, b.id])
+        .execute(&app.db)
+        .await
+        .unwrap();
+        // Both changes are held at the door (their accounts' rows locked by a third party)
+        // and let go together, so they check the count at the same moment.
+        let mut door = app.db.begin().await.unwrap();
+        sqlx::query("SELECT id FROM users WHERE id = ANY($1) FOR UPDATE")
+            .bind(vec![a.id, b.id])
+            .execute(&mut *door)
+            .await
+            .unwrap();
+        let open_door = async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            door.commit().await.unwrap();
+        };
+        let (ra, rb) = if round % 2 == 0 {
+            let patch = |token: &str, id| {
+                app.client
+                    .patch(format!("/api/v1/users/{id}"))
+                    .header(bearer(token))
+                    .header(ContentType::JSON)
+                    .body(json!({"roles": ["employee"]}).to_string())
+            };
+            let (x, y, ()) = tokio::join!(
+                patch(&ta, b.id).dispatch(),
+                patch(&tb, a.id).dispatch(),
+                open_door
+            );
+            (x.status(), y.status())
+        } else {
+            let disable = |token: &str, id| {
+                app.client
+                    .post(format!("/api/v1/users/{id}/disable"))
+                    .header(bearer(token))
+                    .header(ContentType::JSON)
+                    .body("{}")
+            };
+            let (x, y, ()) = tokio::join!(
+                disable(&ta, b.id).dispatch(),
+                disable(&tb, a.id).dispatch(),
+                open_door
+            );
+            (x.status(), y.status())
+        };
+        // The second is refused: as the last administrator (409), or because its author is
+        // no longer an administrator (403) or no longer signed in (401) by then.
+        let mut answers = [ra.code, rb.code];
+        answers.sort();
+        assert!(
+            answers[0] == 200 && [401, 403, 409].contains(&answers[1]),
+            "round {round}: {ra} and {rb}"
+        );
+        let admins: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM users WHERE status = 'active' AND 'admin' = ANY(roles)",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        assert_eq!(admins, 1, "round {round}");
+    }
+}
+
 #[tokio::test]
 async fn passwords_and_tokens_never_reach_the_logs() {
     let app = TestApp::new().await;
@@ -752,4 +839,79 @@ async fn a_right_current_password_changes_it_and_clears_the_count() {
         app.login(&nora.username, "a brand new passphrase").await.0,
         Status::Ok
     );
+}
+
+/// A browser sends the session cookie with any post, a forged cross-site form included; so
+/// a cookie-authenticated write to the JSON API must carry a JSON body or the page's CSRF
+/// header, even on routes that take no body. Bearer callers are not browsers.
+#[tokio::test]
+async fn cookie_writes_to_the_api_need_json_or_the_csrf_header() {
+    let app = TestApp::new().await;
+    let admin = app.user_token("root.admin", &[Role::Admin], "IT").await;
+    let target = app.add_user("lena", &[Role::Employee], "Retail").await;
+    let disable = format!("/api/v1/users/{}/disable", target.id);
+    let enable = format!("/api/v1/users/{}/enable", target.id);
+    let active = |app: &TestApp| {
+        let id = target.id;
+        let db = app.db.clone();
+        async move {
+            sqlx::query_scalar::<_, bool>("SELECT disabled_at IS NULL FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let session = Cookie::new("strongroom_session", admin.clone());
+    // As a forged form would: a form body, a text/plain body, or none at all.
+    for (ct, body) in [
+        (Some(ContentType::Form), "x=1"),
+        (Some(ContentType::Plain), "{}"),
+        (None, ""),
+    ] {
+        let mut req = app
+            .client
+            .post(disable.clone())
+            .cookie(session.clone())
+            .body(body);
+        if let Some(ct) = ct.clone() {
+            req = req.header(ct);
+        }
+        let res = req.dispatch().await;
+        assert_eq!(res.status(), Status::Forbidden, "{ct:?}");
+        assert!(active(&app).await, "{ct:?}: the account was disabled");
+    }
+    // A page's script: JSON, or the session's CSRF header.
+    let res = app
+        .client
+        .post(disable.clone())
+        .cookie(session.clone())
+        .header(ContentType::JSON)
+        .body("{}")
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Ok);
+    assert!(!active(&app).await);
+    let csrf: String = sqlx::query_scalar("SELECT csrf_token FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = 'root.admin')")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let res = app
+        .client
+        .post(enable.clone())
+        .cookie(session.clone())
+        .header(Header::new("X-CSRF-Token", csrf))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Ok);
+    assert!(active(&app).await);
+    // A bearer token needs neither.
+    let res = app
+        .client
+        .post(disable.clone())
+        .header(bearer(&admin))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Ok);
+    assert!(!active(&app).await);
 }
