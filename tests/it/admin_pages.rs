@@ -3,106 +3,13 @@
 //! confirmations they answer with, field errors beside their fields, refusals by the
 //! services (not just hidden buttons), and the audit trail of each change.
 
-use rocket::http::{ContentType, Cookie, Header, RawStr, Status};
-use serde_json::{json, Value};
+use rocket::http::Status;
+use serde_json::json;
 use strongroom::users::Role;
 
 use crate::archive::setup;
+use crate::common::browser::Browser;
 use crate::common::{TestApp, PASSWORD};
-
-/// One signed-in person's browser.
-struct Browser<'a> {
-    app: &'a TestApp,
-    cookie: Cookie<'static>,
-    /// The confirmation a post left for the next page (the test client keeps no cookies).
-    flash: std::cell::RefCell<Option<Cookie<'static>>>,
-}
-
-struct Answer {
-    status: Status,
-    location: Option<String>,
-    html: String,
-}
-
-impl<'a> Browser<'a> {
-    fn with_token(app: &'a TestApp, token: &str) -> Browser<'a> {
-        Browser {
-            app,
-            cookie: Cookie::new("strongroom_session", token.to_string()),
-            flash: std::cell::RefCell::new(None),
-        }
-    }
-
-    async fn get_in(&self, path: &str, lang: Option<&str>) -> Answer {
-        let mut req = self
-            .app
-            .client
-            .get(path.to_string())
-            .cookie(self.cookie.clone());
-        // The confirmation the last post set, as a browser would send it back once.
-        if let Some(f) = self.flash.borrow_mut().take() {
-            req = req.cookie(f);
-        }
-        if let Some(l) = lang {
-            req = req.header(Header::new("Accept-Language", l.to_string()));
-        }
-        answer(req.dispatch().await).await
-    }
-
-    async fn page(&self, path: &str) -> String {
-        let a = self.get_in(path, None).await;
-        assert_eq!(a.status, Status::Ok, "GET {path}: {}", a.html);
-        a.html
-    }
-
-    async fn post(&self, from: &str, action: &str, fields: &[(&str, &str)]) -> Answer {
-        let page = self.page(from).await;
-        let csrf = page
-            .split("name=\"csrf\" value=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .expect("a CSRF token")
-            .to_string();
-        let mut body = format!("csrf={csrf}");
-        for (k, v) in fields {
-            body.push_str(&format!("&{k}={}", RawStr::new(v).percent_encode()));
-        }
-        let res = self
-            .app
-            .client
-            .post(action.to_string())
-            .cookie(self.cookie.clone())
-            .header(ContentType::Form)
-            .body(body)
-            .dispatch()
-            .await;
-        if let Some(f) = res.cookies().get("strongroom_flash") {
-            *self.flash.borrow_mut() = Some(Cookie::new("strongroom_flash", f.value().to_string()));
-        }
-        answer(res).await
-    }
-
-    async fn post_ok(&self, from: &str, action: &str, fields: &[(&str, &str)]) -> String {
-        let a = self.post(from, action, fields).await;
-        assert_eq!(a.status, Status::SeeOther, "POST {action}: {}", a.html);
-        a.location.unwrap()
-    }
-}
-
-async fn answer(res: rocket::local::asynchronous::LocalResponse<'_>) -> Answer {
-    let status = res.status();
-    let location = res.headers().get_one("Location").map(str::to_string);
-    let html = res
-        .into_string()
-        .await
-        .unwrap_or_default()
-        .replace("&#x2f;", "/");
-    Answer {
-        status,
-        location,
-        html,
-    }
-}
 
 /// The id in the first link of the page that starts with `prefix`.
 fn link_id(html: &str, prefix: &str) -> String {
@@ -112,18 +19,6 @@ fn link_id(html: &str, prefix: &str) -> String {
         .chars()
         .take_while(|c| c.is_ascii_hexdigit() || *c == '-')
         .collect()
-}
-
-async fn patch(app: &TestApp, path: &str, token: &str, body: Value) -> (Status, Value) {
-    let res = app
-        .client
-        .patch(path.to_string())
-        .header(crate::common::bearer(token))
-        .header(ContentType::JSON)
-        .body(body.to_string())
-        .dispatch()
-        .await;
-    crate::common::json_of(res).await
 }
 
 #[tokio::test]
@@ -266,7 +161,7 @@ async fn archivists_keep_the_register_in_the_browser_with_chinese_names() {
     let res = app
         .client
         .get("/api/v1/register.csv")
-        .cookie(b.cookie.clone())
+        .cookie(b.session_cookie())
         .dispatch()
         .await;
     assert_eq!(res.status(), Status::Ok);
@@ -334,23 +229,23 @@ async fn the_register_api_creates_renames_and_lists_and_refuses_other_roles() {
     assert_eq!(s, Status::Created, "{bx}");
     assert_eq!(bx["storeroom"]["code"], "R2");
     assert_eq!(bx["shelf"]["code"], "S1");
-    let (s, renamed) = patch(
-        &app,
-        &format!("/api/v1/register/shelves/{sid}"),
-        &archivist,
-        json!({"name": "西架"}),
-    )
-    .await;
+    let (s, renamed) = app
+        .patch(
+            &format!("/api/v1/register/shelves/{sid}"),
+            &archivist,
+            json!({"name": "西架"}),
+        )
+        .await;
     assert_eq!(s, Status::Ok, "{renamed}");
     assert_eq!(renamed["name"], "西架");
     assert_eq!(renamed["code"], "S1");
-    let (s, e) = patch(
-        &app,
-        &format!("/api/v1/register/storerooms/{rid}"),
-        &archivist,
-        json!({"name": " "}),
-    )
-    .await;
+    let (s, e) = app
+        .patch(
+            &format!("/api/v1/register/storerooms/{rid}"),
+            &archivist,
+            json!({"name": " "}),
+        )
+        .await;
     assert_eq!(s, Status::UnprocessableEntity, "{e}");
     assert_eq!(e["error"]["field"], "name");
     let (s, c) = app
@@ -380,17 +275,15 @@ async fn the_register_api_creates_renames_and_lists_and_refuses_other_roles() {
         )
         .await;
     assert_eq!(s, Status::Forbidden);
-    let (s, _) = patch(
-        &app,
-        &format!("/api/v1/register/storerooms/{rid}"),
-        &employee,
-        json!({"name": "偷改"}),
-    )
-    .await;
-    assert_eq!(s, Status::Forbidden);
-    let page = Browser::with_token(&app, &employee)
-        .get_in("/locations", None)
+    let (s, _) = app
+        .patch(
+            &format!("/api/v1/register/storerooms/{rid}"),
+            &employee,
+            json!({"name": "偷改"}),
+        )
         .await;
+    assert_eq!(s, Status::Forbidden);
+    let page = Browser::with_token(&app, &employee).get("/locations").await;
     assert_eq!(page.status, Status::Forbidden);
     assert_eq!(
         app.audit_count("register.manage", "denied").await,
@@ -570,13 +463,13 @@ async fn administrators_change_disable_enable_and_reset_accounts_in_the_browser(
         )
         .await;
     assert_eq!(s, Status::Conflict, "{e}");
-    let (s, _) = patch(
-        &app,
-        &format!("/api/v1/users/{admin_id}"),
-        &admin,
-        json!({"roles": ["employee"]}),
-    )
-    .await;
+    let (s, _) = app
+        .patch(
+            &format!("/api/v1/users/{admin_id}"),
+            &admin,
+            json!({"roles": ["employee"]}),
+        )
+        .await;
     assert_eq!(s, Status::Conflict);
     let (_, _, roles, status, _) = user_row(&app, &admin_id).await;
     assert_eq!(
@@ -633,13 +526,13 @@ async fn the_accounts_api_changes_enables_and_resets_and_only_for_administrators
     let app = TestApp::new().await;
     let (_, admin) = app.login_as(Role::Admin).await;
     let kim = app.add_user("kim", &[Role::Employee], "Retail").await.id;
-    let (s, u) = patch(
-        &app,
-        &format!("/api/v1/users/{kim}"),
-        &admin,
-        json!({"department": "Ops", "roles": ["employee", "archivist"]}),
-    )
-    .await;
+    let (s, u) = app
+        .patch(
+            &format!("/api/v1/users/{kim}"),
+            &admin,
+            json!({"department": "Ops", "roles": ["employee", "archivist"]}),
+        )
+        .await;
     assert_eq!(s, Status::Ok, "{u}");
     assert_eq!(u["department"], "Ops");
     assert_eq!(u["roles"], json!(["archivist", "employee"]));
@@ -670,13 +563,13 @@ async fn the_accounts_api_changes_enables_and_resets_and_only_for_administrators
     assert_eq!(s, Status::Ok);
 
     let (_, employee) = app.login_as(Role::Employee).await;
-    let (s, _) = patch(
-        &app,
-        &format!("/api/v1/users/{kim}"),
-        &employee,
-        json!({"roles": ["admin"]}),
-    )
-    .await;
+    let (s, _) = app
+        .patch(
+            &format!("/api/v1/users/{kim}"),
+            &employee,
+            json!({"roles": ["admin"]}),
+        )
+        .await;
     assert_eq!(s, Status::Forbidden);
     let (s, _) = app
         .post(
@@ -687,13 +580,13 @@ async fn the_accounts_api_changes_enables_and_resets_and_only_for_administrators
         .await;
     assert_eq!(s, Status::Forbidden);
     assert!(app.audit_count("user.manage", "denied").await >= 2);
-    let (s, e) = patch(
-        &app,
-        &format!("/api/v1/users/{kim}"),
-        &admin,
-        json!({"roles": []}),
-    )
-    .await;
+    let (s, e) = app
+        .patch(
+            &format!("/api/v1/users/{kim}"),
+            &admin,
+            json!({"roles": []}),
+        )
+        .await;
     assert_eq!(s, Status::UnprocessableEntity, "{e}");
     assert_eq!(e["error"]["field"], "roles");
 }

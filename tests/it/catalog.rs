@@ -1,11 +1,12 @@
 //! Categories (privacy by default, fields made sensitive later) and the search page, in
 //! English and Chinese.
 
-use rocket::http::{ContentType, Cookie, Header, Status};
+use rocket::http::Status;
 use serde_json::{json, Value};
 use strongroom::users::Role;
 
-use crate::common::{bearer, TestApp};
+use crate::common::browser::{Answer, Browser};
+use crate::common::TestApp;
 
 fn field<'a>(category: &'a Value, name: &str) -> &'a Value {
     category["fields"]
@@ -14,69 +15,6 @@ fn field<'a>(category: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|f| f["name"] == name)
         .unwrap_or_else(|| panic!("no field {name} in {category}"))
-}
-
-async fn patch(app: &TestApp, token: &str, path: &str, body: Value) -> (Status, Value) {
-    let res = app
-        .client
-        .patch(path.to_string())
-        .header(bearer(token))
-        .header(ContentType::JSON)
-        .body(body.to_string())
-        .dispatch()
-        .await;
-    crate::common::json_of(res).await
-}
-
-fn csrf_of(html: &str) -> String {
-    html.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string()
-}
-
-async fn page(app: &TestApp, token: &str, path: &str, lang: Option<&str>) -> (Status, String) {
-    let mut req = app
-        .client
-        .get(path.to_string())
-        .cookie(Cookie::new("strongroom_session", token.to_string()));
-    if let Some(l) = lang {
-        req = req.header(Header::new("Accept-Language", l.to_string()));
-    }
-    let res = req.dispatch().await;
-    let status = res.status();
-    (status, res.into_string().await.unwrap_or_default())
-}
-
-async fn post_form(
-    app: &TestApp,
-    token: &str,
-    path: &str,
-    body: String,
-) -> (Status, String, Option<String>, Option<Cookie<'static>>) {
-    let res = app
-        .client
-        .post(path.to_string())
-        .cookie(Cookie::new("strongroom_session", token.to_string()))
-        .header(ContentType::Form)
-        .body(body)
-        .dispatch()
-        .await;
-    let status = res.status();
-    let location = res.headers().get_one("Location").map(str::to_string);
-    let flash = res
-        .cookies()
-        .get("strongroom_flash")
-        .map(|c| c.clone().into_owned());
-    (
-        status,
-        res.into_string().await.unwrap_or_default(),
-        location,
-        flash,
-    )
 }
 
 #[tokio::test]
@@ -151,24 +89,24 @@ async fn personal_fields_default_to_sensitive_through_the_api() {
     let id = cat2["id"].as_str().unwrap();
     let mut fields = cat2["fields"].as_array().unwrap().clone();
     fields.push(json!({"name": "mobile", "type": "text", "sensitive": false}));
-    let (s, err) = patch(
-        &app,
-        &archivist,
-        &format!("/api/v1/categories/{id}"),
-        json!({"fields": fields}),
-    )
-    .await;
+    let (s, err) = app
+        .patch(
+            &format!("/api/v1/categories/{id}"),
+            &archivist,
+            json!({"fields": fields}),
+        )
+        .await;
     assert_eq!(s, Status::UnprocessableEntity, "{err}");
     assert_eq!(err["error"]["field"], "fields[1].sensitive", "{err}");
     fields.pop();
     fields.push(json!({"name": "mobile", "type": "text"}));
-    let (s, cat3) = patch(
-        &app,
-        &archivist,
-        &format!("/api/v1/categories/{id}"),
-        json!({"fields": fields}),
-    )
-    .await;
+    let (s, cat3) = app
+        .patch(
+            &format!("/api/v1/categories/{id}"),
+            &archivist,
+            json!({"fields": fields}),
+        )
+        .await;
     assert_eq!(s, Status::Ok, "{cat3}");
     assert_eq!(field(&cat3, "mobile")["sensitive"], true);
     assert_eq!(
@@ -194,13 +132,10 @@ async fn the_category_page_defaults_to_sensitive_and_asks_for_confirmation() {
     assert_eq!(s, Status::Created, "{cat}");
     let id = cat["id"].as_str().unwrap();
     let path = format!("/categories/{id}");
-    let (s, html) = page(&app, &archivist, &path, None).await;
-    assert_eq!(s, Status::Ok);
+    let b = Browser::with_token(&app, &archivist);
+    let html = b.page(&path).await;
     assert!(html.contains("Privacy by default"), "{html}");
-    let csrf = csrf_of(&html);
-    let common = format!(
-        "csrf={csrf}&name=Customers&sensitivity=internal&department=Retail&retention_years=10"
-    );
+    let common = "name=Customers&sensitivity=internal&department=Retail&retention_years=10";
     let row = |i: usize, name: &str, label: &str, kind: &str, sensitive: &str, confirm: bool| {
         let mut s = format!(
             "&fields[{i}].name={name}&fields[{i}].label={label}&fields[{i}].type={kind}&fields[{i}].sensitive={sensitive}&fields[{i}].choices="
@@ -219,7 +154,9 @@ async fn the_category_page_defaults_to_sensitive_and_asks_for_confirmation() {
         row(1, "", "", "text", "", false),
         row(2, "xm", xm, "text", "no", false),
     );
-    let (s, html, _, _) = post_form(&app, &archivist, &path, body).await;
+    let Answer {
+        status: s, html, ..
+    } = b.post_encoded(&path, &path, &body).await;
     assert_eq!(s, Status::UnprocessableEntity, "{html}");
     assert!(
         html.contains("id=\"e-fields[2].sensitive\""),
@@ -244,25 +181,24 @@ async fn the_category_page_defaults_to_sensitive_and_asks_for_confirmation() {
         row(1, "phone", "", "phone", "", false),
         row(2, "xm", xm, "text", "no", true),
     );
-    let (s, html, location, flash) = post_form(&app, &archivist, &path, body).await;
+    let Answer {
+        status: s,
+        html,
+        location,
+        flash,
+        ..
+    } = b.post_encoded(&path, &path, &body).await;
     assert_eq!(s, Status::SeeOther, "{html}");
     assert_eq!(location.as_deref(), Some(path.as_str()));
-    let flash = flash.expect("a confirmation for the next page");
+    assert!(flash.is_some(), "a confirmation for the next page");
     let (_, cat) = app
         .get(&format!("/api/v1/categories/{id}"), &archivist)
         .await;
     assert_eq!(field(&cat, "id_number")["sensitive"], true, "{cat}");
     assert_eq!(field(&cat, "phone")["sensitive"], true, "{cat}");
     assert_eq!(field(&cat, "xm")["sensitive"], false, "{cat}");
-    let res = app
-        .client
-        .get(path.clone())
-        .cookie(Cookie::new("strongroom_session", archivist.clone()))
-        .cookie(flash)
-        .dispatch()
-        .await;
-    assert_eq!(res.status(), Status::Ok);
-    let html = res.into_string().await.unwrap();
+    // The browser brings the confirmation to the page it was sent to.
+    let html = b.page(&path).await;
     assert!(html.contains("Category Customers saved."), "flash: {html}");
     assert!(
         html.contains("ID number") && html.contains("Phone number"),
@@ -303,14 +239,14 @@ async fn a_field_made_sensitive_later_has_its_filed_values_sealed() {
     assert_eq!(s, Status::Created, "{r}");
     let rid = r["id"].as_str().unwrap();
     // A correction, so the old plain value is also in a revision.
-    let (s, r2) = patch(
-        &app,
-        &archivist,
-        &format!("/api/v1/records/{rid}"),
-        json!({
+    let (s, r2) = app
+        .patch(
+            &format!("/api/v1/records/{rid}"),
+            &archivist,
+            json!({
         "fields": {"contact_name": "李四光"}, "reason": "wrong person"}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(s, Status::Ok, "{r2}");
     let (_, hits) = app
         .get("/api/v1/records?q=%E6%9D%8E%E5%9B%9B%E5%85%89", &archivist)
@@ -324,13 +260,13 @@ async fn a_field_made_sensitive_later_has_its_filed_values_sealed() {
     // Made sensitive in a new schema version.
     let mut fields = cat["fields"].as_array().unwrap().clone();
     fields[0]["sensitive"] = json!(true);
-    let (s, cat2) = patch(
-        &app,
-        &archivist,
-        &format!("/api/v1/categories/{id}"),
-        json!({"fields": fields}),
-    )
-    .await;
+    let (s, cat2) = app
+        .patch(
+            &format!("/api/v1/categories/{id}"),
+            &archivist,
+            json!({"fields": fields}),
+        )
+        .await;
     assert_eq!(s, Status::Ok, "{cat2}");
     assert_eq!(field(&cat2, "contact_name")["sensitive"], true);
     assert_eq!(cat2["schema_version"], 2);
@@ -393,13 +329,13 @@ async fn a_field_made_sensitive_later_has_its_filed_values_sealed() {
     // And it cannot be made plain again.
     fields[0]["sensitive"] = json!(false);
     fields[0]["confirm_not_sensitive"] = json!(true);
-    let (s, err) = patch(
-        &app,
-        &archivist,
-        &format!("/api/v1/categories/{id}"),
-        json!({"fields": fields}),
-    )
-    .await;
+    let (s, err) = app
+        .patch(
+            &format!("/api/v1/categories/{id}"),
+            &archivist,
+            json!({"fields": fields}),
+        )
+        .await;
     assert_eq!(s, Status::UnprocessableEntity, "{err}");
     assert_eq!(err["error"]["field"], "fields[0].sensitive", "{err}");
     let detail: Value = sqlx::query_scalar(
@@ -446,20 +382,19 @@ async fn category_and_search_pages_in_chinese() {
         .await;
     assert_eq!(s, Status::Created, "{r}");
 
-    let (s, html) = page(&app, &archivist, "/categories", Some("zh-CN")).await;
+    let b = Browser::with_token(&app, &archivist);
+    let Answer {
+        status: s, html, ..
+    } = b.get_in("/categories", Some("zh-CN")).await;
     assert_eq!(s, Status::Ok);
     assert!(html.contains("<html lang=\"zh-CN\">"), "{html}");
     assert!(
         html.contains("档案类别") && html.contains("秘密") && html.contains("30 年"),
         "{html}"
     );
-    let (s, html) = page(
-        &app,
-        &archivist,
-        &format!("/categories/{id}"),
-        Some("zh-CN"),
-    )
-    .await;
+    let Answer {
+        status: s, html, ..
+    } = b.get_in(&format!("/categories/{id}"), Some("zh-CN")).await;
     assert_eq!(s, Status::Ok);
     assert!(html.contains("<html lang=\"zh-CN\">"));
     assert!(
@@ -469,26 +404,31 @@ async fn category_and_search_pages_in_chinese() {
     assert!(!html.contains("id_number</option>"), "types shown as words");
 
     // A bad retention: 422 with the page, the error in Chinese next to the field.
-    let csrf = csrf_of(&html);
-    let (s, html, _, _) = post_form(
-        &app,
-        &archivist,
-        "/categories",
-        format!("csrf={csrf}&code=X&name=Y&parent_id=&sensitivity=internal&department=Retail&retention_years=10"),
-    )
-    .await;
+    let Answer {
+        status: s, html, ..
+    } = b
+        .post_encoded(
+            &format!("/categories/{id}"),
+            "/categories",
+            "code=X&name=Y&parent_id=&sensitivity=internal&department=Retail&retention_years=10",
+        )
+        .await;
     assert_eq!(s, Status::UnprocessableEntity, "{html}");
     assert!(html.contains("id=\"e-code\""), "{html}");
     assert!(html.contains("value=\"Y\""), "values kept");
 
-    let (s, html) = page(&app, &archivist, "/search", Some("zh-CN")).await;
+    let Answer {
+        status: s, html, ..
+    } = b.get_in("/search", Some("zh-CN")).await;
     assert_eq!(s, Status::Ok);
     assert!(html.contains("<html lang=\"zh-CN\">"));
     assert!(
         html.contains("档案查询") && html.contains("须输入完整号码"),
         "{html}"
     );
-    let (s, html) = page(&app, &archivist, "/search?q=kept", Some("zh-CN")).await;
+    let Answer {
+        status: s, html, ..
+    } = b.get_in("/search?q=kept", Some("zh-CN")).await;
     assert_eq!(s, Status::Ok);
     let results = html.split("查询结果").nth(1).unwrap_or_default();
     assert!(
@@ -501,12 +441,14 @@ async fn category_and_search_pages_in_chinese() {
     );
     assert!(html.contains("class=\"table-wrap\""));
     // By phone: the full number finds it, part of it does not.
-    let (_, html) = page(&app, &archivist, "/search?phone=138-1234-5678", None).await;
+    let html = b.get("/search?phone=138-1234-5678").await.html;
     assert!(html.contains("1 record found."), "{html}");
-    let (_, html) = page(&app, &archivist, "/search?phone=13812345", None).await;
+    let html = b.get("/search?phone=13812345").await.html;
     assert!(!html.contains("Lease"), "{html}");
     // A bad date: 422, the error next to the field, in Chinese.
-    let (s, html) = page(&app, &archivist, "/search?from=yesterday", Some("zh-CN")).await;
+    let Answer {
+        status: s, html, ..
+    } = b.get_in("/search?from=yesterday", Some("zh-CN")).await;
     assert_eq!(s, Status::UnprocessableEntity, "{html}");
     assert!(html.contains("id=\"e-from\""), "{html}");
     assert!(

@@ -4,59 +4,24 @@
 //! filters by person, department, record, action and day, folds page views into one row
 //! per viewing session, exports CSV safely, and checks the chain on demand.
 
-use rocket::http::{ContentType, Cookie, Header, RawStr, Status};
+use rocket::http::{ContentType, Cookie, RawStr, Status};
 use serde_json::{json, Value};
 use strongroom::users::Role;
 
 use crate::archive::{setup, upload};
 use crate::audit_trail::tamper;
+use crate::common::browser::{Answer, Browser};
 use crate::common::TestApp;
 use crate::viewer::pdf;
 
 const PURPOSE: &str = "customer complaint #4711 needs the signed contract";
 
-struct Answer {
-    status: Status,
-    content_type: Option<String>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn html(&self) -> String {
-        String::from_utf8_lossy(&self.body).replace("&#x2f;", "/")
-    }
-}
-
 async fn get_as(app: &TestApp, token: &str, path: &str, lang: Option<&str>) -> Answer {
-    let mut req = app.client.get(path.to_string()).cookie(Cookie::new(
-        strongroom::auth::SESSION_COOKIE,
-        token.to_string(),
-    ));
-    if let Some(l) = lang {
-        req = req.header(Header::new("Accept-Language", l.to_string()));
-    }
-    let res = req.dispatch().await;
-    Answer {
-        status: res.status(),
-        content_type: res.headers().get_one("Content-Type").map(str::to_string),
-        body: res.into_bytes().await.unwrap_or_default(),
-    }
+    Browser::with_token(app, token).get_in(path, lang).await
 }
 
 async fn page(app: &TestApp, token: &str, path: &str) -> String {
-    let a = get_as(app, token, path, None).await;
-    assert_eq!(a.status, Status::Ok, "GET {path}: {}", a.html());
-    a.html()
-}
-
-fn csrf_of(html: &str) -> String {
-    html.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .expect("a form with a CSRF token")
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string()
+    Browser::with_token(app, token).page(path).await
 }
 
 /// The rows of the audit browser's table (each from its `<tr class=` on).
@@ -262,7 +227,7 @@ async fn home_and_audit_pages_in_chinese() {
 
     let a = get_as(&app, &sup, "/", Some("zh-CN")).await;
     assert_eq!(a.status, Status::Ok);
-    let html = a.html();
+    let html = a.html;
     assert!(html.contains("<html lang=\"zh-CN\">"), "{html}");
     assert!(
         html.contains("待您审批的申请") && html.contains("调阅"),
@@ -270,18 +235,18 @@ async fn home_and_audit_pages_in_chinese() {
     );
     let a = get_as(&app, &auditor, "/audit", Some("zh-CN")).await;
     assert_eq!(a.status, Status::Ok);
-    let html = a.html();
+    let html = a.html;
     assert!(html.contains("<html lang=\"zh-CN\">"), "{html}");
     assert!(
         html.contains("审计日志") && html.contains("提交申请"),
         "{html}"
     );
     let a = get_as(&app, &auditor, "/", Some("zh-CN")).await;
-    assert!(a.html().contains("审计链共有"), "{}", a.html());
+    assert!(a.html.contains("审计链共有"), "{}", a.html);
     // A bad date is answered next to its field, in Chinese.
     let a = get_as(&app, &auditor, "/audit?from=2026-13-45", Some("zh-CN")).await;
     assert_eq!(a.status, Status::UnprocessableEntity);
-    assert!(a.html().contains("须为日期"), "{}", a.html());
+    assert!(a.html.contains("须为日期"), "{}", a.html);
 }
 
 #[tokio::test]
@@ -364,12 +329,12 @@ async fn the_audit_browser_filters_by_person_department_record_action_and_day() 
     ] {
         let a = get_as(&app, &auditor, &format!("/audit?{q}"), None).await;
         assert_eq!(a.status, Status::UnprocessableEntity, "{q}");
-        let html = a.html();
+        let html = a.html;
         assert!(html.contains(&format!("id=\"e-{field}\"")), "{q}: {html}");
         assert!(html.contains("aria-invalid=\"true\""), "{q}");
     }
     let a = get_as(&app, &auditor, "/audit?record=NO-SUCH-REF", None).await;
-    assert!(a.html().contains("value=\"NO-SUCH-REF\""));
+    assert!(a.html.contains("value=\"NO-SUCH-REF\""));
     // Not for others.
     let a = get_as(&app, &emp, "/audit", None).await;
     assert_eq!(a.status, Status::Forbidden);
@@ -495,40 +460,14 @@ async fn the_csv_export_has_a_bom_and_no_formulas() {
     assert!(app.audit_count("audit.read", "denied").await >= 1);
 }
 
+/// Runs the chain check from the audit browser's form; the page it returns to, with its
+/// confirmation (the cookie the post set, carried to the next page).
 async fn verify_now(app: &TestApp, token: &str) -> String {
-    let html = page(app, token, "/audit").await;
-    let csrf = csrf_of(&html);
-    let res = app
-        .client
-        .post("/audit/verify")
-        .cookie(Cookie::new(
-            strongroom::auth::SESSION_COOKIE,
-            token.to_string(),
-        ))
-        .header(ContentType::Form)
-        .body(format!("csrf={csrf}"))
-        .dispatch()
+    let (to, html) = Browser::with_token(app, token)
+        .post_follow("/audit", "/audit/verify", &[])
         .await;
-    assert_eq!(res.status(), Status::SeeOther);
-    assert_eq!(res.headers().get_one("Location"), Some("/audit"));
-    // The confirmation travels in a cookie to the next page.
-    let flash = res
-        .cookies()
-        .get(strongroom::i18n::flash::FLASH_COOKIE)
-        .expect("a confirmation")
-        .clone()
-        .into_owned();
-    let res = app
-        .client
-        .get("/audit")
-        .cookie(Cookie::new(
-            strongroom::auth::SESSION_COOKIE,
-            token.to_string(),
-        ))
-        .cookie(flash)
-        .dispatch()
-        .await;
-    res.into_string().await.unwrap_or_default()
+    assert_eq!(to, "/audit");
+    html
 }
 
 #[tokio::test]
@@ -582,14 +521,8 @@ async fn verify_now_shows_ok_then_broken() {
     assert!(html.contains("Last check: BROKEN at event 2"), "{html}");
     // Others may not run it.
     let emp = app.user_token("emp", &[Role::Employee], "Retail").await;
-    let html = page(&app, &emp, "/").await;
-    let res = app
-        .client
-        .post("/audit/verify")
-        .cookie(Cookie::new(strongroom::auth::SESSION_COOKIE, emp.clone()))
-        .header(ContentType::Form)
-        .body(format!("csrf={}", csrf_of(&html)))
-        .dispatch()
+    let a = Browser::with_token(&app, &emp)
+        .post("/", "/audit/verify", &[])
         .await;
-    assert_eq!(res.status(), Status::Forbidden);
+    assert_eq!(a.status, Status::Forbidden);
 }

@@ -6,141 +6,15 @@
 
 use std::io::{Cursor, Read};
 
-use rocket::http::{ContentType, Cookie, RawStr, Status};
+use rocket::http::{ContentType, RawStr, Status};
 use serde_json::json;
 use strongroom::users::Role;
 
-use crate::archive::{setup, upload};
-use crate::common::{TestApp, PASSWORD};
+use crate::archive::upload;
+use crate::common::browser::Browser;
+use crate::common::TestApp;
 
 const PURPOSE: &str = "customer complaint #4711 needs the signed contract";
-
-/// One signed-in person's browser.
-struct Browser<'a> {
-    app: &'a TestApp,
-    cookie: Cookie<'static>,
-}
-
-/// What a page answered.
-struct Answer {
-    status: Status,
-    location: Option<String>,
-    cache_control: Option<String>,
-    html: String,
-    /// The confirmation cookie a form post set, for the page it redirects to.
-    flash: Option<Cookie<'static>>,
-}
-
-impl<'a> Browser<'a> {
-    async fn new(app: &'a TestApp, name: &str, roles: &[Role]) -> Browser<'a> {
-        app.add_user(name, roles, "Retail").await;
-        let (s, b) = app.login(name, PASSWORD).await;
-        assert_eq!(s, Status::Ok, "{b}");
-        let token = b["token"].as_str().unwrap().to_string();
-        Browser {
-            app,
-            cookie: Cookie::new("strongroom_session", token),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Answer {
-        let res = self
-            .app
-            .client
-            .get(path.to_string())
-            .cookie(self.cookie.clone())
-            .dispatch()
-            .await;
-        answer(res).await
-    }
-
-    /// A page that must answer 200.
-    async fn page(&self, path: &str) -> String {
-        let a = self.get(path).await;
-        assert_eq!(a.status, Status::Ok, "GET {path}: {}", a.html);
-        a.html
-    }
-
-    /// Posts a form with the session's CSRF token, read from the page `from` as a browser
-    /// would have it.
-    async fn post(&self, from: &str, action: &str, fields: &[(&str, &str)]) -> Answer {
-        let csrf = csrf_of(&self.page(from).await);
-        let mut body = format!("csrf={csrf}");
-        for (k, v) in fields {
-            body.push_str(&format!("&{k}={}", RawStr::new(v).percent_encode()));
-        }
-        let res = self
-            .app
-            .client
-            .post(action.to_string())
-            .cookie(self.cookie.clone())
-            .header(ContentType::Form)
-            .body(body)
-            .dispatch()
-            .await;
-        answer(res).await
-    }
-
-    /// Posts a form that must answer with a redirect, and opens the page it redirects to
-    /// with the confirmation the post set, as a browser would; returns where to and the page.
-    async fn post_follow(
-        &self,
-        from: &str,
-        action: &str,
-        fields: &[(&str, &str)],
-    ) -> (String, String) {
-        let a = self.post(from, action, fields).await;
-        assert_eq!(a.status, Status::SeeOther, "POST {action}: {}", a.html);
-        let to = a.location.unwrap();
-        let mut req = self.app.client.get(to.clone()).cookie(self.cookie.clone());
-        if let Some(f) = a.flash {
-            req = req.cookie(f);
-        }
-        let page = answer(req.dispatch().await).await;
-        assert_eq!(page.status, Status::Ok, "GET {to}: {}", page.html);
-        (to, page.html)
-    }
-
-    /// Posts a form that must answer with a redirect; returns where to.
-    async fn post_ok(&self, from: &str, action: &str, fields: &[(&str, &str)]) -> String {
-        let a = self.post(from, action, fields).await;
-        assert_eq!(a.status, Status::SeeOther, "POST {action}: {}", a.html);
-        a.location.unwrap()
-    }
-}
-
-async fn answer(res: rocket::local::asynchronous::LocalResponse<'_>) -> Answer {
-    let status = res.status();
-    let location = res.headers().get_one("Location").map(str::to_string);
-    let flash = res
-        .cookies()
-        .get("strongroom_flash")
-        .map(|c| Cookie::new("strongroom_flash", c.value().to_string()));
-    let cache_control = res.headers().get_one("Cache-Control").map(str::to_string);
-    // Templates escape `/` in values as `&#x2f;`, which browsers read back as `/`.
-    let html = res
-        .into_string()
-        .await
-        .unwrap_or_default()
-        .replace("&#x2f;", "/");
-    Answer {
-        status,
-        location,
-        cache_control,
-        html,
-        flash,
-    }
-}
-
-fn csrf_of(html: &str) -> String {
-    html.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .expect("a form with a CSRF token")
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string()
-}
 
 /// The text between `start` and the next `end` after it.
 fn between<'h>(html: &'h str, start: &str, end: &str) -> Option<&'h str> {
@@ -151,20 +25,7 @@ fn between<'h>(html: &'h str, start: &str, end: &str) -> Option<&'h str> {
 /// A confidential contract (department Retail) with a PDF and a physical file, its
 /// archivist's token, and its id.
 async fn record(app: &TestApp) -> (String, String, String) {
-    let (archivist, contracts) = setup(app).await;
-    let (s, r) = app
-        .post(
-            "/api/v1/records",
-            &archivist,
-            json!({
-                "category_id": contracts["id"], "title": "Framework agreement",
-                "fields": {"company_name": "Huaxin", "phone": "13812345678"},
-                "physical": {"storeroom": "SR1", "shelf": "A3", "box": "B0042"}
-            }),
-        )
-        .await;
-    assert_eq!(s, Status::Created, "{r}");
-    let id = r["id"].as_str().unwrap().to_string();
+    let (archivist, id) = crate::request_pages::record(app).await;
     let (s, f) = upload(app, &archivist, &id, "contract.pdf", &crate::viewer::pdf(2)).await;
     assert_eq!(s, Status::Created, "{f}");
     (archivist, id, f["id"].as_str().unwrap().to_string())
@@ -260,7 +121,7 @@ async fn a_request_filed_on_the_record_page_is_approved_in_the_queue_and_opens_t
     let res = app
         .client
         .post(format!("{page}/requests"))
-        .cookie(emp.cookie.clone())
+        .cookie(emp.session_cookie())
         .header(ContentType::Form)
         .body(format!(
             "csrf=forged&kind=view&purpose={}&duration_hours=4",
@@ -491,7 +352,7 @@ async fn an_encrypted_export_is_prepared_through_the_form_and_its_password_shown
     let res = app
         .client
         .get(download.clone())
-        .cookie(emp.cookie.clone())
+        .cookie(emp.session_cookie())
         .dispatch()
         .await;
     assert_eq!(res.status(), Status::Ok);
@@ -514,7 +375,7 @@ async fn an_encrypted_export_is_prepared_through_the_form_and_its_password_shown
     let again = app
         .client
         .get(download)
-        .cookie(emp.cookie.clone())
+        .cookie(emp.session_cookie())
         .dispatch()
         .await;
     assert_eq!(again.status(), Status::Conflict);
@@ -537,10 +398,7 @@ async fn an_encrypted_export_is_prepared_through_the_form_and_its_password_shown
 async fn the_loans_desk_hands_out_and_takes_back_through_its_forms() {
     let app = TestApp::new().await;
     let (archivist, rec, _) = record(&app).await;
-    let desk = Browser {
-        app: &app,
-        cookie: Cookie::new("strongroom_session", archivist),
-    };
+    let desk = Browser::with_token(&app, &archivist);
     let emp = Browser::new(&app, "emp", &[Role::Employee]).await;
     let sup = Browser::new(&app, "sup", &[Role::Supervisor]).await;
     let id = file_request(&emp, &rec, "borrow", "96").await;
@@ -650,7 +508,7 @@ async fn the_loans_desk_hands_out_and_takes_back_through_its_forms() {
     let res = app
         .client
         .get("/api/v1/loans/register.csv")
-        .cookie(desk.cookie.clone())
+        .cookie(desk.session_cookie())
         .dispatch()
         .await;
     assert_eq!(res.status(), Status::Ok);
@@ -682,7 +540,7 @@ async fn supervisors_review_active_grants_they_may_see_and_revoke_them_there() {
             .unwrap();
     // The JSON list: the supervisor sees it; a supervisor of another department does not
     // learn of the confidential record; an employee may not list grants at all.
-    let (s, list) = app.get("/api/v1/grants", sup.cookie.value()).await;
+    let (s, list) = app.get("/api/v1/grants", sup.token()).await;
     assert_eq!(s, Status::Ok, "{list}");
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["id"], grant.as_str());
@@ -693,7 +551,7 @@ async fn supervisors_review_active_grants_they_may_see_and_revoke_them_there() {
         .await;
     let (s, list) = app.get("/api/v1/grants", &outsider).await;
     assert_eq!((s, list), (Status::Ok, json!([])));
-    let (s, _) = app.get("/api/v1/grants", emp.cookie.value()).await;
+    let (s, _) = app.get("/api/v1/grants", emp.token()).await;
     assert_eq!(s, Status::Forbidden);
     // The page lists it with a revoke form; a reason is required.
     let html = sup.page("/grants").await;
@@ -714,7 +572,7 @@ async fn supervisors_review_active_grants_they_may_see_and_revoke_them_there() {
     assert!(html.contains("No grant is in force"));
     // Revoked at once: the record is masked again for the employee.
     let (_, r) = app
-        .get(&format!("/api/v1/records/{rec}"), emp.cookie.value())
+        .get(&format!("/api/v1/records/{rec}"), emp.token())
         .await;
     assert_eq!(crate::archive::field(&r, "phone")["value"], "138****5678");
     assert_eq!(

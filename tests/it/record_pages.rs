@@ -2,115 +2,15 @@
 //! confirmation cookies carried from answer to answer, forms posted with the page's CSRF
 //! token.
 
-use rocket::http::RawStr;
-use rocket::http::{ContentType, Cookie, Header, Status};
+use rocket::http::Status;
 use serde_json::{json, Value};
 use strongroom::users::Role;
 
 use crate::archive::{setup, upload};
-use crate::common::{captured_logs, TestApp, PASSWORD};
+use crate::common::browser::Browser;
+use crate::common::{captured_logs, TestApp};
 
 const ID_NO: &str = "11010519491231002X";
-
-/// A person in a browser: their session and the confirmation cookie of their last post.
-struct Browser<'a> {
-    app: &'a TestApp,
-    session: Cookie<'static>,
-    flash: Option<Cookie<'static>>,
-    lang: Option<&'static str>,
-}
-
-struct Answer {
-    status: Status,
-    location: Option<String>,
-    html: String,
-}
-
-impl<'a> Browser<'a> {
-    async fn new(app: &'a TestApp, name: &str, roles: &[Role]) -> Browser<'a> {
-        app.add_user(name, roles, "Retail").await;
-        let (s, b) = app.login(name, PASSWORD).await;
-        assert_eq!(s, Status::Ok, "{b}");
-        Browser::with_token(app, b["token"].as_str().unwrap())
-    }
-
-    fn with_token(app: &'a TestApp, token: &str) -> Browser<'a> {
-        Browser {
-            app,
-            session: Cookie::new("strongroom_session", token.to_string()),
-            flash: None,
-            lang: None,
-        }
-    }
-
-    async fn answer(&mut self, res: rocket::local::asynchronous::LocalResponse<'_>) -> Answer {
-        if let Some(c) = res.cookies().get("strongroom_flash") {
-            self.flash = (!c.value().is_empty()).then(|| c.clone().into_owned());
-        }
-        let status = res.status();
-        let location = res.headers().get_one("Location").map(str::to_string);
-        let html = res
-            .into_string()
-            .await
-            .unwrap_or_default()
-            .replace("&#x2f;", "/");
-        Answer {
-            status,
-            location,
-            html,
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Answer {
-        let mut req = self
-            .app
-            .client
-            .get(path.to_string())
-            .cookie(self.session.clone());
-        if let Some(f) = self.flash.take() {
-            req = req.cookie(f);
-        }
-        if let Some(l) = self.lang {
-            req = req.header(Header::new("Accept-Language", l));
-        }
-        let res = req.dispatch().await;
-        self.answer(res).await
-    }
-
-    async fn page(&mut self, path: &str) -> String {
-        let a = self.get(path).await;
-        assert_eq!(a.status, Status::Ok, "GET {path}: {}", a.html);
-        a.html
-    }
-
-    async fn post(&mut self, from: &str, action: &str, fields: &[(&str, &str)]) -> Answer {
-        let page = self.page(from).await;
-        let csrf = page
-            .split("name=\"csrf\" value=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .to_string();
-        let mut body = format!("csrf={csrf}");
-        for (k, v) in fields {
-            body.push_str(&format!("&{k}={}", RawStr::new(v).percent_encode()));
-        }
-        let mut req = self
-            .app
-            .client
-            .post(action.to_string())
-            .cookie(self.session.clone())
-            .header(ContentType::Form)
-            .body(body);
-        if let Some(l) = self.lang {
-            req = req.header(Header::new("Accept-Language", l));
-        }
-        let res = req.dispatch().await;
-        self.answer(res).await
-    }
-}
 
 /// The `<input>` (or other tag) carrying `id="…"`, as written.
 fn tag_with_id<'h>(html: &'h str, id: &str) -> &'h str {
@@ -149,7 +49,7 @@ async fn a_refused_filing_keeps_every_value_typed_and_puts_the_error_beside_its_
     let app = TestApp::new().await;
     let (token, contracts) = setup(&app).await;
     let cid = contracts["id"].as_str().unwrap();
-    let mut b = Browser::with_token(&app, &token);
+    let b = Browser::with_token(&app, &token);
     let form = format!("/records/new?category={cid}");
     let html = b.page(&form).await;
     // Every input labelled; the location offered from the register; dates as date pickers.
@@ -229,7 +129,7 @@ async fn a_filed_record_is_confirmed_once_on_its_page() {
     let app = TestApp::new().await;
     let (token, contracts) = setup(&app).await;
     let cid = contracts["id"].as_str().unwrap();
-    let mut b = Browser::with_token(&app, &token);
+    let b = Browser::with_token(&app, &token);
     let form = format!("/records/new?category={cid}");
     let a = b
         .post(
@@ -255,7 +155,7 @@ async fn a_title_containing_a_sensitive_value_is_refused_until_filed_anyway() {
     let app = TestApp::new().await;
     let (token, contracts) = setup(&app).await;
     let cid = contracts["id"].as_str().unwrap();
-    let mut b = Browser::with_token(&app, &token);
+    let b = Browser::with_token(&app, &token);
     let form = format!("/records/new?category={cid}");
     // The holder's name in the title, spaced differently: refused, with the box to tick.
     let a = b
@@ -338,7 +238,7 @@ async fn each_role_sees_the_record_sections_with_only_what_it_may_do() {
     assert_eq!(s, Status::Created, "{f}");
     let page = format!("/records/{id}");
 
-    let mut archivist = Browser::with_token(&app, &token);
+    let archivist = Browser::with_token(&app, &token);
     let html = archivist.page(&page).await;
     for section in ["details", "physical", "files", "request", "history"] {
         assert!(
@@ -357,7 +257,7 @@ async fn each_role_sees_the_record_sections_with_only_what_it_may_do() {
     assert!(html.contains("SR1 / A3 / B0042") && html.contains("in store"));
     assert!(!html.contains("Open in viewer"));
 
-    let mut employee = Browser::new(&app, "emp", &[Role::Employee]).await;
+    let employee = Browser::new(&app, "emp", &[Role::Employee]).await;
     let html = employee.page(&page).await;
     assert!(html.contains("138****5678") && html.contains("张*丰"));
     assert!(html.contains("name=\"purpose\"") && html.contains("href=\"#request\""));
@@ -388,7 +288,7 @@ async fn corrections_and_moves_are_confirmed_and_their_errors_shown_beside_the_f
     let (token, contracts) = setup(&app).await;
     let id = filed(&app, &token, &contracts).await;
     let page = format!("/records/{id}");
-    let mut b = Browser::with_token(&app, &token);
+    let b = Browser::with_token(&app, &token);
     let year = chrono::Utc::now().format("%Y").to_string();
 
     // A correction without a reason: beside the reason, with the typed values kept.
@@ -500,8 +400,7 @@ async fn the_record_pages_speak_chinese() {
     let app = TestApp::new().await;
     let (token, contracts) = setup(&app).await;
     let cid = contracts["id"].as_str().unwrap();
-    let mut b = Browser::with_token(&app, &token);
-    b.lang = Some("zh-CN");
+    let b = Browser::with_token(&app, &token).in_language("zh-CN");
     let form = format!("/records/new?category={cid}");
     let html = b.page(&form).await;
     assert!(

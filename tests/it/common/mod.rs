@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod s3;
 
 use std::io::Write;
@@ -313,6 +314,19 @@ impl TestApp {
             .post(path.to_string())
             .header(bearer(token))
             .remote("10.9.8.7:4000".parse().unwrap())
+            .header(ContentType::JSON)
+            .body(body.to_string())
+            .dispatch()
+            .await;
+        json_of(res).await
+    }
+
+    /// PATCH with a JSON body (sent, unlike `get` and `post`, without a remote address).
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> (Status, Value) {
+        let res = self
+            .client
+            .patch(path.to_string())
+            .header(bearer(token))
             .header(ContentType::JSON)
             .body(body.to_string())
             .dispatch()
