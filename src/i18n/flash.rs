@@ -47,11 +47,21 @@ pub fn take(cookies: &CookieJar<'_>, lang: Lang) -> Option<String> {
         .filter_map(|p| p.split_once('='))
         .map(|(n, v)| (n.to_string(), decode(v)))
         .collect();
+    // The cookie comes back from the browser: its values follow the rules every input
+    // follows (no control or bidirectional characters), or nothing is shown.
+    if pairs
+        .iter()
+        .any(|(_, v)| crate::text::check("flash", v, crate::text::Lines::Single).is_err())
+    {
+        return None;
+    }
     let args: Vec<(&str, Arg<'_>)> = pairs
         .iter()
         .map(|(n, v)| (n.as_str(), Arg::Str(v.as_str())))
         .collect();
-    Some(tr(lang, key, &args))
+    let shown = tr(lang, key, &args);
+    // A message missing one of its values is not shown half-filled.
+    (!shown.contains("{$") && !shown.contains("{ $")).then_some(shown)
 }
 
 fn encode(s: &str) -> String {

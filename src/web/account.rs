@@ -111,7 +111,8 @@ pub struct LanguageForm {
 
 csrf_field!(LanguageForm);
 
-/// Only a path of this site (`/…`, not `//…`) is followed after the switch.
+/// Only a path of this site (`/…`, not `//…`) that is a valid URI path is followed after the
+/// switch; anything else goes home (a redirect that cannot be built would fail the switch).
 fn local_path(next: Option<&str>) -> String {
     match next {
         Some(p)
@@ -119,7 +120,8 @@ fn local_path(next: Option<&str>) -> String {
                 && !p.starts_with("//")
                 && !p.starts_with("/\\")
                 && p.len() <= 2000
-                && !p.chars().any(|c| c.is_control()) =>
+                && !p.chars().any(|c| c.is_control())
+                && rocket::http::uri::Origin::parse(p).is_ok() =>
         {
             p.to_string()
         }
@@ -152,5 +154,10 @@ mod tests {
         assert_eq!(local_path(Some("/\\evil.example/")), "/");
         assert_eq!(local_path(Some("https://evil.example/")), "/");
         assert_eq!(local_path(None), "/");
+        // Not a valid path: home, rather than a redirect that cannot be built.
+        for bad in ["/a b", "/a\"b", "/<x>", "/\u{3000}/evil.example"] {
+            assert_eq!(local_path(Some(bad)), "/", "{bad}");
+        }
+        assert_eq!(local_path(Some("/search?q=%E5%AE%8F")), "/search?q=%E5%AE%8F");
     }
 }

@@ -191,12 +191,38 @@ async fn a_confirmation_is_shown_once_after_a_post() {
         .any(|c| c.starts_with("strongroom_flash=;")));
     let next = me.get("/account").await;
     assert!(!next.html.contains("设置已保存"));
-    // A cookie naming anything but a confirmation shows nothing.
+    // A cookie naming anything but a confirmation shows nothing; nor does one whose values
+    // carry a bidirectional control (which no input may hold), nor one missing a value.
+    let token = me.token().to_string();
     let forged = me
         .with_cookie(Cookie::new("strongroom_flash", "nav-home"))
         .get("/account")
         .await;
     assert!(!forged.html.contains("class=\"flash\""));
+    for value in [
+        "flash-audit-broken&seq=%E2%80%AEevil",
+        "flash-audit-broken&seq=1%00",
+        "flash-rec-corrected&reference=CONTR-1",
+    ] {
+        let page = Browser::with_token(&app, &token)
+            .with_cookie(Cookie::new("strongroom_flash", value))
+            .get("/account")
+            .await;
+        assert!(
+            !page.html.contains("class=\"flash\""),
+            "{value}: {}",
+            page.html
+        );
+    }
+    // The same message with all its values, plain, is shown.
+    let page = Browser::with_token(&app, &token)
+        .with_cookie(Cookie::new(
+            "strongroom_flash",
+            "flash-rec-corrected&reference=CONTR-1&revision=2",
+        ))
+        .get("/account")
+        .await;
+    assert!(page.html.contains("class=\"flash\""), "{}", page.html);
 }
 
 #[tokio::test]
