@@ -154,6 +154,23 @@ pub fn error_body(code: &str, message: &str, field: Option<&str>) -> String {
     json!({ "error": err }).to_string()
 }
 
+impl AppError {
+    /// What the log may say about the error: a database error by its code, constraint and
+    /// message only, never its DETAIL (which quotes the refused row's values).
+    pub fn for_log(&self) -> String {
+        match self {
+            AppError::Database(sqlx::Error::Database(d)) => format!(
+                "database error {}: {} (constraint {:?}, table {:?})",
+                d.code().unwrap_or_default(),
+                d.message(),
+                d.constraint(),
+                d.table()
+            ),
+            other => format!("{other:?}"),
+        }
+    }
+}
+
 pub fn is_api(req: &Request<'_>) -> bool {
     req.uri().path().as_str().starts_with("/api/")
 }
@@ -165,7 +182,7 @@ impl<'r> Responder<'r, 'static> for AppError {
         let retry_after = matches!(self, AppError::Busy).then_some("2");
         let request_id = crate::telemetry::request_id(req);
         if status.code >= 500 {
-            tracing::error!(%request_id, error = ?self, "request failed");
+            tracing::error!(%request_id, error = %self.for_log(), "request failed");
         } else {
             tracing::debug!(%request_id, code = self.code(), "request refused");
         }

@@ -150,6 +150,10 @@ pub(crate) fn server_options(paths: &Paths, settings: &[(String, String)]) -> St
         format!("port={PORT}"),
         // Double quotes keep a comma in the path from splitting PostgreSQL's list.
         format!("unix_socket_directories=\"{socket_dir}\""),
+        // The server's log never holds the values a failed statement carried (a refused
+        // row's DETAIL, the statement itself): they may be a customer's data.
+        "log_error_verbosity=terse".to_owned(),
+        "log_min_error_statement=panic".to_owned(),
     ];
     args.extend(settings.iter().map(|(k, v)| format!("{k}={v}")));
     args.iter()

@@ -84,6 +84,26 @@ pub async fn create_place(app: &App, who: &Principal, p: NewPlace) -> AppResult<
         .authorize::<ManageRegister>(&app.policies, who, None, None)
         .await?;
     let room = code("storeroom", &p.storeroom)?;
+    // The same rules as the register pages: a name given is not blank and at most 100
+    // characters, a location at most 200, neither with control or bidirectional characters.
+    let given_name = p
+        .name
+        .as_deref()
+        .map(|n| display_name(n, true))
+        .transpose()?;
+    let location = match p.location.as_deref().map(str::trim) {
+        Some(l) if l.chars().count() > 200 => {
+            return Err(AppError::invalid(
+                "location",
+                "must be at most 200 characters",
+            ))
+        }
+        Some(l) => {
+            crate::text::check("location", l, crate::text::Lines::Single)?;
+            l.to_string()
+        }
+        None => String::new(),
+    };
     unit!(app.db, |tx| {
         let room_id: Option<Uuid> = sqlx::query_scalar("SELECT id FROM storerooms WHERE code = $1")
             .bind(&room)
@@ -93,14 +113,14 @@ pub async fn create_place(app: &App, who: &Principal, p: NewPlace) -> AppResult<
             Some(id) => ("storeroom", id),
             None => {
                 let id = Uuid::new_v4();
-                let name = p.name.clone().unwrap_or_else(|| room.clone());
+                let name = given_name.clone().unwrap_or_else(|| room.clone());
                 sqlx::query(
                     "INSERT INTO storerooms (id, code, name, location) VALUES ($1, $2, $3, $4)",
                 )
                 .bind(id)
                 .bind(&room)
-                .bind(name.trim())
-                .bind(p.location.clone().unwrap_or_default())
+                .bind(&name)
+                .bind(&location)
                 .execute(&mut *tx)
                 .await?;
                 ("storeroom", id)

@@ -158,6 +158,9 @@ mod tests {
         for bad in ["/a b", "/a\"b", "/<x>", "/\u{3000}/evil.example"] {
             assert_eq!(local_path(Some(bad)), "/", "{bad}");
         }
-        assert_eq!(local_path(Some("/search?q=%E5%AE%8F")), "/search?q=%E5%AE%8F");
+        assert_eq!(
+            local_path(Some("/search?q=%E5%AE%8F")),
+            "/search?q=%E5%AE%8F"
+        );
     }
 }

@@ -590,3 +590,46 @@ async fn the_accounts_api_changes_enables_and_resets_and_only_for_administrators
     assert_eq!(s, Status::UnprocessableEntity, "{e}");
     assert_eq!(e["error"]["field"], "roles");
 }
+
+/// The register's API follows the pages' rules for names: a blank, overlong or bidi name
+/// and an overlong location are refused beside their field (not a 500), and nothing of
+/// what was typed reaches the log.
+#[tokio::test]
+async fn the_register_api_refuses_bad_names_as_the_pages_do() {
+    let app = TestApp::new().await;
+    let token = app.user_token("arc", &[Role::Archivist], "Archive").await;
+    let long_name = "张".repeat(200);
+    let long_location = "x".repeat(300);
+    for (body, field) in [
+        (json!({"storeroom": "R6", "name": long_name}), "name"),
+        (json!({"storeroom": "R7", "name": "   "}), "name"),
+        (json!({"storeroom": "R8", "name": "a\u{202e}b"}), "name"),
+        (
+            json!({"storeroom": "R9", "name": "九号库房", "location": long_location}),
+            "location",
+        ),
+    ] {
+        let (s, r) = app.post("/api/v1/register", &token, body.clone()).await;
+        assert_eq!(s, Status::UnprocessableEntity, "{body}: {r}");
+        assert_eq!(r["error"]["field"], field, "{r}");
+    }
+    let rooms: i64 = sqlx::query_scalar("SELECT count(*) FROM storerooms")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(rooms, 0);
+    assert!(!crate::common::captured_logs().contains("张张张张"));
+    let (s, r) = app
+        .post(
+            "/api/v1/register",
+            &token,
+            json!({"storeroom": "R9", "name": " 九号库房 "}),
+        )
+        .await;
+    assert_eq!(s, Status::Created, "{r}");
+    let name: String = sqlx::query_scalar("SELECT name FROM storerooms WHERE code = 'R9'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(name, "九号库房");
+}
