@@ -28,6 +28,7 @@ rec-choose-one = (choose one)
 rec-sensitive-hint = sensitive: stored encrypted, shown masked
 rec-title-warning-hint = Titles are never masked. Leave the person's name, phone or ID number out of the title, or confirm below that the record must be filed with this title.
 rec-file-anyway = File anyway, with this title
+rec-save-anyway = Save anyway, with this title
 rec-new-physical = Physical file (optional): where the paper file is kept
 rec-new-physical-hint = Choose a storeroom, shelf and box of the register; leave all three empty for a record without a paper file.
 rec-storeroom = Storeroom

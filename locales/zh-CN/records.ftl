@@ -28,6 +28,7 @@ rec-choose-one = （请选择）
 rec-sensitive-hint = 敏感：加密保存，脱敏显示
 rec-title-warning-hint = 题名不做脱敏。请勿在题名中写入姓名、电话或证件号码；如确需使用该题名归档，请在下方确认。
 rec-file-anyway = 仍按此题名归档
+rec-save-anyway = 仍按此题名保存
 rec-new-physical = 实体档案（可选）：纸质档案的存放位置
 rec-new-physical-hint = 从库房登记中选择库房、架和盒；无纸质档案时三项均留空。
 rec-storeroom = 库房

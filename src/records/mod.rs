@@ -68,43 +68,37 @@ fn check_title(title: &str) -> AppResult<String> {
     Ok(t.to_string())
 }
 
-/// Text as compared by [`title_reveals`]: lower case, without white space.
+/// Text as compared by [`title_reveals`]: full-width forms folded to their ASCII letters
+/// and digits (a Chinese input method types `１３８`), lower case, letters and digits only
+/// (so `张-三-丰` and `138 1234 5678` compare as `张三丰` and `13812345678`).
 fn squeezed(s: &str) -> String {
     s.chars()
-        .filter(|c| !c.is_whitespace())
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            c => c,
+        })
+        .filter(|c| c.is_alphanumeric())
         .flat_map(char::to_lowercase)
         .collect()
 }
 
 /// Refuses a title that contains the value of a sealed (masked) field: the title is shown
 /// unmasked to everyone who may see the record, so the customer's name or phone number in
-/// it would defeat the field's mask. Compared without case and white space; phone and ID
-/// numbers also without separators. Values shorter than two characters are not compared.
+/// it would defeat the field's mask. Compared as [`squeezed`]: without case, spaces,
+/// punctuation or separators, full-width digits as digits. Values shorter than two
+/// characters are not compared. `sealed_values` maps field names to their plain values.
 pub(crate) fn title_reveals(
     category: &Category,
     title: &str,
-    checked: &BTreeMap<String, Checked>,
+    sealed_values: &BTreeMap<String, String>,
 ) -> AppResult<()> {
     let plain_title = squeezed(title);
-    let bare_title: String = plain_title
-        .chars()
-        .filter(|c| c.is_alphanumeric())
-        .collect();
     for def in category.fields.iter().filter(|d| sealed(d)) {
-        let Some(c) = checked.get(&def.name) else {
+        let Some(v) = sealed_values.get(&def.name) else {
             continue;
         };
-        let value = squeezed(&c.value);
-        if value.chars().count() < 2 {
-            continue;
-        }
-        let numeric = matches!(def.kind, FieldType::Phone | FieldType::IdNumber);
-        let found = plain_title.contains(&value)
-            || (numeric && {
-                let bare: String = value.chars().filter(|c| c.is_alphanumeric()).collect();
-                bare.chars().count() >= 2 && bare_title.contains(&bare)
-            });
-        if found {
+        let value = squeezed(v);
+        if value.chars().count() >= 2 && plain_title.contains(&value) {
             return Err(AppError::invalid(
                 "title",
                 format!(
@@ -256,7 +250,11 @@ pub async fn create(app: &App, who: &Principal, new: NewRecord) -> AppResult<Rec
         };
         let checked = check_all(&category.fields, &new.fields)?;
         if !new.allow_title_with_sensitive {
-            title_reveals(&category, &title, &checked)?;
+            let values = checked
+                .iter()
+                .map(|(k, c)| (k.clone(), c.value.clone()))
+                .collect();
+            title_reveals(&category, &title, &values)?;
         }
         create_in(&mut tx, app, who, &category, &title, &checked, &new).await
     })?;
@@ -488,6 +486,23 @@ pub async fn update(
         }
         if change_list.is_empty() {
             return Err(AppError::invalid("fields", "nothing would change"));
+        }
+        // A new title or new sensitive values: the title must not give a masked value away
+        // (the same check as at filing, with the same explicit override).
+        if (title != record.title || !to_seal.is_empty()) && !changes.allow_title_with_sensitive {
+            let mut values = BTreeMap::new();
+            for s in old_sealed.iter().filter(|s| !unseal.contains(&s.field)) {
+                if let Ok(p) = app
+                    .keys
+                    .decrypt_field(id.0, &s.field, &s.kek_id, &s.ciphertext)
+                {
+                    values.insert(s.field.clone(), p.to_string());
+                }
+            }
+            for (k, c) in &to_seal {
+                values.insert(k.clone(), c.value.clone());
+            }
+            title_reveals(&category, &title, &values)?;
         }
         let new_revision = record.revision + 1;
         let changed_sealed: Vec<&str> = to_seal

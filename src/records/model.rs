@@ -151,6 +151,10 @@ pub struct RecordChanges {
     #[serde(default)]
     pub fields: std::collections::BTreeMap<String, Value>,
     pub reason: String,
+    /// Save even though the title contains a sensitive field's value (the archivist was
+    /// warned and confirmed).
+    #[serde(default)]
+    pub allow_title_with_sensitive: bool,
 }
 
 /// A record as stored. Not `Serialize`: only `view::make` turns it into something that

@@ -306,6 +306,9 @@ pub struct RecordEditForm {
     title: Option<String>,
     fields: HashMap<String, String>,
     reason: String,
+    /// Ticked after the title-contains-a-sensitive-value warning.
+    #[field(default = false)]
+    allow_title_with_sensitive: bool,
     #[serde(skip)]
     csrf: String,
 }
@@ -335,6 +338,8 @@ struct Refused<'a> {
     ask_errors: FormErrors,
     edit: Option<&'a RecordEditForm>,
     edit_errors: FormErrors,
+    /// The correction was refused for a title that gives a masked value away.
+    edit_title_warning: bool,
     moved: Option<&'a MoveForm>,
     move_errors: FormErrors,
 }
@@ -451,6 +456,7 @@ async fn render_record(
         view_grant => page.view_grant, my_requests => page.my_requests,
         kinds => kinds, asked => asked, ask_errors => refused.ask_errors,
         edit => refused.edit, edit_errors => refused.edit_errors, open_edit => open_edit,
+        edit_title_warning => refused.edit_title_warning,
         moved => refused.moved, move_errors => refused.move_errors, open_move => open_move,
         places => places, statuses => statuses, any_masked => any_masked,
         min_purpose => requests::purpose::MIN_WEIGHT,
@@ -565,6 +571,7 @@ async fn record_edit(
         title,
         fields: changes,
         reason: f.reason.clone(),
+        allow_title_with_sensitive: f.allow_title_with_sensitive,
     };
     match records::update(app, &who, id, changes).await {
         Ok(r) => {
@@ -585,6 +592,7 @@ async fn record_edit(
                 Refused {
                     edit: Some(&f),
                     edit_errors: errors,
+                    edit_title_warning: is_title_warning(&e),
                     ..Default::default()
                 },
             )

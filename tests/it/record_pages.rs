@@ -439,3 +439,87 @@ async fn the_record_pages_speak_chinese() {
         assert!(html.contains(word), "{word}: {html}");
     }
 }
+
+/// A correction is checked like a filing: a title that gives a masked value away (here
+/// with separators, or in full-width digits as a Chinese input method types them) is
+/// refused until the archivist saves it anyway; so is a new sensitive value that the
+/// title already holds.
+#[tokio::test]
+async fn a_correction_whose_title_reveals_a_sensitive_value_is_refused_until_saved_anyway() {
+    let app = TestApp::new().await;
+    let (token, contracts) = setup(&app).await;
+    let id = filed(&app, &token, &contracts).await;
+    let page = format!("/records/{id}");
+    let edit = format!("/records/{id}/edit");
+    let b = Browser::with_token(&app, &token);
+    let a = b
+        .post(
+            &page,
+            &edit,
+            &[
+                ("title", "合同 张-三-丰"),
+                ("reason", "customer asked for it"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, Status::UnprocessableEntity, "{}", a.html);
+    assert!(
+        a.html
+            .contains("id=\"e-edit-title\">contains the value of the sensitive field"),
+        "{}",
+        a.html
+    );
+    assert!(a.html.contains("id=\"f-edit-allow\""), "{}", a.html);
+    let a = b
+        .post(
+            &page,
+            &edit,
+            &[
+                ("title", "合同 张-三-丰"),
+                ("reason", "customer asked for it"),
+                ("allow_title_with_sensitive", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, Status::SeeOther, "{}", a.html);
+
+    // Through the API: full-width digits of the phone in the title.
+    let patch = |body: Value| {
+        let app = &app;
+        let token = token.clone();
+        let id = id.clone();
+        async move {
+            let res = app
+                .client
+                .patch(format!("/api/v1/records/{id}"))
+                .header(crate::common::bearer(&token))
+                .header(rocket::http::ContentType::JSON)
+                .body(body.to_string())
+                .dispatch()
+                .await;
+            crate::common::json_of(res).await
+        }
+    };
+    let (s, e) =
+        patch(json!({"title": "回访 １３８１２３４５６７８", "reason": "title from the call log"}))
+            .await;
+    assert_eq!(s, Status::UnprocessableEntity, "{e}");
+    assert_eq!(e["error"]["field"], "title");
+    assert!(
+        !e.to_string().contains("13812345678") && !e.to_string().contains("１３８"),
+        "{e}"
+    );
+    // A new phone number that the (unchanged) title already holds.
+    let (s, r) = patch(json!({"title": "Call 139 0000 1111", "reason": "title from the call log", "allow_title_with_sensitive": true})).await;
+    assert_eq!(s, Status::Ok, "{r}");
+    let (s, e) =
+        patch(json!({"fields": {"phone": "13900001111"}, "reason": "the customer's new number"}))
+            .await;
+    assert_eq!(s, Status::UnprocessableEntity, "{e}");
+    let (s, r) = patch(json!({"fields": {"phone": "13900001111"}, "reason": "the customer's new number", "allow_title_with_sensitive": true})).await;
+    assert_eq!(s, Status::Ok, "{r}");
+    // A title that gives nothing away is saved without the override.
+    let (s, r) =
+        patch(json!({"title": "Framework agreement (renewed)", "reason": "renewal signed"})).await;
+    assert_eq!(s, Status::Ok, "{r}");
+}
