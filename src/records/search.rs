@@ -165,9 +165,10 @@ pub fn cjk_query_grams(q: &str) -> Vec<String> {
 }
 
 /// What the audit trail may say about a free-text query: not one that looks like a phone
-/// or ID number (those go through the blind index and are never recorded).
+/// or ID number (those go through the blind index and are never recorded); digits count in
+/// any script (full-width `１３８…` as a Chinese input method types them, too).
 fn auditable_text(q: &str) -> String {
-    if q.chars().filter(char::is_ascii_digit).count() >= 6 {
+    if q.chars().filter(|c| c.is_numeric()).count() >= 6 {
         "[redacted: digits]".into()
     } else {
         q.chars().take(100).collect()
@@ -463,6 +464,15 @@ async fn search_in(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn numbers_in_any_script_are_kept_out_of_the_trail() {
+        use super::auditable_text;
+        assert_eq!(auditable_text("13812345678"), "[redacted: digits]");
+        assert_eq!(auditable_text("１３８１２３４５６７８"), "[redacted: digits]");
+        assert_eq!(auditable_text("合同 138 1234"), "[redacted: digits]");
+        assert_eq!(auditable_text("宏达 2024"), "宏达 2024");
+    }
+
     #[test]
     fn query_grams_and_case() {
         use super::{cjk_query_grams, uncased};
