@@ -468,7 +468,10 @@ mod tests {
     fn numbers_in_any_script_are_kept_out_of_the_trail() {
         use super::auditable_text;
         assert_eq!(auditable_text("13812345678"), "[redacted: digits]");
-        assert_eq!(auditable_text("１３８１２３４５６７８"), "[redacted: digits]");
+        assert_eq!(
+            auditable_text("１３８１２３４５６７８"),
+            "[redacted: digits]"
+        );
         assert_eq!(auditable_text("合同 138 1234"), "[redacted: digits]");
         assert_eq!(auditable_text("宏达 2024"), "宏达 2024");
     }

@@ -43,6 +43,20 @@ pub struct Loan {
     pub overdue: bool,
 }
 
+/// The archive's calendar day now: due dates are days of the vault's time zone
+/// (`time_zone`, shipped Asia/Shanghai), not of UTC or the database server's.
+pub fn archive_today(app: &App) -> NaiveDate {
+    Utc::now()
+        .with_timezone(&app.config.default_tz())
+        .date_naive()
+}
+
+/// `LOAN_SELECT` with `overdue` counted against `today` (a date chrono wrote, so it is
+/// safe to place in the statement).
+fn loan_select(today: NaiveDate) -> String {
+    LOAN_SELECT.replace("current_date", &format!("DATE '{today}'"))
+}
+
 const LOAN_SELECT: &str = "SELECT l.id, l.request_id, l.record_id, r.reference, r.title, b.username AS borrower, \
      c.username AS checked_out_by, l.out_at, l.due_date, l.returned_at, l.condition, \
      COALESCE((SELECT string_agg(u.username, ', ' ORDER BY d.decided_at) FROM request_decisions d \
@@ -54,7 +68,8 @@ const LOAN_SELECT: &str = "SELECT l.id, l.request_id, l.record_id, r.reference, 
 #[tracing::instrument(skip_all)]
 pub async fn checkout(app: &App, who: &Principal, request: Uuid, c: Checkout) -> AppResult<Loan> {
     desk(app, who).await?;
-    if c.due_date < Utc::now().date_naive() {
+    let today = archive_today(app);
+    if c.due_date < today {
         return Err(AppError::invalid("due_date", "must not be in the past"));
     }
     unit!(app.db, |tx| {
@@ -112,13 +127,13 @@ pub async fn checkout(app: &App, who: &Principal, request: Uuid, c: Checkout) ->
             }
             _ => return Err(AppError::Conflict("the request was not approved".into())),
         };
-        if c.due_date > valid_until.date_naive() {
+        let last_day = valid_until
+            .with_timezone(&app.config.default_tz())
+            .date_naive();
+        if c.due_date > last_day {
             return Err(AppError::invalid(
                 "due_date",
-                format!(
-                    "must be on or before {}, when the grant ends",
-                    valid_until.date_naive()
-                ),
+                format!("must be on or before {last_day}, when the grant ends"),
             ));
         }
         let status: Option<(String, Option<Uuid>)> = sqlx::query_as(
@@ -170,7 +185,7 @@ pub async fn checkout(app: &App, who: &Principal, request: Uuid, c: Checkout) ->
                 .detail(json!({"request": request, "record": record, "borrower": borrower, "due_date": c.due_date})),
         )
         .await?;
-        get_in(&mut tx, id).await
+        get_in(&mut tx, app, id).await
     })
 }
 
@@ -211,11 +226,14 @@ async fn move_status(
     Ok(())
 }
 
-async fn get_in(conn: &mut sqlx::PgConnection, id: Uuid) -> AppResult<Loan> {
-    Ok(sqlx::query_as(&format!("{LOAN_SELECT} WHERE l.id = $1"))
-        .bind(id)
-        .fetch_one(conn)
-        .await?)
+async fn get_in(conn: &mut sqlx::PgConnection, app: &App, id: Uuid) -> AppResult<Loan> {
+    Ok(sqlx::query_as(&format!(
+        "{} WHERE l.id = $1",
+        loan_select(archive_today(app))
+    ))
+    .bind(id)
+    .fetch_one(conn)
+    .await?)
 }
 
 #[tracing::instrument(skip_all)]
@@ -283,7 +301,7 @@ pub async fn give_back(app: &App, who: &Principal, request: Uuid, r: Return) -> 
                 .detail(json!({"request": request, "record": record, "condition": condition})),
         )
         .await?;
-        get_in(&mut tx, id).await
+        get_in(&mut tx, app, id).await
     })
 }
 
@@ -326,13 +344,15 @@ pub async fn ready(app: &App, who: &Principal) -> AppResult<Vec<Ready>> {
 #[tracing::instrument(skip_all)]
 pub async fn list(app: &App, who: &Principal, overdue_only: bool) -> AppResult<Vec<Loan>> {
     desk(app, who).await?;
+    let today = archive_today(app);
     let filter = if overdue_only {
-        " WHERE l.returned_at IS NULL AND l.due_date < current_date"
+        format!(" WHERE l.returned_at IS NULL AND l.due_date < DATE '{today}'")
     } else {
-        ""
+        String::new()
     };
     unit!(app.db, |tx| Ok(sqlx::query_as(&format!(
-        "{LOAN_SELECT}{filter} ORDER BY l.out_at DESC LIMIT 5000"
+        "{}{filter} ORDER BY l.out_at DESC LIMIT 5000",
+        loan_select(today)
     ))
     .fetch_all(&mut *tx)
     .await?))

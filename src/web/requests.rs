@@ -579,10 +579,8 @@ async fn render_loans(
         all.into_iter().partition(|l| l.returned_at.is_none());
     returned.truncate(50);
     let overdue = open.iter().filter(|l| l.overdue).count();
-    let today = chrono::Utc::now()
-        .with_timezone(&who.ui().tz)
-        .date_naive()
-        .to_string();
+    // The earliest due date the desk accepts: today in the archive's zone.
+    let today = loans::archive_today(app).to_string();
     let (section, failed, errors, form) = match refused {
         Some(r) => (
             Some(r.section),

@@ -181,3 +181,59 @@ async fn loan_life_cycle_double_checkout_refused_and_overdue_listed() {
         .await;
     assert_eq!(s, Status::Conflict);
 }
+
+/// Due dates are days of the archive's time zone, not of UTC: in a zone ahead of UTC,
+/// UTC's date may already be yesterday there (refused as past); in a zone behind it, the
+/// archive's today may still be UTC's yesterday (accepted, and not overdue).
+#[tokio::test]
+async fn due_dates_are_days_of_the_archives_time_zone() {
+    let now = chrono::Utc::now();
+    let ahead = chrono::Timelike::hour(&now) >= 10;
+    // UTC+14 from 10:00 UTC on, UTC-11 before 11:00 UTC: either way the zone's date is
+    // not UTC's.
+    let zone = if ahead {
+        "Pacific/Kiritimati"
+    } else {
+        "Pacific/Pago_Pago"
+    };
+    let app = TestApp::with_config(|c| c.time_zone = zone.to_string()).await;
+    let tz: chrono_tz::Tz = zone.parse().unwrap();
+    let archive_today = now.with_timezone(&tz).date_naive();
+    let utc_today = now.date_naive();
+    assert_ne!(
+        archive_today, utc_today,
+        "the test needs a zone on another date"
+    );
+    let (archivist, contracts) = setup(&app).await;
+    let (_, r) = app
+        .post("/api/v1/records", &archivist, json!({"category_id": contracts["id"], "title": "Lease",
+            "fields": {"company_name": "Acme"}, "physical": {"storeroom": "SR1", "shelf": "A3", "box": "B0042"}}))
+        .await;
+    let record = r["id"].as_str().unwrap().to_string();
+    let emp = app.user_token("emp1", &[Role::Employee], "Retail").await;
+    let sup = app.user_token("sup", &[Role::Supervisor], "Retail").await;
+    let req = approved_borrow(&app, &record, &emp, &sup).await;
+    let path = format!("/api/v1/loans/{req}/checkout");
+    let checkout =
+        |day: chrono::NaiveDate| app.post(&path, &archivist, json!({"due_date": day.to_string()}));
+    if ahead {
+        // UTC's today is the archive's yesterday.
+        let (s, e) = checkout(utc_today).await;
+        assert_eq!(s, Status::UnprocessableEntity, "{e}");
+        assert_eq!(e["error"]["field"], "due_date");
+        let (s, loan) = checkout(archive_today).await;
+        assert_eq!(s, Status::Created, "{loan}");
+        assert_eq!(loan["overdue"], false);
+    } else {
+        // The archive's today is UTC's yesterday: a loan due today is not overdue.
+        let (s, loan) = checkout(archive_today).await;
+        assert_eq!(s, Status::Created, "{loan}");
+        assert_eq!(loan["overdue"], false, "{loan}");
+        let (_, overdue) = app.get("/api/v1/loans?overdue=true", &archivist).await;
+        assert_eq!(
+            overdue["loans"].as_array().map(Vec::len),
+            Some(0),
+            "{overdue}"
+        );
+    }
+}
