@@ -215,7 +215,13 @@ impl<'r> FromRequest<'r> for Authenticated {
         match cached {
             Ok(a) if !cookie_api_write_allowed(req, a) => {
                 tracing::warn!(target: "security", path = %req.uri().path(), "cookie-authenticated API write without JSON or its CSRF header");
-                Outcome::Error(remember_failure(req, AppError::Csrf))
+                // A body of another type is refused as the JSON routes refuse it (415); an
+                // upload or a body-less post without the page's token, as a forged form.
+                let e = match req.content_type() {
+                    Some(c) if !c.is_form_data() => AppError::UnsupportedMediaType,
+                    _ => AppError::Csrf,
+                };
+                Outcome::Error(remember_failure(req, e))
             }
             Ok(a) => Outcome::Success(a.clone()),
             Err(NoSession::Absent) => {

@@ -5,10 +5,10 @@
 //! for, so counting characters alike would refuse complete Chinese purposes. The rule:
 //! every visible character counts (whitespace, controls and invisible characters do not,
 //! as in [`crate::text::visible_len`]); a CJK ideograph, kana or Hangul syllable weighs
-//! 2.5, any other visible character (Latin letters, digits, punctuation, full-width
-//! punctuation too) weighs 1; the total must reach 15. So 6 Chinese characters suffice,
+//! 2.5, a letter or digit of any other script weighs 1, punctuation and symbols weigh
+//! nothing; the total must reach 15. So 6 Chinese characters suffice,
 //! 5 do not; 15 Latin characters suffice, 14 do not; mixed text adds up
-//! (`合同 ABC-123`: 2 × 2.5 + 7 = 12, refused). At most 2000 characters in all.
+//! (`合同 ABC-123`: 2 × 2.5 + 6 = 11, refused). At most 2000 characters in all.
 
 use crate::error::{AppError, AppResult};
 
@@ -37,12 +37,21 @@ pub fn is_cjk(c: char) -> bool {
     )
 }
 
-/// The purpose's weight in half Latin characters (a CJK character is 5, anything else
-/// visible 2), so the arithmetic stays in integers.
+/// The purpose's weight in half Latin characters (a CJK character is 5, a letter or digit
+/// of any script 2, punctuation and symbols nothing: fifteen dots say nothing), so the
+/// arithmetic stays in integers.
 pub fn half_weight(s: &str) -> usize {
     s.chars()
         .filter(|&c| !c.is_whitespace() && !c.is_control() && !crate::text::is_invisible(c))
-        .map(|c| if is_cjk(c) { 5 } else { 2 })
+        .map(|c| {
+            if is_cjk(c) {
+                5
+            } else if c.is_alphanumeric() {
+                2
+            } else {
+                0
+            }
+        })
         .sum()
 }
 
@@ -84,16 +93,19 @@ mod tests {
 
     #[test]
     fn latin_purposes_need_fifteen_visible_characters() {
-        assert!(acceptable("complaint #42424"));
-        assert!(!acceptable("complaint #4242"));
+        assert!(acceptable("complaint #424242"));
+        assert!(!acceptable("complaint #42424"));
+        // Punctuation alone says nothing, however long.
+        assert!(!acceptable("..............."));
+        assert!(!acceptable("-=-=-=-=-=-=-=-=-=-=-=-=-=-=-=-=-=-"));
         assert!(!acceptable("  complaint   #4242  \u{200B}\u{FEFF} "));
-        // Full-width punctuation weighs what Latin punctuation does.
+        // Full-width punctuation weighs nothing either.
         assert!(!acceptable("合同。。。。。。。。"));
     }
 
     #[test]
     fn mixed_text_adds_up() {
-        // 2 × 2.5 + 7 = 12
+        // 2 × 2.5 + 6 = 11 (the dash says nothing)
         assert!(!acceptable("合同 ABC-123"));
         // 4 × 2.5 + 5 = 15
         assert!(acceptable("核查合同 ABC12"));

@@ -91,12 +91,13 @@ async fn purposes_are_counted_in_visible_characters_a_chinese_one_weighing_two_a
         e["error"]["message"], "用途：请说明用途：至少 6 个汉字或 15 个字母",
         "{e}"
     );
-    // Latin: 14 visible characters refused, 15 accepted; spaces do not count.
-    let (s, _) = ask(&app, &emp, &rec, "lookup", "complaint #4242", "en").await;
+    // Latin: 14 letters and digits refused, 15 accepted; spaces and punctuation do not
+    // count.
+    let (s, _) = ask(&app, &emp, &rec, "lookup", "complaint #42424", "en").await;
     assert_eq!(s, Status::UnprocessableEntity);
-    let (s, _) = ask(&app, &emp, &rec, "lookup", "complaint   #4242   ", "en").await;
+    let (s, _) = ask(&app, &emp, &rec, "lookup", "complaint   #42424 ...  ", "en").await;
     assert_eq!(s, Status::UnprocessableEntity);
-    let (s, r) = ask(&app, &emp, &rec, "lookup", "complaint #42424", "en").await;
+    let (s, r) = ask(&app, &emp, &rec, "lookup", "complaint #424242", "en").await;
     assert_eq!(s, Status::Created, "{r}");
     // Mixed text adds up: 2 × 2.5 + 7 = 12, refused; 4 × 2.5 + 5 = 15, accepted.
     let (s, _) = ask(&app, &emp, &rec, "view", "合同 ABC-123", "en").await;
