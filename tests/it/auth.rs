@@ -864,10 +864,12 @@ async fn cookie_writes_to_the_api_need_json_or_the_csrf_header() {
     };
     let session = Cookie::new("strongroom_session", admin.clone());
     // As a forged form would: a form body, a text/plain body, or none at all.
-    for (ct, body) in [
-        (Some(ContentType::Form), "x=1"),
-        (Some(ContentType::Plain), "{}"),
-        (None, ""),
+    // Another body type is refused as the JSON routes refuse it (415); none at all, as a
+    // forged form (403).
+    for (ct, body, refused) in [
+        (Some(ContentType::Form), "x=1", Status::UnsupportedMediaType),
+        (Some(ContentType::Plain), "{}", Status::UnsupportedMediaType),
+        (None, "", Status::Forbidden),
     ] {
         let mut req = app
             .client
@@ -878,7 +880,7 @@ async fn cookie_writes_to_the_api_need_json_or_the_csrf_header() {
             req = req.header(ct);
         }
         let res = req.dispatch().await;
-        assert_eq!(res.status(), Status::Forbidden, "{ct:?}");
+        assert_eq!(res.status(), refused, "{ct:?}");
         assert!(active(&app).await, "{ct:?}: the account was disabled");
     }
     // A page's script: JSON, or the session's CSRF header.
