@@ -20,6 +20,8 @@ pub mod records;
 pub mod requests;
 pub mod rotation;
 pub mod sheet;
+#[cfg(test)]
+mod source_scan;
 pub mod storage;
 pub mod telemetry;
 pub mod text;

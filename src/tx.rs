@@ -224,26 +224,13 @@ macro_rules! unit {
 mod tests {
     use std::path::Path;
 
-    fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                sources(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let text = std::fs::read_to_string(&path).unwrap();
-                out.push((path.display().to_string(), text));
-            }
-        }
-    }
-
     /// The rule this module exists for, checked on the sources: no transaction is begun
     /// anywhere else (the database setup in `db.rs` runs as the owner role, outside any
     /// request), and the HTML and JSON handlers never reach the database themselves.
     #[test]
     fn nothing_else_begins_a_transaction_and_handlers_do_not_query() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut files = Vec::new();
-        sources(&root, &mut files);
+        let files = crate::source_scan::files(&["src"], &["rs"]);
         assert!(files.len() > 30);
         let me = root.join("tx.rs").display().to_string();
         let setup = root.join("db.rs").display().to_string();

@@ -376,25 +376,12 @@ mod tests {
     /// The literals of `pattern` + `"…"` in the code outside the tests.
     fn literals_after(pattern: &str) -> std::collections::BTreeSet<String> {
         let mut out = std::collections::BTreeSet::new();
-        let mut dirs = vec![std::path::PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/src"
-        ))];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else if path.extension().is_some_and(|e| e == "rs") {
-                    let text = std::fs::read_to_string(&path).unwrap();
-                    let text = text.split("#[cfg(test)]").next().unwrap_or_default();
-                    for (at, _) in text.match_indices(pattern) {
-                        let rest = text[at + pattern.len()..].trim_start();
-                        if let Some(lit) = rest.strip_prefix('"').and_then(|r| r.split('"').next())
-                        {
-                            out.insert(lit.to_string());
-                        }
-                    }
+        for (_, text) in crate::source_scan::files(&["src"], &["rs"]) {
+            let text = crate::source_scan::without_tests(&text);
+            for (at, _) in text.match_indices(pattern) {
+                let rest = text[at + pattern.len()..].trim_start();
+                if let Some(lit) = rest.strip_prefix('"').and_then(|r| r.split('"').next()) {
+                    out.insert(lit.to_string());
                 }
             }
         }

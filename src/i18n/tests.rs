@@ -42,29 +42,16 @@ fn both_languages_have_the_same_keys() {
 #[test]
 fn every_literal_key_exists() {
     let en = keys("en");
-    let mut sources: Vec<(String, String)> = Vec::new();
-    for dir in [
-        "templates",
-        "src/web",
-        "src/api",
-        "src/records",
-        "src/requests",
-    ] {
-        let mut stack = vec![std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir)];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if p.extension().is_some_and(|x| x == "html" || x == "rs") {
-                    sources.push((
-                        p.display().to_string(),
-                        std::fs::read_to_string(&p).unwrap(),
-                    ));
-                }
-            }
-        }
-    }
+    let sources = crate::source_scan::files(
+        &[
+            "templates",
+            "src/web",
+            "src/api",
+            "src/records",
+            "src/requests",
+        ],
+        &["html", "rs"],
+    );
     let mut missing = Vec::new();
     for (path, text) in &sources {
         for marker in [
@@ -234,61 +221,47 @@ fn refusal_messages() -> Vec<(String, String)> {
         out
     }
     let mut found = Vec::new();
-    let mut dirs = vec![std::path::PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/src"
-    ))];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-                continue;
-            }
-            // Command-line tools speak English; this file holds the scan itself.
-            let name = path.display().to_string();
-            if path.extension().is_none_or(|e| e != "rs")
-                || ["i18n/tests.rs", "/cli/", "rotation/", "records/import.rs"]
-                    .iter()
-                    .any(|p| name.contains(p))
-            {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap();
-            // Not the unit tests' own made-up refusals.
-            let text = text.split("#[cfg(test)]").next().unwrap_or_default();
-            for (at, _) in text.match_indices("AppError::invalid(") {
-                let args = &text[at + "AppError::invalid(".len()..];
-                // The second argument: after the first top-level comma.
-                let mut depth = 0;
-                let mut comma = None;
-                let mut in_str = false;
-                for (i, c) in args.char_indices() {
-                    match c {
-                        '"' => in_str = !in_str,
-                        '(' | '[' | '{' if !in_str => depth += 1,
-                        ')' | ']' | '}' if !in_str => {
-                            if depth == 0 {
-                                break;
-                            }
-                            depth -= 1
-                        }
-                        ',' if !in_str && depth == 0 => {
-                            comma = Some(i);
+    for (name, text) in crate::source_scan::files(&["src"], &["rs"]) {
+        // Command-line tools speak English; this file holds the scan itself.
+        if ["i18n/tests.rs", "/cli/", "rotation/", "records/import.rs"]
+            .iter()
+            .any(|p| name.contains(p))
+        {
+            continue;
+        }
+        // Not the unit tests' own made-up refusals.
+        let text = crate::source_scan::without_tests(&text);
+        for (at, _) in text.match_indices("AppError::invalid(") {
+            let args = &text[at + "AppError::invalid(".len()..];
+            // The second argument: after the first top-level comma.
+            let mut depth = 0;
+            let mut comma = None;
+            let mut in_str = false;
+            for (i, c) in args.char_indices() {
+                match c {
+                    '"' => in_str = !in_str,
+                    '(' | '[' | '{' if !in_str => depth += 1,
+                    ')' | ']' | '}' if !in_str => {
+                        if depth == 0 {
                             break;
                         }
-                        _ => {}
+                        depth -= 1
                     }
-                }
-                if let Some(m) = comma.and_then(|i| literal_at(&args[i + 1..])) {
-                    found.push((name.clone(), fill(&m)));
+                    ',' if !in_str && depth == 0 => {
+                        comma = Some(i);
+                        break;
+                    }
+                    _ => {}
                 }
             }
-            for (at, _) in text.match_indices("AppError::Conflict(") {
-                let args = &text[at + "AppError::Conflict(".len()..];
-                if let Some(m) = literal_at(args) {
-                    found.push((name.clone(), fill(&m)));
-                }
+            if let Some(m) = comma.and_then(|i| literal_at(&args[i + 1..])) {
+                found.push((name.clone(), fill(&m)));
+            }
+        }
+        for (at, _) in text.match_indices("AppError::Conflict(") {
+            let args = &text[at + "AppError::Conflict(".len()..];
+            if let Some(m) = literal_at(args) {
+                found.push((name.clone(), fill(&m)));
             }
         }
     }
