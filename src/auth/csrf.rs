@@ -66,6 +66,20 @@ pub(crate) fn refused_form(req: &Request<'_>) -> Option<AppError> {
     Some(AppError::Invalid { field, message })
 }
 
+/// Whether a form post comes from a page of this site, as the browser says in
+/// `Sec-Fetch-Site`: `same-origin`, or `none` (typed or bookmarked by the person). A post
+/// from a sibling subdomain (`same-site`) or another site is refused even when it carries
+/// a matching token: whoever can set cookies on the site could otherwise pair a planted
+/// `strongroom_login_csrf` cookie with its value and sign a browser into their own account.
+/// Clients that do not send the header (scripts, older browsers) rely on the token and
+/// `SameSite=Strict` as before.
+fn from_this_origin(req: &Request<'_>) -> bool {
+    match req.headers().get_one("Sec-Fetch-Site") {
+        None => true,
+        Some(site) => site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none"),
+    }
+}
+
 pub(crate) fn tokens_match(a: &str, b: &str) -> bool {
     !a.is_empty() && a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
@@ -77,6 +91,11 @@ impl<'r, T: for<'a> FromForm<'a> + CsrfField + Send + 'static> FromData<'r> for 
     async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
         if !req.content_type().is_some_and(|ct| ct.is_form()) {
             return Outcome::Error(remember_failure(req, AppError::UnsupportedMediaType));
+        }
+        if !from_this_origin(req) {
+            tracing::warn!(target: "security", "form post from another origin (Sec-Fetch-Site)");
+            audit_failure(req, "another origin").await;
+            return Outcome::Error(remember_failure(req, AppError::Csrf));
         }
         let limit = req.limits().get("form").unwrap_or(Limits::FORM);
         let raw = match data.open(limit).into_string().await {

@@ -242,11 +242,30 @@ async fn form_posts_without_csrf_token_are_refused() {
         .dispatch()
         .await;
     assert_eq!(res.status(), Status::Forbidden);
-    // With the right token it works and sets an HttpOnly, SameSite=Strict session cookie.
+    // A planted cookie posted back with its own value from a sibling subdomain or another
+    // site (the browser says so in Sec-Fetch-Site): refused, token or not.
+    for site in ["same-site", "cross-site"] {
+        let res = app
+            .client
+            .post("/login")
+            .header(ContentType::Form)
+            .header(rocket::http::Header::new("Sec-Fetch-Site", site))
+            .cookie(Cookie::new("strongroom_login_csrf", "attackerchosen"))
+            .body(format!(
+                "username=gina&password={}&csrf=attackerchosen",
+                PASSWORD.replace(' ', "+")
+            ))
+            .dispatch()
+            .await;
+        assert_eq!(res.status(), Status::Forbidden, "{site}");
+    }
+    // With the right token it works and sets an HttpOnly, SameSite=Strict session cookie
+    // (from the sign-in page itself, as the browser says).
     let res = app
         .client
         .post("/login")
         .header(ContentType::Form)
+        .header(rocket::http::Header::new("Sec-Fetch-Site", "same-origin"))
         .cookie(Cookie::new("strongroom_login_csrf", csrf_cookie.clone()))
         .body(format!(
             "username=gina&password={}&csrf={csrf_cookie}",
