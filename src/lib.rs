@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod pg;
 pub mod policy;
 pub mod records;
+pub mod reports;
 pub mod requests;
 pub mod rotation;
 pub mod sheet;

@@ -4,6 +4,7 @@
 mod accounts;
 mod archive;
 mod paced;
+mod reports;
 pub(crate) mod requests;
 mod scrub;
 
@@ -27,6 +28,7 @@ pub fn routes() -> Vec<Route> {
     r.extend(requests::routes());
     r.extend(scrub::routes());
     r.extend(accounts::routes());
+    r.extend(reports::routes());
     r.extend(routes![
         login,
         logout,

@@ -281,6 +281,8 @@ actions! {
     ManageUsers => ("user.manage", false, Vault, true),
     /// See the integrity scrub's results (damaged, missing and unreferenced objects).
     ReadScrub => ("scrub.read", false, Vault, true),
+    /// Read the statistics of the archive's work (counts only).
+    ReadReports => ("report.read", false, Vault, true),
 }
 
 fn spec(name: &str) -> Option<ActionSpec> {
@@ -457,7 +459,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), ACTIONS.len());
-        assert_eq!(ACTIONS.len(), 20);
+        assert_eq!(ACTIONS.len(), 21);
     }
 
     #[test]
