@@ -20,7 +20,7 @@ use crate::records::register::{
     StoreroomNode,
 };
 use crate::records::search::{self, SearchPage, SearchQuery};
-use crate::records::{self, categories, files};
+use crate::records::{self, categories, files, review};
 use crate::App;
 
 pub fn routes() -> Vec<Route> {
@@ -51,6 +51,9 @@ pub fn routes() -> Vec<Route> {
         box_contents,
         upload_file,
         list_files,
+        list_proposals,
+        approve_proposal,
+        reject_proposal,
     ]
 }
 
@@ -112,11 +115,55 @@ async fn create_record(
     app: &State<App>,
     who: Principal,
     b: Body<NewRecord>,
-) -> AppResult<(Status, Json<RecordView>)> {
-    Ok((
-        Status::Created,
-        Json(records::create(app, &who, body(b)?).await?),
-    ))
+) -> AppResult<(Status, Json<serde_json::Value>)> {
+    filed(records::create(app, &who, body(b)?).await?, Status::Created)
+}
+
+/// A change that took effect (`now` with the record) or waits for review (202 Accepted
+/// with `{"proposal": …}`).
+fn filed(f: records::Filed, now: Status) -> AppResult<(Status, Json<serde_json::Value>)> {
+    Ok(match f {
+        records::Filed::Now(r) => (now, Json(to_value(&r)?)),
+        records::Filed::Proposed(p) => (
+            Status::Accepted,
+            Json(serde_json::json!({ "proposal": to_value(&p)? })),
+        ),
+    })
+}
+
+fn to_value(v: &impl serde::Serialize) -> AppResult<serde_json::Value> {
+    serde_json::to_value(v).map_err(AppError::internal)
+}
+
+/// Proposals waiting for review (or `state=approved|rejected`) that the caller may review,
+/// and the caller's own.
+#[get("/proposals?<state>")]
+async fn list_proposals(
+    app: &State<App>,
+    who: Principal,
+    state: Option<&str>,
+) -> AppResult<Json<Vec<review::Proposal>>> {
+    Ok(Json(review::list(app, &who, state).await?))
+}
+
+#[post("/proposals/<pid>/approve", data = "<b>")]
+async fn approve_proposal(
+    app: &State<App>,
+    who: Principal,
+    pid: &str,
+    b: Body<review::Decision>,
+) -> AppResult<Json<review::Proposal>> {
+    Ok(Json(review::approve(app, &who, id(pid)?, body(b)?).await?))
+}
+
+#[post("/proposals/<pid>/reject", data = "<b>")]
+async fn reject_proposal(
+    app: &State<App>,
+    who: Principal,
+    pid: &str,
+    b: Body<review::Decision>,
+) -> AppResult<Json<review::Proposal>> {
+    Ok(Json(review::reject(app, &who, id(pid)?, body(b)?).await?))
 }
 
 #[get("/records?<query..>")]
@@ -139,8 +186,8 @@ async fn update_record(
     who: Principal,
     id: RecordId,
     b: Body<RecordChanges>,
-) -> AppResult<Json<RecordView>> {
-    Ok(Json(records::update(app, &who, id, body(b)?).await?))
+) -> AppResult<(Status, Json<serde_json::Value>)> {
+    filed(records::update(app, &who, id, body(b)?).await?, Status::Ok)
 }
 
 #[get("/records/<id>/revisions")]

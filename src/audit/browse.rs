@@ -83,6 +83,8 @@ pub const ACTIONS: &[&str] = &[
     "report.read",
     "report.stats",
     "report.export",
+    "record.propose",
+    "record.review",
     "storage.scrub",
     "keys.rotate",
     "keys.retire",

@@ -224,6 +224,7 @@ const FILES: &[(&str, &str, &str)] = &[
         "reports",
         include_str!("../../locales/en/reports.ftl"),
     ),
+    ("en", "review", include_str!("../../locales/en/review.ftl")),
     (
         "zh-CN",
         "common",
@@ -273,6 +274,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "zh-CN",
         "reports",
         include_str!("../../locales/zh-CN/reports.ftl"),
+    ),
+    (
+        "zh-CN",
+        "review",
+        include_str!("../../locales/zh-CN/review.ftl"),
     ),
 ];
 

@@ -283,6 +283,9 @@ actions! {
     ReadScrub => ("scrub.read", false, Vault, true),
     /// Read the statistics of the archive's work (counts only).
     ReadReports => ("report.read", false, Vault, true),
+    /// Approve or reject a proposed filing or correction in a category under review (on a
+    /// record or its category; the review queue on the vault).
+    ReviewChange => ("record.review", true, Record, true),
 }
 
 fn spec(name: &str) -> Option<ActionSpec> {
@@ -459,7 +462,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), ACTIONS.len());
-        assert_eq!(ACTIONS.len(), 21);
+        assert_eq!(ACTIONS.len(), 22);
     }
 
     #[test]

@@ -194,7 +194,7 @@ pub async fn create_declared(
                 .object("category", id)
                 .detail(json!({
                     "code": new.code, "name": new.name, "sensitivity": new.sensitivity,
-                    "department": new.department,
+                    "department": new.department, "review": new.review,
                     "fields": new.fields.iter().map(|f| &f.name).collect::<Vec<_>>(),
                     "sensitive_fields": new.fields.iter().filter(|f| f.sensitive).map(|f| &f.name).collect::<Vec<_>>(),
                 })),
@@ -298,6 +298,10 @@ pub async fn update_declared(
             who.user().id,
         )
         .await?;
+        if let Some(review) = changes.review.filter(|r| *r != current.review) {
+            repo::set_review(&mut tx, id, review).await?;
+            detail["review"] = json!(review);
+        }
         if let Some(fields) = &new_fields {
             let made = privacy::made_sensitive(&current, fields);
             if !made.is_empty() {

@@ -169,6 +169,13 @@ pub async fn run(
                 format!("no category with code {}", opts.category),
             )
         })?;
+    // A bulk import would file past the review the category requires.
+    if category.review {
+        return Err(AppError::invalid(
+            "category",
+            "requires review before records take effect; file its records one by one",
+        ));
+    }
     let batch_size = opts.batch_size.clamp(1, 10_000);
 
     // Pass 1: check the columns, then every row, before anything is filed.

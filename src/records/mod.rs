@@ -14,6 +14,7 @@ pub mod model;
 pub mod privacy;
 pub mod register;
 mod repo;
+pub mod review;
 pub mod schema;
 pub mod search;
 pub mod view;
@@ -236,10 +237,13 @@ fn plain_values(category: &Category, checked: &BTreeMap<String, Checked>) -> Map
         .collect()
 }
 
+/// Files a record. In a category under review the filing is checked exactly as if it
+/// took effect (inside a savepoint that is then rolled back) and kept as a proposal
+/// instead, for a second person to approve ([`review`]).
 #[tracing::instrument(skip_all)]
-pub async fn create(app: &App, who: &Principal, new: NewRecord) -> AppResult<RecordView> {
+pub async fn create(app: &App, who: &Principal, new: NewRecord) -> AppResult<Filed> {
     let title = check_title(&new.title)?;
-    let id = unit!(app.db, |tx| {
+    let filed = unit!(app.db, |tx| {
         tx.authorize::<FileRecord>(&app.policies, who, None, None)?;
         let category = match categories::get_in(&mut tx, new.category_id).await {
             Ok(c) => c,
@@ -256,9 +260,28 @@ pub async fn create(app: &App, who: &Principal, new: NewRecord) -> AppResult<Rec
                 .collect();
             title_reveals(&category, &title, &values)?;
         }
-        create_in(&mut tx, app, who, &category, &title, &checked, &new).await
+        if !category.review {
+            let id = create_in(&mut tx, app, who, &category, &title, &checked, &new).await?;
+            return Ok(Err(id));
+        }
+        review::savepoint(&mut tx).await?;
+        create_in(&mut tx, app, who, &category, &title, &checked, &new).await?;
+        review::rollback_to_savepoint(&mut tx).await?;
+        let p =
+            review::propose_create(&mut tx, app, who, &category, &title, &checked, &new).await?;
+        Ok(Ok(p))
     })?;
-    get(app, who, id).await
+    match filed {
+        Ok(p) => Ok(Filed::Proposed(p)),
+        Err(id) => Ok(Filed::Now(get(app, who, id).await?)),
+    }
+}
+
+/// What filing or correcting did: took effect at once, or waits for review.
+#[derive(Debug, Clone)]
+pub enum Filed {
+    Now(RecordView),
+    Proposed(review::Proposal),
 }
 
 /// Files one record inside the caller's transaction (also used by the bulk import).
@@ -404,7 +427,7 @@ pub async fn update(
     who: &Principal,
     id: RecordId,
     changes: RecordChanges,
-) -> AppResult<RecordView> {
+) -> AppResult<Filed> {
     let reason = changes.reason.trim().to_string();
     if reason.chars().count() < 5 || reason.chars().count() > 1000 {
         return Err(AppError::invalid(
@@ -412,154 +435,178 @@ pub async fn update(
             "must say why, in 5 to 1000 characters",
         ));
     }
-    unit!(app.db, |tx| {
-        let (_permit, _, category) =
-            load_in::<EditRecord>(&mut tx, app, who, id, GrantState::None).await?;
-        let record = repo::lock_record(&mut tx, id).await?;
-        let old_sealed = repo::sealed_values(&mut tx, id).await?;
-        let title = match &changes.title {
-            Some(t) => check_title(t)?,
-            None => record.title.clone(),
-        };
-        let mut plain = record.fields.as_object().cloned().unwrap_or_default();
-        let mut to_seal = BTreeMap::new();
-        let mut unseal = Vec::new();
-        let mut change_list = Vec::new();
-        if title != record.title {
-            change_list.push(json!({"field": "title", "change": "changed", "sensitive": false, "from": record.title, "to": title}));
+    let proposed = unit!(app.db, |tx| {
+        review::savepoint(&mut tx).await?;
+        let (_, category) = update_in::<EditRecord>(&mut tx, app, who, id, &changes).await?;
+        if !category.review {
+            return Ok(None);
         }
-        for (name, value) in &changes.fields {
-            let had_plain = plain.get(name).cloned();
-            let had_sealed = old_sealed.iter().any(|s| &s.field == name);
-            let def = category.field(name);
-            let removing = value.is_null() || value.as_str().is_some_and(|s| s.trim().is_empty());
-            if removing {
-                if def.is_some_and(|d| d.required) {
-                    return Err(AppError::invalid(
-                        name.as_str(),
-                        "is required and cannot be removed",
-                    ));
-                }
-                if had_plain.is_none() && !had_sealed {
-                    continue;
-                }
-                let sensitive = had_sealed && def.is_none_or(|d| d.sensitive);
-                let mut c = json!({"field": name, "change": "removed", "sensitive": sensitive});
-                if let Some(old) = plain.remove(name) {
-                    c["from"] = old;
-                }
-                if had_sealed {
-                    unseal.push(name.clone());
-                }
-                change_list.push(c);
-                continue;
-            }
-            let Some(def) = def else {
+        review::rollback_to_savepoint(&mut tx).await?;
+        Ok(Some(
+            review::propose_update(&mut tx, app, who, &category, id, &changes).await?,
+        ))
+    })?;
+    match proposed {
+        Some(p) => Ok(Filed::Proposed(p)),
+        None => Ok(Filed::Now(get(app, who, id).await?)),
+    }
+}
+
+/// A correction inside the caller's unit of work, authorized as action A (`EditRecord`
+/// for the archivist correcting; `ReviewChange` for the reviewer applying a proposal).
+/// Returns the new revision and the record's category.
+pub(crate) async fn update_in<A: Action>(
+    tx: &mut Tx,
+    app: &App,
+    who: &Principal,
+    id: RecordId,
+    changes: &RecordChanges,
+) -> AppResult<(i32, Category)> {
+    let reason = changes.reason.trim().to_string();
+    let (_permit, _, category) = load_in::<A>(tx, app, who, id, GrantState::None).await?;
+    let record = repo::lock_record(tx, id).await?;
+    let old_sealed = repo::sealed_values(tx, id).await?;
+    let title = match &changes.title {
+        Some(t) => check_title(t)?,
+        None => record.title.clone(),
+    };
+    let mut plain = record.fields.as_object().cloned().unwrap_or_default();
+    let mut to_seal = BTreeMap::new();
+    let mut unseal = Vec::new();
+    let mut change_list = Vec::new();
+    if title != record.title {
+        change_list.push(json!({"field": "title", "change": "changed", "sensitive": false, "from": record.title, "to": title}));
+    }
+    for (name, value) in &changes.fields {
+        let had_plain = plain.get(name).cloned();
+        let had_sealed = old_sealed.iter().any(|s| &s.field == name);
+        let def = category.field(name);
+        let removing = value.is_null() || value.as_str().is_some_and(|s| s.trim().is_empty());
+        if removing {
+            if def.is_some_and(|d| d.required) {
                 return Err(AppError::invalid(
                     name.as_str(),
-                    "is not a field of this category",
+                    "is required and cannot be removed",
                 ));
-            };
-            let checked = check_value(def, value)?;
-            if sealed(def) {
-                let same = old_sealed
-                    .iter()
-                    .find(|s| &s.field == name)
-                    .is_some_and(|s| {
-                        app.keys
-                            .decrypt_field(id.0, name, &s.kek_id, &s.ciphertext)
-                            .is_ok_and(|p| *p == checked.value)
-                    });
-                if same {
-                    continue;
-                }
-                change_list.push(json!({"field": name, "change": if had_sealed {"changed"} else {"added"}, "sensitive": def.sensitive}));
-                to_seal.insert(name.clone(), checked);
-            } else {
-                let new_v = Value::String(checked.value.clone());
-                if had_plain.as_ref() == Some(&new_v) {
-                    continue;
-                }
-                change_list.push(json!({"field": name, "change": if had_plain.is_some() {"changed"} else {"added"}, "sensitive": false, "from": had_plain, "to": new_v}));
-                plain.insert(name.clone(), new_v);
+            }
+            if had_plain.is_none() && !had_sealed {
+                continue;
+            }
+            let sensitive = had_sealed && def.is_none_or(|d| d.sensitive);
+            let mut c = json!({"field": name, "change": "removed", "sensitive": sensitive});
+            if let Some(old) = plain.remove(name) {
+                c["from"] = old;
+            }
+            if had_sealed {
+                unseal.push(name.clone());
+            }
+            change_list.push(c);
+            continue;
+        }
+        let Some(def) = def else {
+            return Err(AppError::invalid(
+                name.as_str(),
+                "is not a field of this category",
+            ));
+        };
+        let checked = check_value(def, value)?;
+        if sealed(def) {
+            let same = old_sealed
+                .iter()
+                .find(|s| &s.field == name)
+                .is_some_and(|s| {
+                    app.keys
+                        .decrypt_field(id.0, name, &s.kek_id, &s.ciphertext)
+                        .is_ok_and(|p| *p == checked.value)
+                });
+            if same {
+                continue;
+            }
+            change_list.push(json!({"field": name, "change": if had_sealed {"changed"} else {"added"}, "sensitive": def.sensitive}));
+            to_seal.insert(name.clone(), checked);
+        } else {
+            let new_v = Value::String(checked.value.clone());
+            if had_plain.as_ref() == Some(&new_v) {
+                continue;
+            }
+            change_list.push(json!({"field": name, "change": if had_plain.is_some() {"changed"} else {"added"}, "sensitive": false, "from": had_plain, "to": new_v}));
+            plain.insert(name.clone(), new_v);
+        }
+    }
+    if change_list.is_empty() {
+        return Err(AppError::invalid("fields", "nothing would change"));
+    }
+    // A new title or new sensitive values: the title must not give a masked value away
+    // (the same check as at filing, with the same explicit override).
+    if (title != record.title || !to_seal.is_empty()) && !changes.allow_title_with_sensitive {
+        let mut values = BTreeMap::new();
+        for s in old_sealed.iter().filter(|s| !unseal.contains(&s.field)) {
+            if let Ok(p) = app
+                .keys
+                .decrypt_field(id.0, &s.field, &s.kek_id, &s.ciphertext)
+            {
+                values.insert(s.field.clone(), p.to_string());
             }
         }
-        if change_list.is_empty() {
-            return Err(AppError::invalid("fields", "nothing would change"));
+        for (k, c) in &to_seal {
+            values.insert(k.clone(), c.value.clone());
         }
-        // A new title or new sensitive values: the title must not give a masked value away
-        // (the same check as at filing, with the same explicit override).
-        if (title != record.title || !to_seal.is_empty()) && !changes.allow_title_with_sensitive {
-            let mut values = BTreeMap::new();
-            for s in old_sealed.iter().filter(|s| !unseal.contains(&s.field)) {
-                if let Ok(p) = app
-                    .keys
-                    .decrypt_field(id.0, &s.field, &s.kek_id, &s.ciphertext)
-                {
-                    values.insert(s.field.clone(), p.to_string());
-                }
-            }
-            for (k, c) in &to_seal {
-                values.insert(k.clone(), c.value.clone());
-            }
-            title_reveals(&category, &title, &values)?;
-        }
-        let new_revision = record.revision + 1;
-        let changed_sealed: Vec<&str> = to_seal
-            .keys()
-            .map(String::as_str)
-            .chain(unseal.iter().map(String::as_str))
-            .collect();
-        repo::insert_revision(
-            &mut tx,
-            &repo::RevisionRow {
-                record_id: id,
-                revision: new_revision,
-                author_id: who.user().id,
-                author: &who.user().username,
-                reason: &reason,
-                changes: Value::Array(change_list.clone()),
-                previous_title: &record.title,
-                previous_fields: &record.fields,
-            },
-        )
-        .await?;
-        for s in old_sealed
-            .iter()
-            .filter(|s| changed_sealed.contains(&s.field.as_str()))
-        {
-            repo::keep_sealed_in_revision(&mut tx, id, new_revision, s).await?;
-        }
-        for name in &unseal {
-            repo::delete_sealed(&mut tx, id, name).await?;
-        }
-        seal_values(&mut tx, app, id, &category, &to_seal).await?;
-        let text = search_text(&title, &record.reference, &plain);
-        repo::update_record(
-            &mut tx,
-            id,
-            &title,
-            &Value::Object(plain),
-            &text,
-            new_revision,
-            who.user().id,
-        )
-        .await?;
-        tx.audit(
-            &who.actor(),
-            Event::new("record.update", Outcome::Success)
-                .object("record", id)
-                .detail(json!({
-                    "reference": record.reference,
-                    "revision": new_revision,
-                    "reason": reason,
-                    "fields": change_list.iter().map(|c| c["field"].clone()).collect::<Vec<_>>(),
-                })),
-        )
-        .await?;
-        Ok(())
-    })?;
-    get(app, who, id).await
+        title_reveals(&category, &title, &values)?;
+    }
+    let new_revision = record.revision + 1;
+    let changed_sealed: Vec<&str> = to_seal
+        .keys()
+        .map(String::as_str)
+        .chain(unseal.iter().map(String::as_str))
+        .collect();
+    repo::insert_revision(
+        tx,
+        &repo::RevisionRow {
+            record_id: id,
+            revision: new_revision,
+            author_id: who.user().id,
+            author: &who.user().username,
+            reason: &reason,
+            changes: Value::Array(change_list.clone()),
+            previous_title: &record.title,
+            previous_fields: &record.fields,
+        },
+    )
+    .await?;
+    for s in old_sealed
+        .iter()
+        .filter(|s| changed_sealed.contains(&s.field.as_str()))
+    {
+        repo::keep_sealed_in_revision(tx, id, new_revision, s).await?;
+    }
+    for name in &unseal {
+        repo::delete_sealed(tx, id, name).await?;
+    }
+    seal_values(tx, app, id, &category, &to_seal).await?;
+    let text = search_text(&title, &record.reference, &plain);
+    repo::update_record(
+        tx,
+        id,
+        &title,
+        &Value::Object(plain),
+        &text,
+        new_revision,
+        who.user().id,
+    )
+    .await?;
+    tx.audit(
+        &who.actor(),
+        Event::new("record.update", Outcome::Success)
+            .object("record", id)
+            .detail(json!({
+                "reference": record.reference,
+                "revision": new_revision,
+                "reason": reason,
+                "fields": change_list.iter().map(|c| c["field"].clone()).collect::<Vec<_>>(),
+            })),
+    )
+    .await?;
+    Ok((new_revision, category))
 }
 
 /// The revisions of a record: who changed what, when and why. Values of sensitive fields
@@ -602,6 +649,7 @@ pub(crate) async fn revisions_of(
             created_at: record.created_at,
             reason: "filed".into(),
             changes: json!([]),
+            reviewer: created.1,
         },
     );
     Ok(list)

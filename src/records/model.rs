@@ -46,6 +46,8 @@ pub struct Category {
     pub department: String,
     pub retention_years: i32,
     pub fields: Vec<FieldDef>,
+    /// New records and corrections take effect only when a second person approves them.
+    pub review: bool,
     pub schema_version: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -72,6 +74,9 @@ pub struct NewCategory {
     pub retention_years: i32,
     #[serde(default)]
     pub fields: Vec<FieldDef>,
+    /// Review before changes take effect (see `records::review`).
+    #[serde(default)]
+    pub review: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -83,6 +88,7 @@ pub struct CategoryChanges {
     pub retention_years: Option<i32>,
     /// The complete new schema.
     pub fields: Option<Vec<FieldDef>>,
+    pub review: Option<bool>,
 }
 
 /// Where a physical file is, as given by people: codes, not ids.
@@ -124,7 +130,7 @@ impl PhysicalStatus {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewRecord {
     pub category_id: CategoryId,
@@ -142,7 +148,7 @@ pub struct NewRecord {
     pub allow_title_with_sensitive: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordChanges {
     #[serde(default)]
@@ -242,6 +248,8 @@ pub struct Revision {
     pub reason: String,
     /// `[{field, change, sensitive, from?, to?}]`: values only for non-sensitive fields.
     pub changes: Value,
+    /// Who approved it, when the category required review (the author proposed it).
+    pub reviewer: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

@@ -19,6 +19,7 @@ struct CategoryRow {
     department: String,
     retention_years: i32,
     fields: Value,
+    review: bool,
     schema_version: i32,
     created_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
@@ -27,7 +28,7 @@ struct CategoryRow {
 pub(super) async fn all_categories(conn: &mut PgConnection) -> sqlx::Result<Vec<Category>> {
     let rows: Vec<CategoryRow> = sqlx::query_as(
         "SELECT id, parent_id, code, name, sensitivity, department, retention_years, fields, \
-         schema_version, created_at, updated_at FROM categories",
+         review, schema_version, created_at, updated_at FROM categories",
     )
     .fetch_all(conn)
     .await?;
@@ -41,7 +42,7 @@ pub(super) async fn one_category(
 ) -> sqlx::Result<Option<Category>> {
     let row: Option<CategoryRow> = sqlx::query_as(
         "SELECT id, parent_id, code, name, sensitivity, department, retention_years, fields, \
-         schema_version, created_at, updated_at FROM categories WHERE id = $1",
+         review, schema_version, created_at, updated_at FROM categories WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&mut *conn)
@@ -76,6 +77,7 @@ fn category_of(r: CategoryRow) -> Category {
         department: r.department,
         retention_years: r.retention_years,
         fields: serde_json::from_value::<Vec<FieldDef>>(r.fields).unwrap_or_default(),
+        review: r.review,
         schema_version: r.schema_version,
         created_at: r.created_at,
         updated_at: r.updated_at,
@@ -97,8 +99,8 @@ pub(super) async fn insert_category(
 ) -> sqlx::Result<()> {
     let fields = serde_json::to_value(&c.fields).unwrap_or(Value::Array(vec![]));
     sqlx::query(
-        "INSERT INTO categories (id, parent_id, code, name, sensitivity, department, retention_years, fields, created_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO categories (id, parent_id, code, name, sensitivity, department, retention_years, fields, created_by, review) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(id)
     .bind(c.parent_id)
@@ -109,6 +111,7 @@ pub(super) async fn insert_category(
     .bind(c.retention_years)
     .bind(&fields)
     .bind(by)
+    .bind(c.review)
     .execute(&mut *conn)
     .await?;
     sqlx::query("INSERT INTO category_schema_versions (category_id, version, fields, changed_by) VALUES ($1, 1, $2, $3)")
@@ -417,7 +420,7 @@ pub(super) async fn revisions(
     id: RecordId,
 ) -> sqlx::Result<Vec<Revision>> {
     sqlx::query_as(
-        "SELECT revision, author, created_at, reason, changes FROM record_revisions \
+        "SELECT revision, author, created_at, reason, changes, reviewer FROM record_revisions \
          WHERE record_id = $1 ORDER BY revision",
     )
     .bind(id)
@@ -425,11 +428,60 @@ pub(super) async fn revisions(
     .await
 }
 
-pub(super) async fn creation(conn: &mut PgConnection, id: RecordId) -> sqlx::Result<(String,)> {
+pub(super) async fn creation(
+    conn: &mut PgConnection,
+    id: RecordId,
+) -> sqlx::Result<(String, Option<String>)> {
     sqlx::query_as(
-        "SELECT COALESCE(u.username, 'import') FROM records r LEFT JOIN users u ON u.id = r.created_by WHERE r.id = $1",
+        "SELECT COALESCE(u.username, 'import'), r.reviewed_by FROM records r LEFT JOIN users u ON u.id = r.created_by WHERE r.id = $1",
     )
     .bind(id)
     .fetch_one(conn)
     .await
+}
+
+/// Turns review before changes take effect on or off for a category.
+pub(super) async fn set_review(
+    conn: &mut PgConnection,
+    id: CategoryId,
+    review: bool,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE categories SET review = $2 WHERE id = $1")
+        .bind(id)
+        .bind(review)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Marks a filing or a revision as made under review: who proposed it (the author) and
+/// who approved it.
+pub(super) async fn mark_reviewed(
+    conn: &mut PgConnection,
+    id: RecordId,
+    revision: i32,
+    proposer: (UserId, &str),
+    reviewer: &str,
+) -> sqlx::Result<()> {
+    if revision == 1 {
+        sqlx::query("UPDATE records SET created_by = $2, reviewed_by = $3 WHERE id = $1")
+            .bind(id)
+            .bind(proposer.0)
+            .bind(reviewer)
+            .execute(conn)
+            .await?;
+    } else {
+        sqlx::query(
+            "UPDATE record_revisions SET author_id = $3, author = $4, reviewer = $5 \
+             WHERE record_id = $1 AND revision = $2",
+        )
+        .bind(id)
+        .bind(revision)
+        .bind(proposer.0)
+        .bind(proposer.1)
+        .bind(reviewer)
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
 }

@@ -21,6 +21,28 @@ struct FileDef {
     pending_expiry_hours: u32,
     #[serde(rename = "route", default)]
     routes: Vec<RouteDef>,
+    #[serde(default)]
+    review: ReviewDef,
+}
+
+/// Who approves proposals in categories under review (`[review]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewDef {
+    #[serde(default = "archivist")]
+    approver_role: Role,
+}
+
+impl Default for ReviewDef {
+    fn default() -> Self {
+        ReviewDef {
+            approver_role: archivist(),
+        }
+    }
+}
+
+fn archivist() -> Role {
+    Role::Archivist
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +89,8 @@ pub struct Workflows {
     /// The line of each route's `[[route]]` header, in the same order.
     lines: Vec<usize>,
     pending_expiry_hours: u32,
+    /// The role that approves proposals under review (another person than the proposer).
+    pub review_role: Role,
     pub source: PathBuf,
 }
 
@@ -155,10 +179,22 @@ impl Workflows {
                 reason: "pending_expiry_hours must be greater than 0".into(),
             });
         }
+        let review_role = def.review.approver_role;
+        if !matches!(review_role, Role::Archivist | Role::Supervisor) {
+            return Err(WorkflowError {
+                file: file.clone(),
+                line: text
+                    .lines()
+                    .position(|l| l.trim() == "[review]")
+                    .map_or(0, |i| i + 1),
+                reason: "[review] approver_role must be archivist or supervisor".into(),
+            });
+        }
         Ok(Workflows {
             routes,
             lines,
             pending_expiry_hours: def.pending_expiry_hours,
+            review_role,
             source: path.to_path_buf(),
         })
     }

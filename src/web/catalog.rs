@@ -95,6 +95,7 @@ pub struct CategoryForm {
     sensitivity: String,
     department: String,
     retention_years: String,
+    review: bool,
     #[serde(skip)]
     csrf: String,
 }
@@ -142,6 +143,7 @@ async fn category_create(
                 department: f.department.clone(),
                 retention_years: retention(&f.retention_years)?,
                 fields: vec![],
+                review: f.review,
             },
         )
         .await
@@ -224,6 +226,7 @@ struct Shown {
     sensitivity: String,
     department: String,
     retention_years: String,
+    review: bool,
 }
 
 async fn render_category(
@@ -244,6 +247,7 @@ async fn render_category(
                     sensitivity: category.sensitivity.as_str().to_string(),
                     department: category.department.clone(),
                     retention_years: category.retention_years.to_string(),
+                    review: category.review,
                 },
                 rows,
             )
@@ -296,6 +300,7 @@ pub struct CategoryEditForm {
     sensitivity: String,
     department: String,
     retention_years: String,
+    review: bool,
     fields: Vec<FieldRow>,
     csrf: String,
 }
@@ -391,6 +396,7 @@ async fn category_update(
                 department: Some(f.department.clone()),
                 retention_years: Some(retention(&f.retention_years)?),
                 fields: Some(fields),
+                review: Some(f.review),
             },
             &said,
         )
@@ -443,6 +449,7 @@ async fn category_update(
                 sensitivity: f.sensitivity.clone(),
                 department: f.department.clone(),
                 retention_years: f.retention_years.clone(),
+                review: f.review,
             };
             let html = render_category(app, &who, &category, Some((shown, rows)), &errors).await?;
             Ok(Page::Status((refused_status(&e), html)))

@@ -28,6 +28,7 @@ mod home;
 mod locations;
 mod record;
 mod requests;
+mod review;
 mod scrub;
 mod stats;
 #[cfg(test)]
@@ -59,6 +60,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("audit.html", include_str!("../../templates/audit.html")),
     ("stats.html", include_str!("../../templates/stats.html")),
+    ("reviews.html", include_str!("../../templates/reviews.html")),
     ("error.html", include_str!("../../templates/error.html")),
     ("viewer.html", include_str!("../../templates/viewer.html")),
     (
@@ -154,6 +156,7 @@ pub fn routes() -> Vec<Route> {
     r.extend(home::routes());
     r.extend(audit::routes());
     r.extend(stats::routes());
+    r.extend(review::routes());
     r.extend(routes![
         style,
         login_page,

@@ -235,9 +235,13 @@ async fn record_create(
     }
     .await;
     match result {
-        Ok(r) => {
+        Ok(records::Filed::Now(r)) => {
             flash::set(cookies, "flash-rec-filed", &[("reference", &r.reference)]);
             Ok(redirect(format!("/records/{}", r.id)))
+        }
+        Ok(records::Filed::Proposed(p)) => {
+            flash::set(cookies, "flash-rec-proposed", &[("category", &p.category)]);
+            Ok(redirect("/reviews".to_string()))
         }
         Err(e) if refused(&e) => {
             let category = match category_id {
@@ -361,6 +365,7 @@ struct RevisionView {
     created_at: chrono::DateTime<chrono::Utc>,
     reason: String,
     filed: bool,
+    reviewer: Option<String>,
     changes: Vec<ChangeView>,
 }
 
@@ -410,6 +415,7 @@ fn revision_views(
                 author: r.author,
                 created_at: r.created_at,
                 reason: r.reason,
+                reviewer: r.reviewer,
                 changes,
             }
         })
@@ -574,7 +580,11 @@ async fn record_edit(
         allow_title_with_sensitive: f.allow_title_with_sensitive,
     };
     match records::update(app, &who, id, changes).await {
-        Ok(r) => {
+        Ok(records::Filed::Proposed(_)) => {
+            flash::set(cookies, "flash-rec-correction-proposed", &[]);
+            Ok(redirect(format!("/records/{id}")))
+        }
+        Ok(records::Filed::Now(r)) => {
             let revision = r.revision.to_string();
             flash::set(
                 cookies,

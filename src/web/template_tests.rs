@@ -742,6 +742,37 @@ fn every_template_renders_with_realistic_data() {
                       "errors": {"fields": {"from": "must be a date"}, "first": "from", "general": []}})),
     );
 
+    let html = page(
+        "reviews.html",
+        common(json!({
+            "state": "pending", "my_id": "arch.a", "reviewer_role": "archivist",
+            "proposals": [
+                {"id": ID, "kind": "create", "state": "pending", "category_id": ID2, "category": "KYC",
+                 "department": "Retail", "record_id": null, "reference": null, "proposer": "arch.b",
+                 "created_at": T, "reviewer": null, "decided_at": null, "comment": "",
+                 "summary": {"title": "Due <diligence>", "fields": [
+                     {"field": "phone", "sensitive": true, "value": "138****5678"},
+                     {"field": "company", "sensitive": false, "value": null}]},
+                 "result_record_id": null},
+                {"id": ID2, "kind": "update", "state": "pending", "category_id": ID2, "category": "KYC",
+                 "department": "Retail", "record_id": ID, "reference": "KYC-2026-000001", "proposer": "arch.a",
+                 "created_at": T, "reviewer": null, "decided_at": null, "comment": "",
+                 "summary": {"title": null, "reason": "licence", "fields": []}, "result_record_id": null}],
+        })),
+    );
+    assert!(html.contains("Due &lt;diligence&gt;") && html.contains("138****5678"));
+    assert_eq!(
+        html.matches("/approve\"").count(),
+        1,
+        "no buttons on one's own proposal"
+    );
+    page(
+        "reviews.html",
+        common(
+            json!({"state": "approved", "my_id": "x", "reviewer_role": "supervisor", "proposals": []}),
+        ),
+    );
+
     let missing: Vec<_> = TEMPLATES
         .iter()
         .map(|(name, _)| *name)

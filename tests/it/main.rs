@@ -30,6 +30,7 @@ mod process;
 mod record_pages;
 mod request_pages;
 mod requests;
+mod review;
 mod rotation;
 mod routes;
 mod scrub;

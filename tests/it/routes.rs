@@ -208,6 +208,8 @@ fn body_for(method: Method, path: &str) -> Option<Option<&'static str>> {
             Some(r#"{"title": "Corrected title", "reason": "typo in the title"}"#)
         }
         (Method::Patch, "/api/v1/categories/<id>") => Some(r#"{"name": "Renamed"}"#),
+        (Method::Post, "/api/v1/proposals/<pid>/approve")
+        | (Method::Post, "/api/v1/proposals/<pid>/reject") => Some(r#"{"comment": "checked"}"#),
         _ => return None,
     };
     Some(b)
