@@ -3,6 +3,7 @@
 
 mod accounts;
 mod archive;
+mod lifecycle;
 mod paced;
 pub(crate) mod requests;
 mod scrub;
@@ -27,6 +28,7 @@ pub fn routes() -> Vec<Route> {
     r.extend(requests::routes());
     r.extend(scrub::routes());
     r.extend(accounts::routes());
+    r.extend(lifecycle::routes());
     r.extend(routes![
         login,
         logout,

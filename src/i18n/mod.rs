@@ -220,6 +220,11 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../locales/en/catalog.ftl"),
     ),
     (
+        "en",
+        "lifecycle",
+        include_str!("../../locales/en/lifecycle.ftl"),
+    ),
+    (
         "zh-CN",
         "common",
         include_str!("../../locales/zh-CN/common.ftl"),
@@ -263,6 +268,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "zh-CN",
         "catalog",
         include_str!("../../locales/zh-CN/catalog.ftl"),
+    ),
+    (
+        "zh-CN",
+        "lifecycle",
+        include_str!("../../locales/zh-CN/lifecycle.ftl"),
     ),
 ];
 

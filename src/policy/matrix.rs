@@ -14,6 +14,7 @@ use super::{
     ReadAudit, ReadCategory, ReadFileContent, ReadRecord, ReadRequest, RequestAccess, Resource,
     RevokeGrant, Sensitivity, UnmaskWithGrant, UploadFile, ViewWithGrant, ACTIONS,
 };
+use super::{DestroyRecord, HoldRecord, ReadDestructions, ReadRetention};
 use crate::error::AppError;
 use crate::users::Role;
 
@@ -92,6 +93,10 @@ fn cases() -> Vec<Case> {
         case::<ExportWithGrant>(),
         case::<ManageUsers>(),
         case::<ReadScrub>(),
+        case::<DestroyRecord>(),
+        case::<HoldRecord>(),
+        case::<ReadDestructions>(),
+        case::<ReadRetention>(),
     ]
 }
 
@@ -204,6 +209,10 @@ fn oracle(action: &str, roles: &[Role], obj: Option<Obj>) -> bool {
         "audit.read" => obj.is_none() && has(Auditor),
         "user.manage" => obj.is_none() && has(Admin),
         "scrub.read" => obj.is_none() && has(Admin),
+        "record.destroy" => has(Archivist),
+        "record.hold" => has(Supervisor),
+        "destruction.read" => obj.is_none() && (has(Supervisor) || has(Auditor) || has(Archivist)),
+        "retention.read" => obj.is_none() && (has(Archivist) || has(Supervisor)),
         other => panic!("the oracle does not know {other}"),
     }
 }
@@ -316,11 +325,11 @@ fn every_action_role_department_sensitivity_grant_owner_and_route_is_decided_as_
     let record = 2 * SENSITIVITIES.len() * GrantState::ALL.len();
     let grant = record * 2;
     let request = grant * APPROVER_ROLES.len() * 2;
-    // 13 actions on categories or records (each also on the vault), 3 on requests only,
-    // 1 on grants and the vault, 3 on the vault only.
-    let per_role_set = 13 * (1 + record) + 3 * request + (1 + grant) + 3;
+    // 15 actions on categories or records (each also on the vault), 3 on requests only,
+    // 1 on grants and the vault, 5 on the vault only.
+    let per_role_set = 15 * (1 + record) + 3 * request + (1 + grant) + 5;
     assert_eq!(checked, ROLE_SETS.len() * per_role_set);
-    assert_eq!(checked, 14_193);
+    assert_eq!(checked, 14_949);
 
     // Not vacuous either way, as a whole and per action: every action is allowed to
     // someone on something and refused to someone on something, apart from the two rules
@@ -402,6 +411,7 @@ fn actions_hidden_from_those_who_may_not_see_the_object() {
             "file.view",
             "record.unmask",
             "record.export",
+            "record.destroy",
         ]
     );
 }

@@ -416,6 +416,7 @@ pub async fn update(
         let (_permit, _, category) =
             load_in::<EditRecord>(&mut tx, app, who, id, GrantState::None).await?;
         let record = repo::lock_record(&mut tx, id).await?;
+        crate::lifecycle::refuse_if_destroyed(&mut tx, id).await?;
         let old_sealed = repo::sealed_values(&mut tx, id).await?;
         let title = match &changes.title {
             Some(t) => check_title(t)?,
