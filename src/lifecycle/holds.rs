@@ -195,6 +195,17 @@ pub async fn hold_category(
 pub async fn release_category(app: &App, who: &Principal, id: CategoryId) -> AppResult<Hold> {
     unit!(app.db, |tx| {
         tx.authorize::<HoldRecord>(&app.policies, who, None, Some(("category", id.to_string())))?;
+        match crate::records::categories::get_in(&mut tx, id).await {
+            Ok(_) => {}
+            Err(AppError::NotFound) => {
+                return Err(tx.not_found(
+                    who,
+                    "category.hold_release",
+                    ("category", id.to_string()),
+                ))
+            }
+            Err(e) => return Err(e),
+        }
         let released: Option<Uuid> = sqlx::query_scalar(
             "UPDATE legal_holds SET released_by = $2, released_at = now() \
              WHERE category_id = $1 AND released_at IS NULL RETURNING id",
