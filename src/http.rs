@@ -75,6 +75,15 @@ impl SheetDownload {
         })
     }
 
+    /// A workbook or table already written (e.g. several worksheets).
+    pub fn bytes(bytes: Vec<u8>, media_type: &'static str, stem: &str, ext: &str) -> SheetDownload {
+        SheetDownload {
+            bytes,
+            media_type,
+            file_name: Self::name(stem, ext),
+        }
+    }
+
     fn name(stem: &str, ext: &str) -> String {
         let stem: String = stem
             .chars()

@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod pg;
 pub mod policy;
 pub mod records;
+pub mod reports;
 pub mod requests;
 pub mod rotation;
 pub mod sheet;

@@ -276,74 +276,115 @@ impl Sheet {
 
     /// The table as an Excel workbook of one worksheet.
     pub fn to_xlsx(&self) -> AppResult<Vec<u8>> {
-        let mut name = String::new();
-        xml_escape(&self.sheet_name(), &mut name);
-        let parts: [(&str, String); 6] = [
-            (
-                "[Content_Types].xml",
+        workbook_xlsx(std::slice::from_ref(self))
+    }
+}
+
+/// Several tables as one Excel workbook, one worksheet each, in order. Worksheet names are
+/// made unique (Excel refuses a workbook with two sheets of one name).
+pub fn workbook_xlsx(sheets: &[Sheet]) -> AppResult<Vec<u8>> {
+    let mut names: Vec<String> = Vec::with_capacity(sheets.len());
+    for (i, sheet) in sheets.iter().enumerate() {
+        let mut name = sheet.sheet_name();
+        if names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
+            let suffix = format!(" {}", i + 1);
+            name = name
+                .chars()
+                .take(31 - suffix.chars().count())
+                .chain(suffix.chars())
+                .collect();
+        }
+        names.push(name);
+    }
+    let mut overrides = String::new();
+    let mut entries = String::new();
+    let mut rels = String::new();
+    for (i, name) in names.iter().enumerate() {
+        let n = i + 1;
+        let mut escaped = String::new();
+        xml_escape(name, &mut escaped);
+        overrides.push_str(&format!(
+            "<Override PartName=\"/xl/worksheets/sheet{n}.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml\"/>"
+        ));
+        entries.push_str(&format!(
+            "<sheet name=\"{escaped}\" sheetId=\"{n}\" r:id=\"rId{n}\"/>"
+        ));
+        rels.push_str(&format!(
+            "<Relationship Id=\"rId{n}\" Type=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet\" Target=\"worksheets/sheet{n}.xml\"/>"
+        ));
+    }
+    let styles_id = names.len() + 1;
+    let mut parts: Vec<(String, String)> = vec![
+        (
+            "[Content_Types].xml".to_string(),
+            format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n\
                  <Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\">\
                  <Default Extension=\"rels\" ContentType=\"application/vnd.openxmlformats-package.relationships+xml\"/>\
                  <Default Extension=\"xml\" ContentType=\"application/xml\"/>\
                  <Override PartName=\"/xl/workbook.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml\"/>\
-                 <Override PartName=\"/xl/worksheets/sheet1.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml\"/>\
+                 {overrides}\
                  <Override PartName=\"/xl/styles.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml\"/>\
                  </Types>"
-                    .to_string(),
             ),
-            (
-                "_rels/.rels",
+        ),
+        (
+            "_rels/.rels".to_string(),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n\
+             <Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\">\
+             <Relationship Id=\"rId1\" Type=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument\" Target=\"xl/workbook.xml\"/>\
+             </Relationships>"
+                .to_string(),
+        ),
+        (
+            "xl/workbook.xml".to_string(),
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n\
+                 <workbook xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\" \
+                 xmlns:r=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships\">\
+                 <sheets>{entries}</sheets></workbook>"
+            ),
+        ),
+        (
+            "xl/_rels/workbook.xml.rels".to_string(),
+            format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n\
                  <Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\">\
-                 <Relationship Id=\"rId1\" Type=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument\" Target=\"xl/workbook.xml\"/>\
+                 {rels}\
+                 <Relationship Id=\"rId{styles_id}\" Type=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles\" Target=\"styles.xml\"/>\
                  </Relationships>"
-                    .to_string(),
             ),
-            (
-                "xl/workbook.xml",
-                format!(
-                    "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n\
-                     <workbook xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\" \
-                     xmlns:r=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships\">\
-                     <sheets><sheet name=\"{name}\" sheetId=\"1\" r:id=\"rId1\"/></sheets></workbook>"
-                ),
-            ),
-            (
-                "xl/_rels/workbook.xml.rels",
-                "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n\
-                 <Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\">\
-                 <Relationship Id=\"rId1\" Type=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet\" Target=\"worksheets/sheet1.xml\"/>\
-                 <Relationship Id=\"rId2\" Type=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles\" Target=\"styles.xml\"/>\
-                 </Relationships>"
-                    .to_string(),
-            ),
-            (
-                "xl/styles.xml",
-                "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n\
-                 <styleSheet xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\">\
-                 <fonts count=\"2\"><font><sz val=\"11\"/><name val=\"Calibri\"/></font>\
-                 <font><b/><sz val=\"11\"/><name val=\"Calibri\"/></font></fonts>\
-                 <fills count=\"2\"><fill><patternFill patternType=\"none\"/></fill><fill><patternFill patternType=\"gray125\"/></fill></fills>\
-                 <borders count=\"1\"><border><left/><right/><top/><bottom/><diagonal/></border></borders>\
-                 <cellStyleXfs count=\"1\"><xf numFmtId=\"0\" fontId=\"0\" fillId=\"0\" borderId=\"0\"/></cellStyleXfs>\
-                 <cellXfs count=\"2\"><xf numFmtId=\"0\" fontId=\"0\" fillId=\"0\" borderId=\"0\" xfId=\"0\"/>\
-                 <xf numFmtId=\"0\" fontId=\"1\" fillId=\"0\" borderId=\"0\" xfId=\"0\" applyFont=\"1\"/></cellXfs>\
-                 <cellStyles count=\"1\"><cellStyle name=\"Normal\" xfId=\"0\" builtinId=\"0\"/></cellStyles>\
-                 </styleSheet>"
-                    .to_string(),
-            ),
-            ("xl/worksheets/sheet1.xml", self.worksheet_xml()),
-        ];
-        let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
-        let options = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
-        let fail = |e: &dyn std::fmt::Display| AppError::internal(format!("writing the xlsx: {e}"));
-        for (path, content) in parts {
-            zip.start_file(path, options).map_err(|e| fail(&e))?;
-            zip.write_all(content.as_bytes()).map_err(|e| fail(&e))?;
-        }
-        Ok(zip.finish().map_err(|e| fail(&e))?.into_inner())
+        ),
+        ("xl/styles.xml".to_string(), STYLES.to_string()),
+    ];
+    for (i, sheet) in sheets.iter().enumerate() {
+        parts.push((
+            format!("xl/worksheets/sheet{}.xml", i + 1),
+            sheet.worksheet_xml(),
+        ));
     }
+    let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
+    let options = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
+    let fail = |e: &dyn std::fmt::Display| AppError::internal(format!("writing the xlsx: {e}"));
+    for (path, content) in parts {
+        zip.start_file(path, options).map_err(|e| fail(&e))?;
+        zip.write_all(content.as_bytes()).map_err(|e| fail(&e))?;
+    }
+    Ok(zip.finish().map_err(|e| fail(&e))?.into_inner())
 }
+
+/// The workbook's styles: a plain font and a bold one (style 1, the header row).
+const STYLES: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n\
+     <styleSheet xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\">\
+     <fonts count=\"2\"><font><sz val=\"11\"/><name val=\"Calibri\"/></font>\
+     <font><b/><sz val=\"11\"/><name val=\"Calibri\"/></font></fonts>\
+     <fills count=\"2\"><fill><patternFill patternType=\"none\"/></fill><fill><patternFill patternType=\"gray125\"/></fill></fills>\
+     <borders count=\"1\"><border><left/><right/><top/><bottom/><diagonal/></border></borders>\
+     <cellStyleXfs count=\"1\"><xf numFmtId=\"0\" fontId=\"0\" fillId=\"0\" borderId=\"0\"/></cellStyleXfs>\
+     <cellXfs count=\"2\"><xf numFmtId=\"0\" fontId=\"0\" fillId=\"0\" borderId=\"0\" xfId=\"0\"/>\
+     <xf numFmtId=\"0\" fontId=\"1\" fillId=\"0\" borderId=\"0\" xfId=\"0\" applyFont=\"1\"/></cellXfs>\
+     <cellStyles count=\"1\"><cellStyle name=\"Normal\" xfId=\"0\" builtinId=\"0\"/></cellStyles>\
+     </styleSheet>";
 
 #[cfg(test)]
 pub(crate) mod tests {
@@ -353,6 +394,11 @@ pub(crate) mod tests {
     /// The cells of the first worksheet of an `.xlsx`, read back (inline strings and
     /// numbers), row by row.
     pub(crate) fn read_xlsx(bytes: &[u8]) -> Vec<Vec<String>> {
+        read_xlsx_sheet(bytes, 1)
+    }
+
+    /// The cells of worksheet `n` (from 1) of an `.xlsx`, read back row by row.
+    pub(crate) fn read_xlsx_sheet(bytes: &[u8], n: usize) -> Vec<Vec<String>> {
         let mut zip = zip::ZipArchive::new(Cursor::new(bytes.to_vec())).expect("a zip");
         for part in [
             "[Content_Types].xml",
@@ -364,8 +410,8 @@ pub(crate) mod tests {
             assert!(zip.by_name(part).is_ok(), "{part} is missing");
         }
         let mut xml = String::new();
-        zip.by_name("xl/worksheets/sheet1.xml")
-            .expect("sheet1")
+        zip.by_name(&format!("xl/worksheets/sheet{n}.xml"))
+            .expect("the worksheet")
             .read_to_string(&mut xml)
             .expect("utf-8");
         let unescape = |s: &str| {
@@ -450,5 +496,33 @@ pub(crate) mod tests {
         assert_eq!(s.sheet_name(), "abcd");
         assert_eq!(Sheet::new("", vec![]).sheet_name(), "Sheet1");
         assert_eq!(csv_field("nul\u{0}here"), "nulhere");
+    }
+
+    #[test]
+    fn a_workbook_holds_each_sheet_under_a_unique_name() {
+        let mut a = Sheet::new("统计", vec!["kind".into(), "count".into()]);
+        a.push(vec!["lookup".into(), Cell::from(3i64)]);
+        let mut b = Sheet::new("统计", vec!["category".into()]);
+        b.push(vec!["=cmd".into()]);
+        let bytes = workbook_xlsx(&[a, b]).unwrap();
+        assert_eq!(read_xlsx_sheet(&bytes, 1)[1], vec!["lookup", "3"]);
+        assert_eq!(read_xlsx_sheet(&bytes, 2)[1], vec!["=cmd"]);
+        let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
+        let mut wb = String::new();
+        zip.by_name("xl/workbook.xml")
+            .unwrap()
+            .read_to_string(&mut wb)
+            .unwrap();
+        assert!(wb.contains("name=\"统计\" sheetId=\"1\""), "{wb}");
+        assert!(wb.contains("name=\"统计 2\" sheetId=\"2\""), "{wb}");
+        let mut rels = String::new();
+        zip.by_name("xl/_rels/workbook.xml.rels")
+            .unwrap()
+            .read_to_string(&mut rels)
+            .unwrap();
+        assert!(
+            rels.contains("Id=\"rId3\"") && rels.contains("styles.xml"),
+            "{rels}"
+        );
     }
 }

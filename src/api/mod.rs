@@ -5,6 +5,7 @@ mod accounts;
 mod archive;
 mod lifecycle;
 mod paced;
+mod reports;
 pub(crate) mod requests;
 mod scrub;
 
@@ -29,6 +30,7 @@ pub fn routes() -> Vec<Route> {
     r.extend(scrub::routes());
     r.extend(accounts::routes());
     r.extend(lifecycle::routes());
+    r.extend(reports::routes());
     r.extend(routes![
         login,
         logout,

@@ -225,6 +225,11 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../locales/en/lifecycle.ftl"),
     ),
     (
+        "en",
+        "reports",
+        include_str!("../../locales/en/reports.ftl"),
+    ),
+    (
         "zh-CN",
         "common",
         include_str!("../../locales/zh-CN/common.ftl"),
@@ -273,6 +278,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "zh-CN",
         "lifecycle",
         include_str!("../../locales/zh-CN/lifecycle.ftl"),
+    ),
+    (
+        "zh-CN",
+        "reports",
+        include_str!("../../locales/zh-CN/reports.ftl"),
     ),
 ];
 

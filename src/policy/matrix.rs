@@ -7,6 +7,7 @@
 //! asked there); the other questions are schema errors, checked apart to be refused. A few
 //! rows are pinned by hand so that the oracle itself is checked. Pure CPU, no database.
 
+use super::ReadReports;
 use super::ReadScrub;
 use super::{
     spec, Action, ApproveRequest, CancelRequest, EditRecord, ExportWithGrant, FileRecord,
@@ -97,6 +98,7 @@ fn cases() -> Vec<Case> {
         case::<HoldRecord>(),
         case::<ReadDestructions>(),
         case::<ReadRetention>(),
+        case::<ReadReports>(),
     ]
 }
 
@@ -213,6 +215,7 @@ fn oracle(action: &str, roles: &[Role], obj: Option<Obj>) -> bool {
         "record.hold" => has(Supervisor),
         "destruction.read" => obj.is_none() && (has(Supervisor) || has(Auditor) || has(Archivist)),
         "retention.read" => obj.is_none() && (has(Archivist) || has(Supervisor)),
+        "report.read" => obj.is_none() && (has(Supervisor) || has(Auditor)),
         other => panic!("the oracle does not know {other}"),
     }
 }
@@ -326,10 +329,10 @@ fn every_action_role_department_sensitivity_grant_owner_and_route_is_decided_as_
     let grant = record * 2;
     let request = grant * APPROVER_ROLES.len() * 2;
     // 15 actions on categories or records (each also on the vault), 3 on requests only,
-    // 1 on grants and the vault, 5 on the vault only.
-    let per_role_set = 15 * (1 + record) + 3 * request + (1 + grant) + 5;
+    // 1 on grants and the vault, 6 on the vault only.
+    let per_role_set = 15 * (1 + record) + 3 * request + (1 + grant) + 6;
     assert_eq!(checked, ROLE_SETS.len() * per_role_set);
-    assert_eq!(checked, 14_949);
+    assert_eq!(checked, 14_958);
 
     // Not vacuous either way, as a whole and per action: every action is allowed to
     // someone on something and refused to someone on something, apart from the two rules
@@ -548,6 +551,10 @@ fn pinned_rows() {
         ("scrub.read",        &[Admin],      None,                                Allow),
         ("scrub.read",        &[Auditor],    None,                                Forbidden),
         ("scrub.read",        &[Archivist],  None,                                Forbidden),
+        // Supervisors and auditors read the statistics; nobody else.
+        ("report.read",       &[Supervisor], None,                                Allow),
+        ("report.read",       &[Auditor],    None,                                Allow),
+        ("report.read",       &[Employee, Archivist, Admin], None,                Forbidden),
     ];
     let p = policies();
     let cases = cases();

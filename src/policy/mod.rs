@@ -289,6 +289,8 @@ actions! {
     ReadDestructions => ("destruction.read", false, Vault, true),
     /// See the records whose retention period has ended.
     ReadRetention => ("retention.read", false, Vault, true),
+    /// Read the statistics of the archive's work (counts only).
+    ReadReports => ("report.read", false, Vault, true),
 }
 
 fn spec(name: &str) -> Option<ActionSpec> {
@@ -465,7 +467,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), ACTIONS.len());
-        assert_eq!(ACTIONS.len(), 24);
+        assert_eq!(ACTIONS.len(), 25);
     }
 
     #[test]

@@ -30,6 +30,7 @@ mod locations;
 mod record;
 mod requests;
 mod scrub;
+mod stats;
 #[cfg(test)]
 mod template_tests;
 pub mod viewer;
@@ -58,6 +59,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/location.html"),
     ),
     ("audit.html", include_str!("../../templates/audit.html")),
+    ("stats.html", include_str!("../../templates/stats.html")),
     ("error.html", include_str!("../../templates/error.html")),
     ("viewer.html", include_str!("../../templates/viewer.html")),
     (
@@ -165,6 +167,7 @@ pub fn routes() -> Vec<Route> {
     r.extend(home::routes());
     r.extend(audit::routes());
     r.extend(lifecycle::routes());
+    r.extend(stats::routes());
     r.extend(routes![
         style,
         login_page,

@@ -757,6 +757,38 @@ fn every_template_renders_with_realistic_data() {
         "retention.html",
         common(json!({"within_days": 0, "list": []})),
     );
+    let svg = crate::reports::chart::bars(
+        "Requests by department",
+        &[crate::reports::chart::Bar::new("信贷部", 3)],
+    );
+    let html = page(
+        "stats.html",
+        common(json!({
+            "from": "2026-11-01", "to": "2026-11-30", "query": "from=2026-11-01&to=2026-11-30",
+            "s": {"from": "2026-11-01", "to": "2026-11-30", "time_zone": "Asia/Shanghai", "bucket": "day",
+                  "requests": [{"kind": "lookup", "state": "approved", "department": "Retail", "count": 3}],
+                  "records": [{"category": "CONTR", "name": "<Contracts>", "count": 2}],
+                  "loans": {"out": 1, "still_out": 0, "overdue": 0, "returned": 1},
+                  "views": {"granted": 2, "opened": 3, "pages": 9},
+                  "exports": {"granted": 1, "created": 1, "downloaded": 1},
+                  "people": [{"person": "li", "display_name": "Li Wei", "department": "Retail",
+                              "requests": 3, "approved": 3, "rejected": 0}],
+                  "timeline": [{"period": "2026-11-01", "requests": 3, "records": 2, "loans": 1}]},
+            "requests_total": 3, "records_total": 2,
+            "charts": [{"title": "Requests by department", "svg": svg}],
+            "states": ["pending", "approved"], "kinds": [{"kind": "lookup", "cells": [0, 3], "total": 3}],
+            "departments": [["Retail", 3]],
+        })),
+    );
+    assert!(
+        html.contains("<svg") && html.contains("&lt;Contracts&gt;"),
+        "{html}"
+    );
+    page(
+        "stats.html",
+        common(json!({"from": "2026-13-01", "to": null, "s": null,
+                      "errors": {"fields": {"from": "must be a date"}, "first": "from", "general": []}})),
+    );
 
     let missing: Vec<_> = TEMPLATES
         .iter()

@@ -37,5 +37,6 @@ mod rotation;
 mod routes;
 mod scrub;
 mod search_cjk;
+mod stats;
 mod storage;
 mod viewer;
