@@ -14,6 +14,7 @@ pub mod grants;
 pub mod http;
 pub mod i18n;
 pub mod jobs;
+pub mod lifecycle;
 pub mod pg;
 pub mod policy;
 pub mod records;

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod archive;
+mod lifecycle;
 mod paced;
 mod reports;
 pub(crate) mod requests;
@@ -28,6 +29,7 @@ pub fn routes() -> Vec<Route> {
     r.extend(requests::routes());
     r.extend(scrub::routes());
     r.extend(accounts::routes());
+    r.extend(lifecycle::routes());
     r.extend(reports::routes());
     r.extend(routes![
         login,

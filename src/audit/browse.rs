@@ -90,6 +90,14 @@ pub const ACTIONS: &[&str] = &[
     "keys.retire",
     "vault.backup",
     "vault.restore",
+    "request.approved",
+    "record.hold",
+    "record.hold_release",
+    "category.hold",
+    "category.hold_release",
+    "record.destroy",
+    "destruction.read",
+    "retention.read",
 ];
 
 /// The catalog key of an action's label.

@@ -33,6 +33,9 @@ pub enum Kind {
     View,
     Borrow,
     Export,
+    /// Destruction of the record: approval grants no access; the approved request is used
+    /// once by the destruction it authorizes (`crate::lifecycle`).
+    Destroy,
 }
 
 impl Kind {
@@ -42,6 +45,7 @@ impl Kind {
             Kind::View => "view",
             Kind::Borrow => "borrow",
             Kind::Export => "export",
+            Kind::Destroy => "destroy",
         }
     }
     pub fn parse(s: &str) -> Option<Kind> {
@@ -50,6 +54,7 @@ impl Kind {
             "view" => Some(Kind::View),
             "borrow" => Some(Kind::Borrow),
             "export" => Some(Kind::Export),
+            "destroy" => Some(Kind::Destroy),
             _ => None,
         }
     }

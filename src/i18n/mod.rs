@@ -221,6 +221,11 @@ const FILES: &[(&str, &str, &str)] = &[
     ),
     (
         "en",
+        "lifecycle",
+        include_str!("../../locales/en/lifecycle.ftl"),
+    ),
+    (
+        "en",
         "reports",
         include_str!("../../locales/en/reports.ftl"),
     ),
@@ -269,6 +274,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "zh-CN",
         "catalog",
         include_str!("../../locales/zh-CN/catalog.ftl"),
+    ),
+    (
+        "zh-CN",
+        "lifecycle",
+        include_str!("../../locales/zh-CN/lifecycle.ftl"),
     ),
     (
         "zh-CN",

@@ -469,7 +469,7 @@ mod tests {
         assert_eq!(e.line, Some(4), "{e}");
         assert!(e.reason.contains("rank"), "{e}");
 
-        let e = load("permit (principal, action == Action::\"record.destroy\", resource);\n")
+        let e = load("permit (principal, action == Action::\"record.shred\", resource);\n")
             .expect_err("unknown action");
         assert_eq!((e.line, e.column), (Some(1), Some(30)), "{e}");
 

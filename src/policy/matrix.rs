@@ -16,6 +16,7 @@ use super::{
     ReadAudit, ReadCategory, ReadFileContent, ReadRecord, ReadRequest, RequestAccess, Resource,
     RevokeGrant, Sensitivity, UnmaskWithGrant, UploadFile, ViewWithGrant, ACTIONS,
 };
+use super::{DestroyRecord, HoldRecord, ReadDestructions, ReadRetention};
 use crate::error::AppError;
 use crate::users::Role;
 
@@ -94,6 +95,10 @@ fn cases() -> Vec<Case> {
         case::<ExportWithGrant>(),
         case::<ManageUsers>(),
         case::<ReadScrub>(),
+        case::<DestroyRecord>(),
+        case::<HoldRecord>(),
+        case::<ReadDestructions>(),
+        case::<ReadRetention>(),
         case::<ReadReports>(),
         case::<ReviewChange>(),
     ]
@@ -208,6 +213,10 @@ fn oracle(action: &str, roles: &[Role], obj: Option<Obj>) -> bool {
         "audit.read" => obj.is_none() && has(Auditor),
         "user.manage" => obj.is_none() && has(Admin),
         "scrub.read" => obj.is_none() && has(Admin),
+        "record.destroy" => has(Archivist),
+        "record.hold" => has(Supervisor),
+        "destruction.read" => obj.is_none() && (has(Supervisor) || has(Auditor) || has(Archivist)),
+        "retention.read" => obj.is_none() && (has(Archivist) || has(Supervisor)),
         "report.read" => obj.is_none() && (has(Supervisor) || has(Auditor)),
         "record.review" => has(Archivist) || (has(Supervisor) && obj.is_none_or(|o| o.same_dept)),
         other => panic!("the oracle does not know {other}"),
@@ -322,11 +331,11 @@ fn every_action_role_department_sensitivity_grant_owner_and_route_is_decided_as_
     let record = 2 * SENSITIVITIES.len() * GrantState::ALL.len();
     let grant = record * 2;
     let request = grant * APPROVER_ROLES.len() * 2;
-    // 14 actions on categories or records (each also on the vault), 3 on requests only,
-    // 1 on grants and the vault, 4 on the vault only.
-    let per_role_set = 14 * (1 + record) + 3 * request + (1 + grant) + 4;
+    // 16 actions on categories or records (each also on the vault), 3 on requests only,
+    // 1 on grants and the vault, 6 on the vault only.
+    let per_role_set = 16 * (1 + record) + 3 * request + (1 + grant) + 6;
     assert_eq!(checked, ROLE_SETS.len() * per_role_set);
-    assert_eq!(checked, 14_571);
+    assert_eq!(checked, 15_327);
 
     // Not vacuous either way, as a whole and per action: every action is allowed to
     // someone on something and refused to someone on something, apart from the two rules
@@ -408,6 +417,7 @@ fn actions_hidden_from_those_who_may_not_see_the_object() {
             "file.view",
             "record.unmask",
             "record.export",
+            "record.destroy",
             "record.review",
         ]
     );

@@ -281,6 +281,14 @@ actions! {
     ManageUsers => ("user.manage", false, Vault, true),
     /// See the integrity scrub's results (damaged, missing and unreferenced objects).
     ReadScrub => ("scrub.read", false, Vault, true),
+    /// Ask for a record's destruction and carry it out under an approved request.
+    DestroyRecord => ("record.destroy", true, Record, true),
+    /// Place or release a legal hold on a record (on the vault: on a category).
+    HoldRecord => ("record.hold", false, Record, true),
+    /// Read the destruction register and its certificates.
+    ReadDestructions => ("destruction.read", false, Vault, true),
+    /// See the records whose retention period has ended.
+    ReadRetention => ("retention.read", false, Vault, true),
     /// Read the statistics of the archive's work (counts only).
     ReadReports => ("report.read", false, Vault, true),
     /// Approve or reject a proposed filing or correction in a category under review (on a
@@ -462,7 +470,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), ACTIONS.len());
-        assert_eq!(ACTIONS.len(), 22);
+        assert_eq!(ACTIONS.len(), 26);
     }
 
     #[test]
@@ -475,6 +483,6 @@ mod tests {
     fn unknown_action_is_denied() {
         let p = Policies::embedded_default().expect("built-in policies load");
         let r = Resource::new(Sensitivity::Public, "x");
-        assert!(!p.decide("record.destroy", &Role::ALL, "x", Some(&r)));
+        assert!(!p.decide("record.shred", &Role::ALL, "x", Some(&r)));
     }
 }

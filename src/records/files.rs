@@ -146,6 +146,7 @@ pub(crate) async fn insert_row(
         .bind(record)
         .execute(&mut **tx)
         .await?;
+    crate::lifecycle::refuse_if_destroyed(tx, record).await?;
     let info: FileInfo = sqlx::query_as(&format!(
         "INSERT INTO files (id, record_id, version, object_key, kek_id, wrapped_key, size, media_type, \
          original_name, sha256, uploaded_by) \

@@ -465,6 +465,7 @@ pub(crate) async fn update_in<A: Action>(
     let reason = changes.reason.trim().to_string();
     let (_permit, _, category) = load_in::<A>(tx, app, who, id, GrantState::None).await?;
     let record = repo::lock_record(tx, id).await?;
+    crate::lifecycle::refuse_if_destroyed(tx, id).await?;
     let old_sealed = repo::sealed_values(tx, id).await?;
     let title = match &changes.title {
         Some(t) => check_title(t)?,

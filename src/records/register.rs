@@ -244,6 +244,14 @@ pub async fn move_file(app: &App, who: &Principal, id: RecordId, m: Move) -> App
     if reason.chars().count() < 3 {
         return Err(AppError::invalid("reason", "must say why"));
     }
+    if m.status == Some(PhysicalStatus::Destroyed) {
+        // Destruction is supervised: it comes only from an approved destroy request, carried
+        // out with a witness (`crate::lifecycle::destruction`).
+        return Err(AppError::invalid(
+            "status",
+            "a paper file is marked destroyed only by a destruction under an approved destroy request",
+        ));
+    }
     if m.to.is_none() && m.status.is_none() {
         return Err(AppError::invalid(
             "to",

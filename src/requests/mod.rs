@@ -46,7 +46,12 @@ pub struct NewRequest {
     pub record_id: RecordId,
     pub kind: Kind,
     pub purpose: String,
+    /// Required for every kind but `destroy` (which grants no access for a time).
+    #[serde(default)]
     pub duration_hours: u32,
+    /// For `destroy`: why, `retention` (the default) or `erasure` (the customer asked).
+    #[serde(default)]
+    pub reason_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -76,6 +81,10 @@ pub struct RequestView {
     pub requester_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// For `destroy`: `retention` or `erasure`.
+    pub reason_type: Option<String>,
+    /// For `destroy`: when the destruction it authorized was carried out.
+    pub used_at: Option<DateTime<Utc>>,
     #[sqlx(skip)]
     pub decisions: Vec<Decision>,
     #[sqlx(skip)]
@@ -97,7 +106,7 @@ pub struct Abilities {
 const REQUEST_SELECT: &str = "SELECT q.id, q.record_id, r.reference, r.title, q.kind, q.purpose, q.duration_hours, \
      CASE WHEN q.state = 'pending' AND q.expires_at <= now() THEN 'expired' ELSE q.state END AS state, \
      q.required_approvals, q.approver_role, q.same_department, q.department, q.sensitivity, u.username AS requester, \
-     q.requester_id, q.created_at, q.expires_at \
+     q.requester_id, q.created_at, q.expires_at, q.reason_type, q.used_at \
      FROM access_requests q JOIN records r ON r.id = q.record_id JOIN users u ON u.id = q.requester_id";
 
 /// The request's state as of now (a pending request past its expiry is `expired`).
@@ -227,8 +236,17 @@ async fn load_for<A: crate::policy::Action>(
 
 #[tracing::instrument(skip_all, fields(record = %new.record_id))]
 pub async fn create(app: &App, who: &Principal, new: NewRequest) -> AppResult<RequestView> {
-    let (_permit, record, category) =
-        crate::records::load_for::<RequestAccess>(app, who, new.record_id).await?;
+    let (record, category) = if new.kind == Kind::Destroy {
+        let (_permit, record, category) =
+            crate::records::load_for::<crate::policy::DestroyRecord>(app, who, new.record_id)
+                .await?;
+        (record, category)
+    } else {
+        let (_permit, record, category) =
+            crate::records::load_for::<RequestAccess>(app, who, new.record_id).await?;
+        (record, category)
+    };
+    let reason_type = crate::lifecycle::destroy_reason(new.kind, new.reason_type.as_deref())?;
     let purpose = new.purpose.trim().to_string();
     // The minimum counts what a reader sees, a CJK character as 2.5 Latin ones.
     purpose::check(&purpose)?;
@@ -241,6 +259,10 @@ pub async fn create(app: &App, who: &Principal, new: NewRequest) -> AppResult<Re
                 "no workflow allows this kind of request on this record",
             )
         })?;
+    let mut new = new;
+    if new.kind == Kind::Destroy && new.duration_hours == 0 {
+        new.duration_hours = route.max_hours;
+    }
     if new.duration_hours == 0 || new.duration_hours > route.max_hours {
         return Err(AppError::invalid(
             "duration_hours",
@@ -252,10 +274,17 @@ pub async fn create(app: &App, who: &Principal, new: NewRequest) -> AppResult<Re
     }
     let id = Uuid::new_v4();
     unit!(app.db, |tx| {
+        // No new access to, or second destruction of, a destroyed record; no destruction
+        // asked for while a legal hold stands.
+        crate::lifecycle::refuse_if_destroyed(&mut tx, record.id).await?;
+        if new.kind == Kind::Destroy {
+            crate::lifecycle::refuse_if_held(&mut tx, record.id).await?;
+        }
         sqlx::query(
             "INSERT INTO access_requests (id, record_id, requester_id, kind, purpose, duration_hours, \
-             required_approvals, approver_role, same_department, department, sensitivity, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() + $12 * interval '1 hour')",
+             required_approvals, approver_role, same_department, department, sensitivity, expires_at, \
+             reason_type) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() + $12 * interval '1 hour', $13)",
         )
         .bind(id)
         .bind(record.id)
@@ -269,6 +298,7 @@ pub async fn create(app: &App, who: &Principal, new: NewRequest) -> AppResult<Re
         .bind(&category.department)
         .bind(category.sensitivity.as_str())
         .bind(f64::from(route.pending_expiry_hours))
+        .bind(reason_type)
         .execute(&mut *tx)
         .await?;
         tx.audit(
@@ -278,12 +308,19 @@ pub async fn create(app: &App, who: &Principal, new: NewRequest) -> AppResult<Re
                 .detail(json!({
                     "record": record.id, "reference": record.reference, "kind": new.kind.as_str(),
                     "purpose": purpose, "duration_hours": new.duration_hours,
-                    "required_approvals": route.approvals,
+                    "required_approvals": route.approvals, "reason_type": reason_type,
                 })),
         )
         .await?;
         if route.approvals == 0 {
-            crate::grants::create(&mut tx, id, &who.actor(), "auto-approved by workflow").await?;
+            approved(
+                &mut tx,
+                id,
+                new.kind,
+                &who.actor(),
+                "auto-approved by workflow",
+            )
+            .await?;
         }
         let v = find(&mut tx, id, false).await?.ok_or(AppError::NotFound)?;
         fill(&mut tx, app, who, v).await
@@ -516,7 +553,8 @@ pub async fn decide(
             .fetch_one(&mut *tx)
             .await?;
             if approvals >= i64::from(v.required_approvals) {
-                crate::grants::create(&mut tx, id, &who.actor(), "approved").await?;
+                let kind = Kind::parse(&v.kind).unwrap_or(Kind::Lookup);
+                approved(&mut tx, id, kind, &who.actor(), "approved").await?;
             }
         } else {
             sqlx::query(
@@ -529,6 +567,22 @@ pub async fn decide(
         let v = find(&mut tx, id, false).await?.ok_or(AppError::NotFound)?;
         fill(&mut tx, app, who, v).await
     })
+}
+
+/// Completes the approval of request `id`: a grant for the kinds that open something, and
+/// for `destroy` only the approved state (the destruction itself uses the request once).
+async fn approved(
+    tx: &mut Tx,
+    id: Uuid,
+    kind: Kind,
+    actor: &crate::audit::Actor,
+    why: &str,
+) -> AppResult<()> {
+    if kind == Kind::Destroy {
+        crate::lifecycle::approve_destroy(tx, id, actor, why).await
+    } else {
+        crate::grants::create(tx, id, actor, why).await
+    }
 }
 
 /// Withdraws the caller's own pending request.

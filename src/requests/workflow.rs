@@ -152,7 +152,7 @@ impl Workflows {
             };
             let kind = Kind::parse(&r.kind).ok_or_else(|| {
                 bad(format!(
-                    "kind `{}` must be lookup, view, borrow or export",
+                    "kind `{}` must be lookup, view, borrow, export or destroy",
                     r.kind
                 ))
             })?;
@@ -304,6 +304,10 @@ mod tests {
                 .approvals,
             2
         );
+        for s in Sensitivity::ALL {
+            let r = w.route(Kind::Destroy, s, "X").unwrap();
+            assert_eq!((r.approvals, r.approver_role), (2, Role::Supervisor));
+        }
     }
 
     #[test]

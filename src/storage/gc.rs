@@ -2,7 +2,8 @@
 //!
 //! A file's object is written before its `files` row (so a row never points at a missing
 //! object); an upload whose transaction then fails leaves an object nothing references.
-//! [`run_once`] removes such objects.
+//! [`run_once`] removes such objects, and finishes the deletions a destruction could not
+//! complete (`object_deletions`, see [`crate::lifecycle`]).
 //!
 //! Guarantees:
 //! - An object is deleted only if its key has the form the vault generates
@@ -81,6 +82,9 @@ async fn collect(pool: &PgPool, store: &Store, grace: Duration) -> Result<GcRepo
         .map_err(|_| StorageError::Config("the gc grace period is too long".into()))?;
     let cutoff = chrono::Utc::now() - grace;
     let mut report = GcReport::default();
+    // Objects of destroyed files whose deletion right after the destruction failed: their
+    // keys are already erased, they go now whatever their age.
+    report.removed += crate::lifecycle::destruction::finish_pending(store, pool).await?;
     let mut listing = store.object_store().list(None);
     let mut batch: Vec<ObjectMeta> = Vec::with_capacity(BATCH);
     while let Some(meta) = listing.next().await {

@@ -25,6 +25,7 @@ mod audit;
 mod catalog;
 pub(crate) mod forms;
 mod home;
+mod lifecycle;
 mod locations;
 mod record;
 mod requests;
@@ -95,6 +96,18 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("loans.html", include_str!("../../templates/loans.html")),
     ("scrub.html", include_str!("../../templates/scrub.html")),
     (
+        "lifecycle.html",
+        include_str!("../../templates/lifecycle.html"),
+    ),
+    (
+        "destructions.html",
+        include_str!("../../templates/destructions.html"),
+    ),
+    (
+        "retention.html",
+        include_str!("../../templates/retention.html"),
+    ),
+    (
         "settings.html",
         include_str!("../../templates/settings.html"),
     ),
@@ -155,6 +168,7 @@ pub fn routes() -> Vec<Route> {
     r.extend(locations::routes());
     r.extend(home::routes());
     r.extend(audit::routes());
+    r.extend(lifecycle::routes());
     r.extend(stats::routes());
     r.extend(review::routes());
     r.extend(routes![

@@ -442,15 +442,13 @@ async fn render_record(
     let kinds = kind_choices(app, &record);
     let history = revision_views(category.as_ref(), page.revisions);
     let places = places(app, who).await?;
-    let statuses: Vec<&str> = [
-        PhysicalStatus::InStore,
-        PhysicalStatus::Missing,
-        PhysicalStatus::Destroyed,
-    ]
-    .iter()
-    .map(|s| s.as_str())
-    .collect();
+    let statuses: Vec<&str> = [PhysicalStatus::InStore, PhysicalStatus::Missing]
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
     let any_masked = record.fields.iter().any(|f| f.masked);
+    // Retention, legal holds and destruction, read under the same policy as the record.
+    let life = crate::lifecycle::of_record(app, who, id).await?;
     // Which sections are open: the one whose form was refused.
     let open_edit = refused.edit.is_some();
     let open_move = refused.moved.is_some();
@@ -464,7 +462,7 @@ async fn render_record(
         edit => refused.edit, edit_errors => refused.edit_errors, open_edit => open_edit,
         edit_title_warning => refused.edit_title_warning,
         moved => refused.moved, move_errors => refused.move_errors, open_move => open_move,
-        places => places, statuses => statuses, any_masked => any_masked,
+        places => places, statuses => statuses, any_masked => any_masked, life => life,
         min_purpose => requests::purpose::MIN_WEIGHT,
         min_purpose_cjk => requests::purpose::MIN_CJK, max_purpose => requests::purpose::MAX_CHARS },
     )
@@ -498,6 +496,7 @@ async fn record_request(
                 kind,
                 purpose: f.purpose.clone(),
                 duration_hours,
+                reason_type: None,
             },
         )
         .await

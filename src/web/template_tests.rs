@@ -552,6 +552,7 @@ fn every_template_renders_with_realistic_data() {
                 "places": {"storerooms": [["A", "Main"]], "shelves": ["3"], "boxes": ["12"]},
                 "statuses": ["in_store", "missing", "destroyed"],
                 "min_purpose": 15, "min_purpose_cjk": 6, "max_purpose": 2000,
+                "life": life_of(can_edit),
             })),
         );
         assert!(html.contains("12.1 KB"), "{html}");
@@ -709,6 +710,53 @@ fn every_template_renders_with_realistic_data() {
         common(json!({"latest": null, "runs": [], "interval_hours": 0})),
     );
 
+    // Retention, legal hold and destruction.
+    let errors = |name: &str| json!({"fields": {name: "must say why"}, "general": ["conflict"], "first": name});
+    for destroyed in [false, true] {
+        let html = page(
+            "lifecycle.html",
+            common(json!({
+                "record": {"id": ID, "reference": "CONTR-2026-000123", "title": "Lease",
+                           "category": {"path": "Customers / Contracts"}},
+                "life": life_of(destroyed),
+                "is_archivist": true, "is_supervisor": true,
+                "ask": {"reason_type": "erasure", "purpose": "customer asked"}, "ask_errors": errors("ask-purpose"),
+                "carry": {"request_id": ID, "witness": "wang", "method": "shredder"}, "carry_errors": errors("carry-witness"),
+                "hold": {"reason": "litigation"}, "hold_errors": errors("hold-reason"),
+                "min_purpose": 15, "min_purpose_cjk": 6, "max_purpose": 2000,
+            })),
+        );
+        assert!(html.contains("CONTR-2026-000123"));
+    }
+    let cert = life_of(true)["destruction"].clone();
+    let html = page(
+        "destructions.html",
+        common(
+            json!({"list": [cert], "filter": {"record_id": ID, "from": "2026-01-01", "to": null},
+                      "errors": errors("reg-from")}),
+        ),
+    );
+    assert!(html.contains("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"));
+    page(
+        "destructions.html",
+        common(
+            json!({"list": [], "filter": {}, "errors": {"fields": {}, "general": [], "first": null}}),
+        ),
+    );
+    let html = page(
+        "retention.html",
+        common(
+            json!({"within_days": 30, "list": [{"record_id": ID, "reference": "CONTR-2026-000123",
+            "title": "Lease", "category_code": "CONTR", "category_name": "Contracts", "filed_at": T,
+            "retention_years": 5, "retention_from": null, "retention_end": "2026-01-01",
+            "destroy_requested": true}]}),
+        ),
+    );
+    assert!(html.contains("CONTR-2026-000123"));
+    page(
+        "retention.html",
+        common(json!({"within_days": 0, "list": []})),
+    );
     let svg = crate::reports::chart::bars(
         "Requests by department",
         &[crate::reports::chart::Bar::new("信贷部", 3)],
@@ -931,4 +979,35 @@ fn the_scan_finds_what_templates_use() {
         .render_str("{{ 'x' | no_such_filter }}", ())
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnknownFilter);
+}
+
+/// A record's life cycle as the pages get it: holds, retention, open destroy requests and,
+/// when `destroyed`, the certificate.
+fn life_of(destroyed: bool) -> serde_json::Value {
+    let destruction = destroyed.then(|| {
+        json!({"id": ID2, "record_id": ID, "request_id": ID, "reference": "CONTR-2026-000123",
+               "title": "Lease", "category_code": "CONTR", "category_path": "Customers / Contracts",
+               "filed_at": T, "reason_type": "erasure", "purpose": "customer asked for erasure",
+               "requester": "li.wei", "approvers": [{"username": "wang", "decided_at": T, "comment": ""}],
+               "executor": "zhao", "witness": "qian", "method": "cross-cut shredder",
+               "files": [{"file_id": ID2, "version": 1, "name": "lease.pdf", "media_type": "application/pdf",
+                          "size": 12345, "uploaded_at": T,
+                          "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}],
+               "erased_fields": ["phone"], "paper": true, "destroyed_at": T})
+    });
+    json!({
+        "holds": [{"id": ID, "record_id": null, "category_id": ID2, "category_code": "CONTR",
+                   "reason": "litigation 2026-117", "placed_by": "wang", "placed_at": T,
+                   "released_by": null, "released_at": null},
+                  {"id": ID2, "record_id": ID, "category_id": null, "category_code": null,
+                   "reason": "dispute", "placed_by": "wang", "placed_at": T,
+                   "released_by": null, "released_at": null}],
+        "retention": {"years": 30, "from_field": "signed_on", "from_field_used": true,
+                      "end": "2056-03-04", "suspended": true},
+        "destruction": destruction,
+        "destroy_requests": [{"id": ID, "requester": "li.wei", "state": "approved", "reason_type": "retention",
+                              "purpose": "retention ended", "required_approvals": 2, "approvals": 2, "created_at": T},
+                             {"id": ID2, "requester": "li.wei", "state": "pending", "reason_type": "erasure",
+                              "purpose": "customer asked", "required_approvals": 2, "approvals": 1, "created_at": T}],
+    })
 }

@@ -817,6 +817,29 @@ async function stories(browser, lang) {
       await visit(run, arc.page, `/records/${recordId}`, 'record-after-loan');
     });
 
+    // Retention, legal hold and destruction: a hold placed and released on the record's
+    // life-cycle page, the register, the retention list and a destroy request.
+    await step(run, 'supervisor places and releases a legal hold', async () => {
+      const reason = lang.startsWith('zh') ? `诉讼保全 ${c.tag}` : `litigation hold ${c.tag}`;
+      await visit(run, sup.page, `/records/${recordId}/lifecycle`, 'record-lifecycle');
+      await submit(run, sup.page, form(sup.page, `/records/${recordId}/hold`), { reason }, 'hold-placed');
+      await expectText(sup.page, reason, 'the hold on the life-cycle page');
+      await submit(run, sup.page, form(sup.page, `/records/${recordId}/hold/release`), {}, 'hold-released');
+      await visit(run, sup.page, '/destructions', 'destruction-register');
+    }, { alone: true });
+    await step(run, 'archivist asks for the destruction of the record', async () => {
+      await visit(run, arc.page, '/retention', 'retention-list');
+      await visit(run, arc.page, `/records/${recordId}/lifecycle`);
+      await submit(
+        run,
+        arc.page,
+        form(arc.page, `/records/${recordId}/destroy-request`),
+        { reason_type: 'erasure', purpose: c.purposeBorrow },
+        'destroy-requested',
+      );
+      expectPath(arc.page, new RegExp(`^/records/${recordId}/lifecycle$`), 'requesting the destruction');
+    }, { alone: true });
+
     // The auditor reads the trail and verifies the chain.
     const aud = await step(run, 'auditor signs in', () => open(p.auditor));
     await step(run, 'auditor opens the audit trail', async () => {

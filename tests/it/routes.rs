@@ -210,6 +210,14 @@ fn body_for(method: Method, path: &str) -> Option<Option<&'static str>> {
         (Method::Patch, "/api/v1/categories/<id>") => Some(r#"{"name": "Renamed"}"#),
         (Method::Post, "/api/v1/proposals/<pid>/approve")
         | (Method::Post, "/api/v1/proposals/<pid>/reject") => Some(r#"{"comment": "checked"}"#),
+        (Method::Post, "/api/v1/records/<rid>/destroy") => Some(
+            r#"{"request_id": "6b1f1c1e-2f57-4a43-9d0b-1d3c8a9e2b10", "witness": "wang", "method": "shredder"}"#,
+        ),
+        (Method::Post, "/api/v1/records/<rid>/hold")
+        | (Method::Post, "/api/v1/categories/<cid>/hold") => Some(r#"{"reason": "litigation"}"#),
+        (Method::Delete, "/api/v1/records/<rid>/hold")
+        | (Method::Delete, "/api/v1/categories/<cid>/hold") => None,
+        (Method::Post, "/api/v1/categories/<cid>/retention") => Some(r#"{"retention_from": null}"#),
         _ => return None,
     };
     Some(b)
