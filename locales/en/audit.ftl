@@ -111,3 +111,9 @@ audit-action-keys-rotate = Keys rotated
 audit-action-keys-retire = Key retired
 audit-action-vault-backup = Backup
 audit-action-vault-restore = Restore
+
+audit-object-access_review = Access review
+audit-action-loan-holder-left = Loan flagged: holder has left
+audit-action-access-review-export = Access review downloaded
+audit-action-access-review-complete = Access review completed
+audit-action-phones-reindex = Phone search index rebuilt

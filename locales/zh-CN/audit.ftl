@@ -105,3 +105,9 @@ audit-action-keys-rotate = 密钥轮换
 audit-action-keys-retire = 停用密钥
 audit-action-vault-backup = 备份
 audit-action-vault-restore = 恢复
+
+audit-object-access_review = 权限审查
+audit-action-loan-holder-left = 借阅标记：借阅人已离职
+audit-action-access-review-export = 下载权限审查表
+audit-action-access-review-complete = 完成权限审查
+audit-action-phones-reindex = 重建电话号码检索索引

@@ -18,6 +18,7 @@ use crate::telemetry::RequestMeta;
 use crate::users;
 use crate::App;
 
+mod access_review;
 mod account;
 mod accounts;
 mod archive;
@@ -91,6 +92,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("loans.html", include_str!("../../templates/loans.html")),
     ("scrub.html", include_str!("../../templates/scrub.html")),
     (
+        "access_review.html",
+        include_str!("../../templates/access_review.html"),
+    ),
+    (
         "settings.html",
         include_str!("../../templates/settings.html"),
     ),
@@ -148,6 +153,7 @@ pub fn routes() -> Vec<Route> {
     r.extend(viewer::routes());
     r.extend(scrub::routes());
     r.extend(accounts::routes());
+    r.extend(access_review::routes());
     r.extend(locations::routes());
     r.extend(home::routes());
     r.extend(audit::routes());

@@ -2,6 +2,7 @@
 //! cloned from a migrated template on the run's private PostgreSQL cluster.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure should stop it loudly
 
+mod access_review;
 mod admin_pages;
 mod archive;
 mod audit_page;
@@ -21,11 +22,13 @@ mod i18n;
 mod import;
 mod input;
 mod jobs;
+mod leavers;
 mod loans;
 mod outage;
 mod pages;
 #[path = "../fixtures/pdf.rs"]
 mod pdf_fixture;
+mod phones;
 mod process;
 mod record_pages;
 mod request_pages;
