@@ -70,10 +70,9 @@ pub struct ReviewRow {
 #[serde(transparent)]
 pub struct RoleList(pub Vec<Role>);
 
-impl TryFrom<Vec<String>> for RoleList {
-    type Error = std::convert::Infallible;
-    fn try_from(v: Vec<String>) -> Result<Self, Self::Error> {
-        Ok(RoleList(v.iter().filter_map(|s| s.parse().ok()).collect()))
+impl From<Vec<String>> for RoleList {
+    fn from(v: Vec<String>) -> Self {
+        RoleList(v.iter().filter_map(|s| s.parse().ok()).collect())
     }
 }
 
