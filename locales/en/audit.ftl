@@ -120,3 +120,9 @@ audit-action-record-destroy = Record destroyed
 audit-action-destruction-read = Destruction register read
 audit-action-retention-read = Retention list read
 audit-object-destruction = Destruction
+
+audit-object-access_review = Access review
+audit-action-loan-holder-left = Loan flagged: holder has left
+audit-action-access-review-export = Access review downloaded
+audit-action-access-review-complete = Access review completed
+audit-action-phones-reindex = Phone search index rebuilt

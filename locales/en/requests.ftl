@@ -169,3 +169,8 @@ flash-req-revoked = The { $kind } grant of { $holder } on { $reference } is revo
 flash-req-lent = { $reference } lent to { $borrower }, due back on { $due }.
 flash-req-returned = { $reference } taken back from { $borrower }; its condition is noted.
 flash-req-export-created = The export of { $reference } is ready to download.
+
+## Leavers at the loans desk
+req-holder-left = holder has left: { $name }
+req-loans-col-holder_left = Holder has left
+req-cancelled-account-disabled = cancelled because the requester's account was disabled

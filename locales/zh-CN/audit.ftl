@@ -114,3 +114,9 @@ audit-action-record-destroy = 档案销毁
 audit-action-destruction-read = 查阅销毁登记
 audit-action-retention-read = 查阅保管期限清单
 audit-object-destruction = 销毁记录
+
+audit-object-access_review = 权限审查
+audit-action-loan-holder-left = 借阅标记：借阅人已离职
+audit-action-access-review-export = 下载权限审查表
+audit-action-access-review-complete = 完成权限审查
+audit-action-phones-reindex = 重建电话号码检索索引

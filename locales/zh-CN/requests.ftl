@@ -158,3 +158,8 @@ flash-req-revoked = 已收回 { $holder } 对 { $reference } 的{ $kind }授权�
 flash-req-lent = { $reference } 已借给 { $borrower }，应于 { $due } 归还。
 flash-req-returned = 已收回 { $borrower } 归还的 { $reference }，归还状况已登记。
 flash-req-export-created = { $reference } 的导出已可下载。
+
+## 借阅台上的离职人员
+req-holder-left = 借阅人已离职：{ $name }
+req-loans-col-holder_left = 借阅人已离职
+req-cancelled-account-disabled = 因申请人账户被停用而撤销

@@ -21,7 +21,7 @@ use crate::audit;
 use crate::auth::{self, Authenticated, Principal, SESSION_COOKIE};
 use crate::error::{AppError, AppResult};
 use crate::telemetry::RequestMeta;
-use crate::users::{self, NewUser, User, UserId};
+use crate::users::{self, NewUser, User};
 use crate::App;
 
 pub fn routes() -> Vec<Route> {
@@ -38,7 +38,6 @@ pub fn routes() -> Vec<Route> {
         change_password,
         create_user,
         list_users,
-        disable_user,
         list_audit
     ]);
     r
@@ -96,6 +95,30 @@ impl<'r, T: serde::de::DeserializeOwned> rocket::data::FromData<'r> for JsonBody
     }
 }
 
+/// A JSON body that may be left out: a request with neither a body nor a content type
+/// gives `None`; anything else is taken or refused exactly as [`JsonBody`] does.
+pub(crate) struct OptionalJson<T>(pub Option<T>);
+
+#[rocket::async_trait]
+impl<'r, T: serde::de::DeserializeOwned> rocket::data::FromData<'r> for OptionalJson<T> {
+    type Error = AppError;
+
+    async fn from_data(
+        req: &'r rocket::Request<'_>,
+        mut data: rocket::Data<'r>,
+    ) -> rocket::data::Outcome<'r, Self> {
+        use rocket::data::Outcome;
+        if req.content_type().is_none() && data.peek(1).await.is_empty() {
+            return Outcome::Success(OptionalJson(None));
+        }
+        match JsonBody::<T>::from_data(req, data).await {
+            Outcome::Success(JsonBody(v)) => Outcome::Success(OptionalJson(Some(v))),
+            Outcome::Error(e) => Outcome::Error(e),
+            Outcome::Forward(f) => Outcome::Forward(f),
+        }
+    }
+}
+
 /// Unwraps a JSON body, or answers why it was refused (415, 413 or a 422 that says what is
 /// wrong).
 pub(crate) fn body<T>(b: Body<T>) -> AppResult<T> {
@@ -113,6 +136,7 @@ fn user_json(u: &User) -> Value {
         "must_change_password": u.must_change_password,
         "created_at": u.created_at,
         "disabled_at": u.disabled_at,
+        "last_sign_in_at": u.last_sign_in_at,
     })
 }
 
@@ -211,12 +235,6 @@ async fn list_users(app: &State<App>, who: Principal) -> AppResult<Json<Value>> 
     Ok(Json(
         json!({"users": list.iter().map(user_json).collect::<Vec<_>>()}),
     ))
-}
-
-#[post("/users/<id>/disable")]
-async fn disable_user(app: &State<App>, who: Principal, id: UserId) -> AppResult<Json<Value>> {
-    let u = users::disable(app, &who, id).await?;
-    Ok(Json(user_json(&u)))
 }
 
 fn parse_time(field: &str, v: Option<&str>) -> AppResult<Option<DateTime<Utc>>> {

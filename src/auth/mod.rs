@@ -125,6 +125,7 @@ pub async fn login(
                 config.session_absolute(),
             )
             .await?;
+            users::note_sign_in(&mut tx, user.id).await?;
             let actor = Actor::user(user.id.0, &user.username, meta);
             tx.audit(
                 &actor,

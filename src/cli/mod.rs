@@ -162,10 +162,14 @@ pub enum UserCommand {
         #[arg(long)]
         must_change_password: bool,
     },
-    /// Disable an account and end its sessions at once.
+    /// Disable an account and end its sessions at once; the person's pending requests are
+    /// cancelled, grants revoked and loans out flagged to the loans desk.
     Disable {
         #[arg(long)]
         username: String,
+        /// Who takes over, or anything else the handover should record.
+        #[arg(long)]
+        handover_note: Option<String>,
     },
     /// Set a new password (from standard input, or generated and printed once); the
     /// person must change it at next sign-in.
@@ -449,15 +453,24 @@ async fn user_command(pool: sqlx::PgPool, cmd: UserCommand) -> anyhow::Result<i3
             .map_err(err)?;
             println!("created account {} ({})", u.username, u.id);
         }
-        UserCommand::Disable { username } => {
+        UserCommand::Disable {
+            username,
+            handover_note,
+        } => {
             let u = users::find_by_username(&pool, &username)
                 .await
                 .map_err(err)?
                 .with_context(|| format!("no account named {username}"))?;
-            users::disable_by_operator(&pool, &actor, u.id)
+            let (_, s) = users::disable_by_operator(&pool, &actor, u.id, handover_note.as_deref())
                 .await
                 .map_err(err)?;
             println!("disabled account {} and ended its sessions", u.username);
+            println!(
+                "settled: {} pending requests cancelled, {} grants revoked, {} loans out flagged to the loans desk",
+                s.cancelled_requests.len(),
+                s.revoked_grants.len(),
+                s.flagged_loans.len()
+            );
         }
         UserCommand::ResetPassword {
             username,
@@ -537,6 +550,19 @@ async fn serve_on(
 ) -> anyhow::Result<()> {
     db.migrate().await?;
     db.warn_if_privileged().await?;
+    // Data migrations that need the keys, each once, after the SQL migrations.
+    if let Some(r) =
+        crate::records::phones::reindex(&crate::tx::Db::new(db.pool.clone()), &vault.keys)
+            .await
+            .map_err(|e| anyhow::anyhow!("re-indexing phone numbers: {e}"))?
+    {
+        tracing::info!(
+            reindexed = r.reindexed,
+            resealed = r.resealed,
+            unparsable = r.unparsable,
+            "phone numbers re-indexed by their E.164 form"
+        );
+    }
     let url = format!("http://{}:{}", config.address, config.port);
     if let Some(password) = users::bootstrap_admin(
         &db.pool,

@@ -10,6 +10,7 @@
 use super::ReadReports;
 use super::ReadScrub;
 use super::ReviewChange;
+use super::ReviewAccess;
 use super::{
     spec, Action, ApproveRequest, CancelRequest, EditRecord, ExportWithGrant, FileRecord,
     GrantState, ManageCategory, ManageLoans, ManageRegister, ManageUsers, Object, Policies,
@@ -94,6 +95,7 @@ fn cases() -> Vec<Case> {
         case::<UnmaskWithGrant>(),
         case::<ExportWithGrant>(),
         case::<ManageUsers>(),
+        case::<ReviewAccess>(),
         case::<ReadScrub>(),
         case::<DestroyRecord>(),
         case::<HoldRecord>(),
@@ -212,6 +214,7 @@ fn oracle(action: &str, roles: &[Role], obj: Option<Obj>) -> bool {
         "grant.revoke" => has(Supervisor) && obj.is_none_or(|o| o.same_dept),
         "audit.read" => obj.is_none() && has(Auditor),
         "user.manage" => obj.is_none() && has(Admin),
+        "user.review" => obj.is_none() && (has(Admin) || has(Auditor)),
         "scrub.read" => obj.is_none() && has(Admin),
         "record.destroy" => has(Archivist),
         "record.hold" => has(Supervisor),
@@ -332,10 +335,10 @@ fn every_action_role_department_sensitivity_grant_owner_and_route_is_decided_as_
     let grant = record * 2;
     let request = grant * APPROVER_ROLES.len() * 2;
     // 16 actions on categories or records (each also on the vault), 3 on requests only,
-    // 1 on grants and the vault, 6 on the vault only.
-    let per_role_set = 16 * (1 + record) + 3 * request + (1 + grant) + 6;
+    // 1 on grants and the vault, 7 on the vault only.
+    let per_role_set = 16 * (1 + record) + 3 * request + (1 + grant) + 7;
     assert_eq!(checked, ROLE_SETS.len() * per_role_set);
-    assert_eq!(checked, 15_327);
+    assert_eq!(checked, 15_336);
 
     // Not vacuous either way, as a whole and per action: every action is allowed to
     // someone on something and refused to someone on something, apart from the two rules
@@ -551,6 +554,11 @@ fn pinned_rows() {
         ("user.manage",       &[Supervisor], None,                                Forbidden),
         ("user.manage",       &[Archivist],  None,                                Forbidden),
         ("user.manage",       &[Auditor],    None,                                Forbidden),
+        // Administrators and auditors hold the access review.
+        ("user.review",       &[Admin],      None,                                Allow),
+        ("user.review",       &[Auditor],    None,                                Allow),
+        ("user.review",       &[Supervisor], None,                                Forbidden),
+        ("user.review",       &[Employee],   None,                                Forbidden),
         // Only administrators see the integrity scrub's results.
         ("scrub.read",        &[Admin],      None,                                Allow),
         ("scrub.read",        &[Auditor],    None,                                Forbidden),

@@ -279,6 +279,9 @@ actions! {
     ExportWithGrant => ("record.export", true, Record, true),
     /// Manage accounts: create, list, disable, reset passwords.
     ManageUsers => ("user.manage", false, Vault, true),
+    /// Hold the periodic access review (accounts, roles, last sign-in), export it and mark
+    /// it complete.
+    ReviewAccess => ("user.review", false, Vault, true),
     /// See the integrity scrub's results (damaged, missing and unreferenced objects).
     ReadScrub => ("scrub.read", false, Vault, true),
     /// Ask for a record's destruction and carry it out under an approved request.
@@ -470,7 +473,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), ACTIONS.len());
-        assert_eq!(ACTIONS.len(), 26);
+        assert_eq!(ACTIONS.len(), 27);
     }
 
     #[test]

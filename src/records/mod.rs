@@ -11,6 +11,7 @@ pub mod files;
 pub mod import;
 pub mod masking;
 pub mod model;
+pub mod phones;
 pub mod privacy;
 pub mod register;
 mod repo;

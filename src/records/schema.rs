@@ -1,6 +1,6 @@
 //! Category field schemas and the validation of record values against them. Every error
-//! names the field. Phone numbers accept mainland China mobile numbers (11 digits starting
-//! 1[3-9], optionally +86) and international numbers (7 to 15 digits); ID numbers accept the
+//! names the field. Phone numbers follow the real numbering plans (`super::phones`: mainland
+//! mobiles and landlines, other countries with their + country code); ID numbers accept the
 //! 18-character PRC resident ID with its ISO 7064 MOD 11-2 check character, and other
 //! identifiers of 5 to 32 letters and digits.
 
@@ -144,7 +144,7 @@ pub fn check_schema(fields: &mut [FieldDef]) -> Result<(), AppError> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checked {
     pub value: String,
-    /// The normalized form used for the blind index (phones: digits; IDs: upper case).
+    /// The normalized form used for the blind index (phones: E.164; IDs: upper case).
     pub index_form: Option<String>,
 }
 
@@ -163,32 +163,10 @@ pub fn china_id_checksum_ok(id: &str) -> bool {
     CHECK[(sum % 11) as usize] == b[17].to_ascii_uppercase()
 }
 
+/// The E.164 form of a phone number (what its blind index is computed from), or `None`
+/// when the numbering plans do not allow it (see [`super::phones`]).
 pub fn normalize_phone(raw: &str) -> Option<String> {
-    let trimmed = raw.trim();
-    if trimmed.is_empty()
-        || !trimmed
-            .chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '+' | '(' | ')' | '.'))
-    {
-        return None;
-    }
-    let mut digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
-    // +86 / 0086 prefix of a mainland mobile number: keep the national form.
-    if digits.len() == 13 && digits.starts_with("86") {
-        digits = digits[2..].to_string();
-    } else if digits.len() == 15 && digits.starts_with("0086") {
-        digits = digits[4..].to_string();
-    }
-    let cn_mobile = digits.len() == 11
-        && digits.starts_with('1')
-        && matches!(digits.as_bytes()[1], b'3'..=b'9');
-    if cn_mobile
-        || (7..=15).contains(&digits.len()) && !(digits.len() == 11 && digits.starts_with('1'))
-    {
-        Some(digits)
-    } else {
-        None
-    }
+    super::phones::parse(raw).map(|p| p.e164)
 }
 
 pub fn normalize_id_number(raw: &str) -> Option<String> {
@@ -251,25 +229,34 @@ pub fn check_value(def: &FieldDef, value: &Value) -> Result<Checked, AppError> {
             Ok(d) => plain(d.format("%Y-%m-%d").to_string()),
             Err(_) => Err(invalid(name, "must be a date as YYYY-MM-DD")),
         },
-        FieldType::Phone => match normalize_phone(&text) {
-            Some(d) => Ok(Checked { value: d.clone(), index_form: Some(d) }),
-            None => Err(invalid(
-                name,
-                "must be a phone number: a mainland China mobile number (11 digits, 1[3-9]…) or 7 to 15 digits",
-            )),
+        FieldType::Phone => match super::phones::parse(&text) {
+            Some(p) => Ok(Checked {
+                value: p.stored,
+                index_form: Some(p.e164),
+            }),
+            None => Err(invalid(name, super::phones::INVALID)),
         },
         FieldType::IdNumber => match normalize_id_number(&text) {
-            Some(v) => Ok(Checked { value: v.clone(), index_form: Some(v) }),
+            Some(v) => Ok(Checked {
+                value: v.clone(),
+                index_form: Some(v),
+            }),
             None if text.len() == 18 => Err(invalid(
                 name,
                 "is not a valid 18-character resident ID number (check character does not match)",
             )),
-            None => Err(invalid(name, "must be an ID number of 5 to 32 letters and digits")),
+            None => Err(invalid(
+                name,
+                "must be an ID number of 5 to 32 letters and digits",
+            )),
         },
         FieldType::Email => {
             if check_email(&text) {
                 let lower = text.to_lowercase();
-                Ok(Checked { value: text, index_form: Some(lower) })
+                Ok(Checked {
+                    value: text,
+                    index_form: Some(lower),
+                })
             } else {
                 Err(invalid(name, "must be an e-mail address"))
             }
@@ -279,7 +266,10 @@ pub fn check_value(def: &FieldDef, value: &Value) -> Result<Checked, AppError> {
             if choices.contains(&text) {
                 plain(text)
             } else {
-                Err(invalid(name, format!("must be one of: {}", choices.join(", "))))
+                Err(invalid(
+                    name,
+                    format!("must be one of: {}", choices.join(", ")),
+                ))
             }
         }
     }
@@ -350,15 +340,15 @@ mod tests {
     fn phones() {
         assert_eq!(
             normalize_phone("138 1234 5678").as_deref(),
-            Some("13812345678")
+            Some("+8613812345678")
         );
         assert_eq!(
             normalize_phone("+86 138-1234-5678").as_deref(),
-            Some("13812345678")
+            Some("+8613812345678")
         );
         assert_eq!(
             normalize_phone("+44 20 7946 0958").as_deref(),
-            Some("442079460958")
+            Some("+442079460958")
         );
         assert!(
             normalize_phone("12812345678").is_none(),
@@ -366,6 +356,10 @@ mod tests {
         );
         assert!(normalize_phone("123").is_none());
         assert!(normalize_phone("call me").is_none());
+        let phone = def("phone", FieldType::Phone);
+        let c = check_value(&phone, &Value::String("+86 138-1234-5678".into())).unwrap();
+        assert_eq!(c.value, "13812345678");
+        assert_eq!(c.index_form.as_deref(), Some("+8613812345678"));
     }
 
     #[test]

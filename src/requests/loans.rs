@@ -41,6 +41,11 @@ pub struct Loan {
     pub condition: Option<String>,
     pub approved_by: String,
     pub overdue: bool,
+    /// The borrower's account was disabled while the file was out: flagged to the loans
+    /// desk until the file is returned.
+    pub holder_left: bool,
+    /// The borrower's display name, for the flag.
+    pub borrower_name: String,
 }
 
 /// The archive's calendar day now: due dates are days of the vault's time zone
@@ -61,7 +66,8 @@ const LOAN_SELECT: &str = "SELECT l.id, l.request_id, l.record_id, r.reference, 
      c.username AS checked_out_by, l.out_at, l.due_date, l.returned_at, l.condition, \
      COALESCE((SELECT string_agg(u.username, ', ' ORDER BY d.decided_at) FROM request_decisions d \
                JOIN users u ON u.id = d.approver_id WHERE d.request_id = l.request_id AND d.decision = 'approve'), 'workflow') AS approved_by, \
-     (l.returned_at IS NULL AND l.due_date < current_date) AS overdue \
+     (l.returned_at IS NULL AND l.due_date < current_date) AS overdue, \
+     (l.holder_left_at IS NOT NULL AND l.returned_at IS NULL) AS holder_left, b.display_name AS borrower_name \
      FROM loans l JOIN records r ON r.id = l.record_id JOIN users b ON b.id = l.borrower_id \
      JOIN users c ON c.id = l.checked_out_by";
 
@@ -374,7 +380,7 @@ pub async fn register(app: &App, who: &Principal, format: &str) -> AppResult<Vec
 }
 
 /// The columns of the register, as machine names (the API's CSV) and catalog keys.
-const REGISTER_COLUMNS: [&str; 10] = [
+const REGISTER_COLUMNS: [&str; 11] = [
     "reference",
     "title",
     "borrower",
@@ -385,6 +391,7 @@ const REGISTER_COLUMNS: [&str; 10] = [
     "returned_at",
     "condition",
     "overdue",
+    "holder_left",
 ];
 
 /// The register as a table. With `ui`, for people: headers in their language, times in
@@ -417,6 +424,11 @@ pub fn register_sheet(loans: &[Loan], ui: Option<crate::i18n::Ui>) -> crate::she
             Some(_) => String::new(),
             None => l.overdue.to_string(),
         };
+        let holder_left = match ui {
+            Some(ui) if l.holder_left => tr(ui.lang, "yes", &[]),
+            Some(_) => String::new(),
+            None => l.holder_left.to_string(),
+        };
         sheet.push(vec![
             Cell::from(l.reference.as_str()),
             Cell::from(l.title.as_str()),
@@ -428,6 +440,7 @@ pub fn register_sheet(loans: &[Loan], ui: Option<crate::i18n::Ui>) -> crate::she
             Cell::from(l.returned_at.map(time)),
             Cell::from(l.condition.clone()),
             Cell::from(overdue),
+            Cell::from(holder_left),
         ]);
     }
     sheet
@@ -455,6 +468,8 @@ mod tests {
             condition: None,
             approved_by: "sup".into(),
             overdue: true,
+            holder_left: false,
+            borrower_name: "Emp".into(),
         };
         let machine = register_sheet(std::slice::from_ref(&loan), None);
         let csv = String::from_utf8(machine.to_csv()).unwrap();

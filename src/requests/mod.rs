@@ -85,6 +85,9 @@ pub struct RequestView {
     pub reason_type: Option<String>,
     /// For `destroy`: when the destruction it authorized was carried out.
     pub used_at: Option<DateTime<Utc>>,
+    /// Why a request was cancelled other than by its requester (`account_disabled`).
+    #[sqlx(default)]
+    pub cancel_reason: Option<String>,
     #[sqlx(skip)]
     pub decisions: Vec<Decision>,
     #[sqlx(skip)]
@@ -106,7 +109,7 @@ pub struct Abilities {
 const REQUEST_SELECT: &str = "SELECT q.id, q.record_id, r.reference, r.title, q.kind, q.purpose, q.duration_hours, \
      CASE WHEN q.state = 'pending' AND q.expires_at <= now() THEN 'expired' ELSE q.state END AS state, \
      q.required_approvals, q.approver_role, q.same_department, q.department, q.sensitivity, u.username AS requester, \
-     q.requester_id, q.created_at, q.expires_at, q.reason_type, q.used_at \
+     q.requester_id, q.created_at, q.expires_at, q.reason_type, q.used_at, q.cancel_reason \
      FROM access_requests q JOIN records r ON r.id = q.record_id JOIN users u ON u.id = q.requester_id";
 
 /// The request's state as of now (a pending request past its expiry is `expired`).

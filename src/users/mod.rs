@@ -6,8 +6,10 @@
 //! functions serve the command line: its user is the machine's operator, who holds the
 //! database credentials and the master key, not a person under the vault's policy.
 
+pub mod leavers;
 pub mod model;
 mod repo;
+pub mod review;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -53,9 +55,51 @@ pub async fn list(app: &App, who: &Principal) -> AppResult<Vec<User>> {
     unit!(app.db, |tx| Ok(repo::list(&mut tx).await?))
 }
 
-/// An administrator disables an account (`user.manage`).
+/// An administrator disables an account (`user.manage`), settling what the person holds
+/// (see [`disable_with`]) with no handover note.
 #[tracing::instrument(skip_all, fields(user = %id))]
 pub async fn disable(app: &App, who: &Principal, id: UserId) -> AppResult<User> {
+    disable_with(app, who, id, None).await.map(|(u, _)| u)
+}
+
+/// What the person holds now (pending requests, grants in force, loans out), for the
+/// administrator about to disable the account (`user.manage`).
+#[tracing::instrument(skip_all, fields(user = %id))]
+pub async fn holdings_for(app: &App, who: &Principal, id: UserId) -> AppResult<leavers::Holdings> {
+    manage(app, who, Some(id)).await?;
+    unit!(app.db, |tx| match repo::find(&mut tx, id).await? {
+        Some(_) => leavers::holdings(&mut tx, id, false).await,
+        None => Err(tx.not_found(who, ManageUsers::NAME, ("user", id.to_string()))),
+    })
+}
+
+/// The handovers recorded when the account was disabled, newest first (`user.manage`).
+#[tracing::instrument(skip_all, fields(user = %id))]
+pub async fn handovers_for(
+    app: &App,
+    who: &Principal,
+    id: UserId,
+) -> AppResult<Vec<leavers::Handover>> {
+    manage(app, who, Some(id)).await?;
+    unit!(app.db, |tx| leavers::handovers(&mut tx, id).await)
+}
+
+/// Notes a successful sign-in, in the sign-in's unit of work.
+pub(crate) async fn note_sign_in(conn: &mut PgConnection, id: UserId) -> AppResult<()> {
+    Ok(repo::set_last_sign_in(conn, id).await?)
+}
+
+/// An administrator disables an account (`user.manage`): in one unit of work the account
+/// is disabled, its sessions end, and what the person holds is settled (pending requests
+/// cancelled, grants revoked, loans out flagged to the loans desk) with the handover note
+/// recorded. Answers the account and the settlement.
+#[tracing::instrument(skip_all, fields(user = %id))]
+pub async fn disable_with(
+    app: &App,
+    who: &Principal,
+    id: UserId,
+    handover_note: Option<&str>,
+) -> AppResult<(User, leavers::Settlement)> {
     manage(app, who, Some(id)).await?;
     // An unknown account is 404, audited like any refusal.
     unit!(app.db, |tx| match repo::find(&mut tx, id).await? {
@@ -65,7 +109,13 @@ pub async fn disable(app: &App, who: &Principal, id: UserId) -> AppResult<User> 
     if id == who.user().id {
         return Err(refuse_own(app, who, id, "user.disable", SELF_DISABLE).await);
     }
-    disable_as(&app.db, &who.actor(), id).await
+    let note = leavers::check_note(handover_note)?;
+    let (user, settled) = disable_as(&app.db, &who.actor(), id, &note).await?;
+    // Whatever the viewer keeps for a revoked grant goes with it.
+    for g in &settled.revoked_grants {
+        app.viewer_cache.forget_grant(*g);
+    }
+    Ok((user, settled))
 }
 
 /// The account-management permit; a refusal is audited.
@@ -92,10 +142,17 @@ pub async fn create_by_operator(
     insert(&Db::new(pool.clone()), hasher, actor, new).await
 }
 
-/// Disables an account from the command line.
+/// Disables an account from the command line, settling what the person holds like
+/// [`disable_with`].
 #[tracing::instrument(skip_all)]
-pub async fn disable_by_operator(pool: &PgPool, actor: &Actor, id: UserId) -> AppResult<User> {
-    disable_as(&Db::new(pool.clone()), actor, id).await
+pub async fn disable_by_operator(
+    pool: &PgPool,
+    actor: &Actor,
+    id: UserId,
+    handover_note: Option<&str>,
+) -> AppResult<(User, leavers::Settlement)> {
+    let note = leavers::check_note(handover_note)?;
+    disable_as(&Db::new(pool.clone()), actor, id, &note).await
 }
 
 /// Creates an account. The password must meet the strength rules.
@@ -232,10 +289,19 @@ pub(crate) async fn credentials(
     Ok(repo::credentials(conn, username).await?)
 }
 
-/// Disables an account and ends all its sessions at once. Refuses to disable the last
-/// active administrator, which would lock everyone out of account management.
-async fn disable_as(db: &Db, actor: &Actor, id: UserId) -> AppResult<User> {
+/// Disables an account, ends all its sessions at once and settles what the person holds.
+/// Refuses to disable the last active administrator, which would lock everyone out of
+/// account management.
+async fn disable_as(
+    db: &Db,
+    actor: &Actor,
+    id: UserId,
+    note: &str,
+) -> AppResult<(User, leavers::Settlement)> {
     let user = unit!(db, |tx| {
+        // The author's row too, in id order: the handover row and revoked grants name them.
+        let rows: Vec<uuid::Uuid> = std::iter::once(id.0).chain(actor.id).collect();
+        repo::lock_in_order(&mut tx, &rows).await?;
         let user = repo::lock(&mut tx, id).await?.ok_or(AppError::NotFound)?;
         if !user.is_active() {
             return Err(AppError::Conflict("the account is already disabled".into()));
@@ -247,15 +313,29 @@ async fn disable_as(db: &Db, actor: &Actor, id: UserId) -> AppResult<User> {
         }
         let user = repo::set_disabled(&mut tx, id).await?;
         let ended = crate::auth::session::end_all_for_user(&mut tx, id).await?;
+        let mut settled = leavers::settle(&mut tx, actor, id, &user.username, note).await?;
+        settled.sessions_ended = ended;
         tx.audit(
             actor,
             Event::new("user.disable", Outcome::Success)
                 .object("user", id)
-                .detail(json!({"username": user.username, "sessions_ended": ended})),
+                .detail(json!({
+                    "username": user.username, "sessions_ended": ended,
+                    "handover": settled.handover_id, "handover_note": settled.note,
+                    "cancelled_requests": settled.cancelled_requests,
+                    "revoked_grants": settled.revoked_grants,
+                    "flagged_loans": settled.flagged_loans,
+                })),
         )
         .await?;
-        tracing::info!(target: "security", user_id = %id, sessions_ended = ended, "account disabled");
-        Ok(user)
+        tracing::info!(
+            target: "security", user_id = %id, sessions_ended = ended,
+            requests_cancelled = settled.cancelled_requests.len(),
+            grants_revoked = settled.revoked_grants.len(),
+            loans_flagged = settled.flagged_loans.len(),
+            "account disabled"
+        );
+        Ok((user, settled))
     })?;
     Ok(user)
 }

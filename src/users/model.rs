@@ -88,6 +88,8 @@ pub struct User {
     pub locale: Option<String>,
     /// The person's IANA time zone; none: the vault's.
     pub time_zone: Option<String>,
+    /// When the person last signed in successfully; none: never.
+    pub last_sign_in_at: Option<DateTime<Utc>>,
 }
 
 impl User {
@@ -112,6 +114,9 @@ pub(crate) struct UserRow {
     pub disabled_at: Option<DateTime<Utc>>,
     pub locale: Option<String>,
     pub time_zone: Option<String>,
+    /// Absent from queries that do not need it (the session guard's).
+    #[sqlx(default)]
+    pub last_sign_in_at: Option<DateTime<Utc>>,
 }
 
 impl From<UserRow> for User {
@@ -128,6 +133,7 @@ impl From<UserRow> for User {
             disabled_at: r.disabled_at,
             locale: r.locale,
             time_zone: r.time_zone,
+            last_sign_in_at: r.last_sign_in_at,
         }
     }
 }

@@ -4,7 +4,8 @@ use uuid::Uuid;
 use super::model::{Role, User, UserId, UserRow};
 
 const COLUMNS: &str = "id, username, display_name, department, roles, status, \
-                       must_change_password, created_at, disabled_at, locale, time_zone";
+                       must_change_password, created_at, disabled_at, locale, time_zone, \
+                       last_sign_in_at";
 
 pub(super) struct Insert<'a> {
     pub username: &'a str,
@@ -186,4 +187,25 @@ pub(super) async fn set_enabled(conn: &mut PgConnection, id: UserId) -> sqlx::Re
     .fetch_one(conn)
     .await?;
     Ok(row.into())
+}
+
+/// Notes a successful sign-in.
+pub(super) async fn set_last_sign_in(conn: &mut PgConnection, id: UserId) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET last_sign_in_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Locks the rows of `ids` in id order. A change that locks one account and then records
+/// who made it (a foreign key to the author's row takes a share lock on it) would
+/// otherwise deadlock with the same change made the other way round at once (two
+/// administrators disabling each other).
+pub(super) async fn lock_in_order(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<()> {
+    sqlx::query("SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(ids)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

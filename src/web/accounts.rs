@@ -1,6 +1,7 @@
 //! Account administration in the browser (`/admin/users`): the list and the form that
 //! creates an account, and a page per account to change its name, department and roles,
-//! disable it (after a confirmation step), enable it again, and reset its password (a
+//! disable it (after a step that shows what the person holds and takes a handover note;
+//! the answer shows what was settled), enable it again, and reset its password (a
 //! one-time password shown once). The services decide (`user.manage`) and audit.
 
 use minijinja::{context, Value};
@@ -152,6 +153,9 @@ struct Shown {
     one_time_password: Option<String>,
     typed: Option<Value>,
     errors: Option<FormErrors>,
+    /// Before disabling: what the person holds, and the handover note typed so far.
+    holdings: Option<users::leavers::Holdings>,
+    note: Option<String>,
 }
 
 async fn render_user(
@@ -169,13 +173,16 @@ async fn render_user(
             roles: roles.iter().map(|r| r.to_string()).collect(),
         })
     });
+    let handovers = users::handovers_for(app, who, user.id).await?;
     app.templates.render(
         "user.html",
         context! {
             me => me(who), csrf => who.csrf_token(), u => user, roles => roles,
             all_roles => all_roles(), own => user.id == who.user().id,
             confirm => shown.confirm, one_time_password => shown.one_time_password,
-            form => typed, errors => shown.errors,
+            form => typed, errors => shown.errors, holdings => shown.holdings,
+            note => shown.note, handovers => handovers,
+            note_max => users::leavers::NOTE_MAX,
         },
     )
 }
@@ -279,28 +286,64 @@ async fn refused(app: &App, who: &Principal, id: UserId, e: AppError) -> AppResu
     }
 }
 
-/// The first post asks "Disable …? Their sessions end now." (nothing changes); only the
-/// confirmed post disables. One's own account goes straight to the service, which refuses.
+#[derive(FromForm)]
+pub struct DisableForm {
+    confirm: Option<String>,
+    handover_note: Option<String>,
+    csrf: String,
+}
+
+csrf_field!(DisableForm);
+
+/// The first post shows what the person holds (pending requests, grants in force, loans
+/// out) and asks for a handover note (nothing changes); only the confirmed post disables,
+/// and the account page it leads to confirms what was settled (and lists the handover).
+/// One's own account goes straight to the service, which refuses.
 #[post("/admin/users/<id>/disable", data = "<form>")]
 async fn user_disable(
     app: &State<App>,
     who: Principal,
     cookies: &CookieJar<'_>,
     id: UserId,
-    form: CsrfForm<ConfirmForm>,
+    form: CsrfForm<DisableForm>,
 ) -> AppResult<Page> {
-    if !form.confirmed() && id != who.user().id {
+    let CsrfForm(f) = form;
+    let confirmed = f.confirm.as_deref() == Some("yes");
+    if !confirmed && id != who.user().id {
         let user = users::get_for(app, &who, id).await?;
         let shown = Shown {
             confirm: Some("disable"),
+            holdings: Some(users::holdings_for(app, &who, id).await?),
             ..Shown::default()
         };
         return Ok(Page::Html(render_user(app, &who, &user, shown).await?));
     }
-    match users::disable(app, &who, id).await {
-        Ok(u) => {
-            flash::set(cookies, "flash-acct-disabled", &[("name", &u.display_name)]);
+    let result = users::disable_with(app, &who, id, f.handover_note.as_deref()).await;
+    match result {
+        Ok((user, settled)) => {
+            flash::set(
+                cookies,
+                "flash-acct-disabled-settled",
+                &[
+                    ("name", &user.display_name),
+                    ("requests", &settled.cancelled_requests.len().to_string()),
+                    ("grants", &settled.revoked_grants.len().to_string()),
+                    ("loans", &settled.flagged_loans.len().to_string()),
+                ],
+            );
             Ok(see_other(format!("/admin/users/{id}")))
+        }
+        Err(e @ AppError::Invalid { .. }) => {
+            let user = users::get_for(app, &who, id).await?;
+            let shown = Shown {
+                confirm: Some("disable"),
+                holdings: Some(users::holdings_for(app, &who, id).await?),
+                note: f.handover_note,
+                errors: Some(FormErrors::from_error(who.ui().lang, &e, |f| f.to_string())),
+                ..Shown::default()
+            };
+            let html = render_user(app, &who, &user, shown).await?;
+            Ok(Page::Status((e.status(), html)))
         }
         Err(e) => refused(app, &who, id, e).await,
     }

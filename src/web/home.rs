@@ -90,7 +90,9 @@ async fn home(app: &State<App>, who: Principal) -> AppResult<RawHtml<String>> {
             let soon = today + chrono::Duration::days(DUE_SOON_DAYS);
             let mut out: Vec<loans::Loan> = list
                 .into_iter()
-                .filter(|l| l.returned_at.is_none() && (l.overdue || l.due_date <= soon))
+                .filter(|l| {
+                    l.returned_at.is_none() && (l.overdue || l.holder_left || l.due_date <= soon)
+                })
                 .collect();
             out.sort_by_key(|l| l.due_date);
             out

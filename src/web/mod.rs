@@ -18,6 +18,7 @@ use crate::telemetry::RequestMeta;
 use crate::users;
 use crate::App;
 
+mod access_review;
 mod account;
 mod accounts;
 mod archive;
@@ -108,6 +109,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/retention.html"),
     ),
     (
+        "access_review.html",
+        include_str!("../../templates/access_review.html"),
+    ),
+    (
         "settings.html",
         include_str!("../../templates/settings.html"),
     ),
@@ -165,6 +170,7 @@ pub fn routes() -> Vec<Route> {
     r.extend(viewer::routes());
     r.extend(scrub::routes());
     r.extend(accounts::routes());
+    r.extend(access_review::routes());
     r.extend(locations::routes());
     r.extend(home::routes());
     r.extend(audit::routes());

@@ -285,6 +285,43 @@ fn every_template_renders_with_realistic_data() {
             );
         }
     }
+    // Disabling: what the person holds first, then what was settled and the handover.
+    let holdings = json!({
+        "requests": [{"id": ID, "record_id": ID2, "reference": "CONTR-2026-000123", "kind": "view", "created_at": T}],
+        "grants": [{"id": ID, "request_id": ID2, "record_id": ID2, "reference": "CONTR-2026-000124", "kind": "lookup", "valid_until": T}],
+        "loans": [{"id": ID, "request_id": ID2, "record_id": ID2, "reference": "CONTR-2026-000125", "due_date": "2026-12-01"}],
+    });
+    let html = page(
+        "user.html",
+        common(json!({
+            "u": account.clone(), "roles": ["admin"], "own": false, "all_roles": ["admin"],
+            "confirm": "disable", "holdings": holdings, "note": "Ma Lin <takes over>",
+            "note_max": 2000,
+            "form": {"display_name": "Li Wei", "department": "", "roles": ["admin"]},
+            "errors": {"fields": {"handover_note": "must be at most 2000 characters"}, "general": [], "first": "handover_note"},
+        })),
+    );
+    assert!(
+        html.contains("CONTR-2026-000123")
+            && html.contains("CONTR-2026-000125")
+            && html.contains("Ma Lin &lt;takes over&gt;")
+            && html.contains("id=\"f-handover_note\""),
+        "{html}"
+    );
+    let html = page(
+        "user.html",
+        common(json!({
+            "u": account.clone(), "roles": ["admin"], "own": false, "all_roles": ["admin"],
+            "note_max": 2000,
+            "handovers": [{"id": ID, "settled_by": "root", "note": "Ma Lin", "created_at": T,
+                           "cancelled_requests": [ID], "revoked_grants": [ID, ID2], "flagged_loans": [ID]}],
+            "form": {"display_name": "Li Wei", "department": "", "roles": ["admin"]},
+        })),
+    );
+    assert!(
+        html.contains("1 pending requests cancelled, 2 grants revoked, 1 loans flagged"),
+        "{html}"
+    );
     page(
         "user.html",
         common(json!({
@@ -672,7 +709,8 @@ fn every_template_renders_with_realistic_data() {
     let loan = json!({"record_id": ID2, "reference": "CONTR-2026-000123", "title": "Lease",
                       "borrower": "Li Wei", "approved_by": "Ma Lin", "out_at": T,
                       "checked_out_by": "Zhou Yu", "due_date": "2026-12-01", "overdue": true,
-                      "request_id": ID, "returned_at": T, "condition": "good"});
+                      "request_id": ID, "returned_at": T, "condition": "good",
+                      "holder_left": true, "borrower_name": "Li Wei"});
     for (section, errors) in [
         ("row", field_errors(&format!("due-{ID}"))),
         ("number", field_errors("due_date")),
@@ -708,6 +746,40 @@ fn every_template_renders_with_realistic_data() {
     page(
         "scrub.html",
         common(json!({"latest": null, "runs": [], "interval_hours": 0})),
+    );
+    let review = json!({
+        "filter": {"inactive_days": 90, "only_inactive": false}, "inactive": 1,
+        "rows": [{"id": ID, "username": "li.wei", "display_name": "Li Wei", "department": "Retail",
+                  "roles": ["admin", "auditor"], "status": "active", "created_at": T,
+                  "last_sign_in_at": null, "idle_days": 120, "inactive": true},
+                 {"id": ID2, "username": "ma.lin", "display_name": "Ma Lin", "department": "",
+                  "roles": ["employee"], "status": "disabled", "created_at": T,
+                  "last_sign_in_at": T, "idle_days": 3, "inactive": false}],
+        "last_completed": {"id": ID, "completed_by": "audit.zhou", "completed_at": T,
+                           "inactive_days": 90, "only_inactive": false, "accounts": 2,
+                           "inactive": 1, "note": "all confirmed"},
+    });
+    for errors in [json!(null), field_errors("days")] {
+        let html = page(
+            "access_review.html",
+            common(
+                json!({"review": review.clone(), "days": "90", "only_inactive": false,
+                          "query": "days=90", "errors": errors}),
+            ),
+        );
+        assert!(
+            html.contains("li.wei") && html.contains("all confirmed"),
+            "{html}"
+        );
+    }
+    let mut empty = review.clone();
+    empty["rows"] = json!([]);
+    empty["last_completed"] = json!(null);
+    page(
+        "access_review.html",
+        common(
+            json!({"review": empty, "days": "30", "only_inactive": true, "query": "days=30&inactive=1"}),
+        ),
     );
 
     // Retention, legal hold and destruction.

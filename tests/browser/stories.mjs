@@ -607,6 +607,11 @@ async function stories(browser, lang) {
       visit(run, adm.page, '/admin/scrub', 'integrity-scrub'),
     { alone: true });
 
+    await step(run, 'administrator holds the access review', async () => {
+      await visit(run, adm.page, '/admin/access-review', 'access-review');
+      for (const who of Object.values(p)) await expectText(adm.page, who.username, 'the access review');
+    }, { alone: true });
+
     // The archivist registers a place, defines a category, files, uploads and corrects.
     const arc = await step(run, 'archivist signs in', () => open(p.archivist));
     await step(run, 'archivist registers a storeroom, shelf and box', () => registerLocation(run, arc, loc));

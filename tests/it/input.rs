@@ -16,7 +16,6 @@ const PURPOSE: &str = "customer complaint #4711 needs the signed contract";
 /// API routes that take no JSON body: no body at all, or a multipart upload.
 const NO_JSON_BODY: &[(&str, &str)] = &[
     ("POST", "/api/v1/logout"),
-    ("POST", "/api/v1/users/<id>/disable"),
     ("POST", "/api/v1/users/<id>/enable"),
     ("POST", "/api/v1/users/<id>/password-reset"),
     ("POST", "/api/v1/requests/<rid>/cancel"),

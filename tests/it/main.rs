@@ -2,6 +2,7 @@
 //! cloned from a migrated template on the run's private PostgreSQL cluster.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure should stop it loudly
 
+mod access_review;
 mod admin_pages;
 mod archive;
 mod audit_page;
@@ -23,11 +24,13 @@ mod import;
 mod input;
 mod jobs;
 mod legal_hold;
+mod leavers;
 mod loans;
 mod outage;
 mod pages;
 #[path = "../fixtures/pdf.rs"]
 mod pdf_fixture;
+mod phones;
 mod process;
 mod record_pages;
 mod request_pages;

@@ -367,7 +367,7 @@ async fn the_loans_register_downloads_as_csv_with_a_bom_and_as_a_workbook_in_the
     let text = String::from_utf8(csv[3..].to_vec()).unwrap();
     assert!(
         text.starts_with(
-            "档号,题名,借阅人,批准人,出借经办人,借出时间,应还日期,归还时间,归还状况,逾期\r\n"
+            "档号,题名,借阅人,批准人,出借经办人,借出时间,应还日期,归还时间,归还状况,逾期,借阅人已离职\r\n"
         ),
         "{text}"
     );
