@@ -6,6 +6,7 @@ mod archive;
 mod paced;
 pub(crate) mod requests;
 mod scrub;
+mod totp;
 
 use chrono::{DateTime, Utc};
 use rocket::http::{Cookie, CookieJar, Status};
@@ -27,6 +28,7 @@ pub fn routes() -> Vec<Route> {
     r.extend(requests::routes());
     r.extend(scrub::routes());
     r.extend(accounts::routes());
+    r.extend(totp::routes());
     r.extend(routes![
         login,
         logout,
@@ -116,10 +118,10 @@ fn user_json(u: &User) -> Value {
 struct LoginBody {
     username: String,
     password: SecretString,
-    /// Reserved for second-factor codes; not yet used.
+    /// The second factor of an enrolled account: a current TOTP code or an unused
+    /// recovery code.
     #[serde(default)]
-    #[allow(dead_code)]
-    totp: Option<String>,
+    totp: Option<SecretString>,
 }
 
 #[post("/login", data = "<b>")]
@@ -134,9 +136,11 @@ async fn login(
         &app.db,
         &app.config,
         &app.hasher,
+        &app.keys,
         &meta,
         &b.username,
         b.password,
+        b.totp,
     )
     .await?;
     cookies.add(crate::http::session_cookie(app, &s));
@@ -158,10 +162,13 @@ async fn logout(
     Ok(Json(json!({"status": "signed out"})))
 }
 
-/// Answers with a pending password change too, so a client knows it must change it.
+/// Answers with a pending password change too, so a client knows it must change it; and
+/// whether the person must set up two-factor sign-in first.
 #[get("/me")]
 fn me(who: Authenticated) -> Json<Value> {
-    Json(user_json(who.user()))
+    let mut u = user_json(who.user());
+    u["totp_enrolment_required"] = json!(who.second_factor_missing());
+    Json(u)
 }
 
 #[derive(Deserialize)]

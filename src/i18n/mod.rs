@@ -219,6 +219,7 @@ const FILES: &[(&str, &str, &str)] = &[
         "catalog",
         include_str!("../../locales/en/catalog.ftl"),
     ),
+    ("en", "totp", include_str!("../../locales/en/totp.ftl")),
     (
         "zh-CN",
         "common",
@@ -263,6 +264,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "zh-CN",
         "catalog",
         include_str!("../../locales/zh-CN/catalog.ftl"),
+    ),
+    (
+        "zh-CN",
+        "totp",
+        include_str!("../../locales/zh-CN/totp.ftl"),
     ),
 ];
 

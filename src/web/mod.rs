@@ -29,8 +29,10 @@ mod locations;
 mod record;
 mod requests;
 mod scrub;
+mod second_step;
 #[cfg(test)]
 mod template_tests;
+mod two_factor;
 pub mod viewer;
 
 pub struct Templates {
@@ -94,6 +96,11 @@ const TEMPLATES: &[(&str, &str)] = &[
         "settings.html",
         include_str!("../../templates/settings.html"),
     ),
+    (
+        "login_code.html",
+        include_str!("../../templates/login_code.html"),
+    ),
+    ("totp.html", include_str!("../../templates/totp.html")),
 ];
 
 const STYLE_CSS: &str = include_str!("../../templates/static/style.css");
@@ -151,6 +158,8 @@ pub fn routes() -> Vec<Route> {
     r.extend(locations::routes());
     r.extend(home::routes());
     r.extend(audit::routes());
+    r.extend(second_step::routes());
+    r.extend(two_factor::routes());
     r.extend(routes![
         style,
         login_page,
@@ -172,6 +181,8 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/static/viewer.css"),
     ("GET", "/login"),
     ("POST", "/login"),
+    ("GET", "/login/code"),
+    ("POST", "/login/code"),
     ("GET", "/healthz"),
     ("POST", "/api/v1/login"),
 ];
@@ -325,17 +336,22 @@ async fn login_submit(
     let CsrfForm(LoginForm {
         username, password, ..
     }) = form;
-    match auth::login(
+    match auth::begin_login(
         &app.db,
         &app.config,
         &app.hasher,
+        &app.keys,
         &meta,
         &username,
         SecretString::from(password),
     )
     .await
     {
-        Ok(signed_in) => {
+        Ok(auth::Attempt::CodeNeeded { challenge }) => {
+            second_step::set_challenge(app, cookies, &challenge);
+            Ok(Page::Redirect(Box::new(Redirect::to("/login/code"))))
+        }
+        Ok(auth::Attempt::SignedIn(signed_in)) => {
             cookies.add(crate::http::session_cookie(app, &signed_in));
             cookies.remove(Cookie::from(LOGIN_CSRF_COOKIE));
             let to = if signed_in.user.must_change_password {

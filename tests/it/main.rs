@@ -35,4 +35,5 @@ mod routes;
 mod scrub;
 mod search_cjk;
 mod storage;
+mod totp;
 mod viewer;
