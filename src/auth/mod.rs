@@ -66,7 +66,7 @@ pub async fn login(
     )
     .await?
     {
-        Attempt::SignedIn(s) => Ok(s),
+        Attempt::SignedIn(s) => Ok(*s),
         Attempt::CodeNeeded { .. } => Err(AppError::TotpRequired),
     }
 }
@@ -74,7 +74,7 @@ pub async fn login(
 /// How the web's password step ended: signed in, or the account wants its second factor
 /// and a half-done sign-in (`challenge`, for a short-lived cookie) waits for the code.
 pub enum Attempt {
-    SignedIn(SignedIn),
+    SignedIn(Box<SignedIn>),
     CodeNeeded { challenge: SecretString },
 }
 
@@ -229,7 +229,7 @@ async fn attempt(
     if let (None, Some(user)) = (reason, user) {
         return succeed(db, config, meta, &counters, user, method, None)
             .await
-            .map(Attempt::SignedIn);
+            .map(|s| Attempt::SignedIn(Box::new(s)));
     }
     let reason = reason.unwrap_or("unknown");
     fail(db, config, &actor, &counters, reason).await?;

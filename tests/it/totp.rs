@@ -573,7 +573,7 @@ async fn the_web_sign_in_asks_for_the_code_on_a_second_page() {
     let (s, to, set, _) = post_form(
         &app,
         "/login",
-        &[csrf_cookie.clone()],
+        std::slice::from_ref(&csrf_cookie),
         format!("username={}&password={pw}&csrf={csrf}", sup.username),
     )
     .await;
