@@ -46,6 +46,7 @@ const ENV_KEYS: &[&str] = &[
     "scrub_rate_mib_per_sec",
     "default_locale",
     "time_zone",
+    "totp_required_roles",
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +143,14 @@ pub struct Config {
     /// The time zone times are shown in for people who have not chosen one (IANA name).
     #[serde(default = "default_time_zone")]
     pub time_zone: String,
+    /// Roles whose accounts must set up two-factor sign-in (TOTP) before anything else,
+    /// comma-separated; empty: nobody is forced (anyone may still enrol).
+    #[serde(default = "default_totp_required_roles")]
+    pub totp_required_roles: String,
+}
+
+fn default_totp_required_roles() -> String {
+    "supervisor,auditor,admin".into()
 }
 
 fn default_locale() -> String {
@@ -209,6 +218,7 @@ impl Default for Config {
             scrub_rate_mib_per_sec: default_scrub_rate_mib_per_sec(),
             default_locale: default_locale(),
             time_zone: default_time_zone(),
+            totp_required_roles: default_totp_required_roles(),
         }
     }
 }
@@ -368,6 +378,21 @@ impl Config {
                 reason: "must be an IANA time zone name such as Asia/Shanghai".into(),
             });
         }
+        for role in self
+            .totp_required_roles
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
+            if role.parse::<crate::users::Role>().is_err() {
+                return Err(ConfigError::Invalid {
+                    setting: "totp_required_roles",
+                    reason: format!(
+                        "names an unknown role `{role}` (expected archivist, employee, supervisor, auditor or admin, comma-separated)"
+                    ),
+                });
+            }
+        }
         if self.max_upload_bytes == 0 {
             return Err(ConfigError::Invalid {
                 setting: "max_upload_bytes",
@@ -514,6 +539,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("database_url"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn totp_required_roles_default_empty_and_unknown() {
+        assert_eq!(
+            Config::default().totp_required_roles,
+            "supervisor,auditor,admin"
+        );
+        let dir = std::env::temp_dir().join(format!("sr-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("strongroom.toml"), "totp_required_roles = \"\"\n").unwrap();
+        let c = Config::load_from(&flags_dir(&dir), None).unwrap();
+        assert!(crate::auth::second_factor::required_roles(&c).is_empty());
+        std::fs::write(
+            dir.join("strongroom.toml"),
+            "totp_required_roles = \"admin, supervisor\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(&flags_dir(&dir), None).unwrap();
+        assert_eq!(
+            crate::auth::second_factor::required_roles(&c),
+            vec![crate::users::Role::Admin, crate::users::Role::Supervisor]
+        );
+        std::fs::write(
+            dir.join("strongroom.toml"),
+            "totp_required_roles = \"admin,janitor\"\n",
+        )
+        .unwrap();
+        let err = Config::load_from(&flags_dir(&dir), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("totp_required_roles") && err.contains("janitor"),
+            "{err}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

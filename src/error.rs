@@ -20,6 +20,15 @@ pub enum AppError {
     TooManyAttempts,
     #[error("you must change your password before continuing")]
     PasswordChangeRequired,
+    /// The password was right; the account's second factor must come with it.
+    #[error("a code from your authenticator app is required")]
+    TotpRequired,
+    /// A wrong, already used or replayed second-factor code.
+    #[error("the code is not valid or has already been used")]
+    TotpInvalid,
+    /// The account's role requires a second factor that is not set up yet.
+    #[error("set up two-factor sign-in before continuing")]
+    TotpEnrolmentRequired,
     #[error("not allowed")]
     Forbidden,
     #[error("the form has expired or did not come from this site; reload the page and try again")]
@@ -62,7 +71,11 @@ impl AppError {
 
     pub fn status(&self) -> Status {
         match self {
-            AppError::Unauthenticated | AppError::InvalidCredentials => Status::Unauthorized,
+            AppError::Unauthenticated
+            | AppError::InvalidCredentials
+            | AppError::TotpRequired
+            | AppError::TotpInvalid => Status::Unauthorized,
+            AppError::TotpEnrolmentRequired => Status::Forbidden,
             AppError::TooManyAttempts => Status::TooManyRequests,
             AppError::PasswordChangeRequired | AppError::Forbidden | AppError::Csrf => {
                 Status::Forbidden
@@ -102,6 +115,9 @@ impl AppError {
             AppError::InvalidCredentials => "invalid_credentials",
             AppError::TooManyAttempts => "too_many_attempts",
             AppError::PasswordChangeRequired => "password_change_required",
+            AppError::TotpRequired => "totp_required",
+            AppError::TotpInvalid => "totp_invalid",
+            AppError::TotpEnrolmentRequired => "totp_enrolment_required",
             AppError::Forbidden => "forbidden",
             AppError::Csrf => "csrf_failed",
             AppError::NotFound => "not_found",
@@ -216,6 +232,9 @@ impl<'r> Responder<'r, 'static> for AppError {
         if matches!(self, AppError::PasswordChangeRequired) {
             return rocket::response::Redirect::to("/account/password").respond_to(req);
         }
+        if matches!(self, AppError::TotpEnrolmentRequired) {
+            return rocket::response::Redirect::to("/account/totp").respond_to(req);
+        }
         let who = crate::auth::guard::cached(req);
         let ui = crate::i18n::Ui::for_request(req, who.as_ref().map(|a| a.user()));
         let message = crate::i18n::message(ui.lang, &self.public_message());
@@ -278,6 +297,13 @@ mod tests {
                 AppError::PasswordChangeRequired,
                 403,
                 "password_change_required",
+            ),
+            (AppError::TotpRequired, 401, "totp_required"),
+            (AppError::TotpInvalid, 401, "totp_invalid"),
+            (
+                AppError::TotpEnrolmentRequired,
+                403,
+                "totp_enrolment_required",
             ),
             (AppError::Forbidden, 403, "forbidden"),
             (AppError::Csrf, 403, "csrf_failed"),

@@ -118,6 +118,7 @@ fn catch_all(status: Status, req: &Request<'_>) -> AppError {
     }
     match auth::guard::failure_code(req) {
         Some("password_change_required") => return AppError::PasswordChangeRequired,
+        Some("totp_enrolment_required") => return AppError::TotpEnrolmentRequired,
         Some("forbidden") => return AppError::Forbidden,
         Some("csrf_failed") => return AppError::Csrf,
         Some("not_authenticated") => return AppError::Unauthenticated,

@@ -8,6 +8,7 @@ mod paced;
 mod reports;
 pub(crate) mod requests;
 mod scrub;
+mod totp;
 
 use chrono::{DateTime, Utc};
 use rocket::http::{Cookie, CookieJar, Status};
@@ -31,6 +32,7 @@ pub fn routes() -> Vec<Route> {
     r.extend(accounts::routes());
     r.extend(lifecycle::routes());
     r.extend(reports::routes());
+    r.extend(totp::routes());
     r.extend(routes![
         login,
         logout,
@@ -144,10 +146,10 @@ fn user_json(u: &User) -> Value {
 struct LoginBody {
     username: String,
     password: SecretString,
-    /// Reserved for second-factor codes; not yet used.
+    /// The second factor of an enrolled account: a current TOTP code or an unused
+    /// recovery code.
     #[serde(default)]
-    #[allow(dead_code)]
-    totp: Option<String>,
+    totp: Option<SecretString>,
 }
 
 #[post("/login", data = "<b>")]
@@ -162,9 +164,11 @@ async fn login(
         &app.db,
         &app.config,
         &app.hasher,
+        &app.keys,
         &meta,
         &b.username,
         b.password,
+        b.totp,
     )
     .await?;
     cookies.add(crate::http::session_cookie(app, &s));
@@ -186,10 +190,13 @@ async fn logout(
     Ok(Json(json!({"status": "signed out"})))
 }
 
-/// Answers with a pending password change too, so a client knows it must change it.
+/// Answers with a pending password change too, so a client knows it must change it; and
+/// whether the person must set up two-factor sign-in first.
 #[get("/me")]
 fn me(who: Authenticated) -> Json<Value> {
-    Json(user_json(who.user()))
+    let mut u = user_json(who.user());
+    u["totp_enrolment_required"] = json!(who.second_factor_missing());
+    Json(u)
 }
 
 #[derive(Deserialize)]

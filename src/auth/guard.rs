@@ -1,7 +1,8 @@
 //! Request guards. `Authenticated` is the only way to obtain the signed-in person, and it
 //! can only be built here, from a live session. `Principal` additionally requires that the
 //! person is not still holding a one-time password; routes state what they need in their
-//! signature, so authentication cannot be forgotten. What a person may do is not a guard's
+//! signature, so authentication cannot be forgotten. `Principal` also requires a second
+//! factor of a person whose role `totp_required_roles` names. What a person may do is not a guard's
 //! business: the services ask the access policy (`crate::policy`), which audits refusals.
 //!
 //! Failures answer truthfully: no or an unknown/expired session is 401, but a session that
@@ -40,6 +41,9 @@ pub struct Authenticated {
     path: String,
     /// For a supervisor's pages: how many requests wait for their decision.
     waiting: Option<usize>,
+    /// The person's role requires a second factor they have not set up: until they do,
+    /// only enrolment and their own account are open to them (`Principal` refuses).
+    second_factor_missing: bool,
 }
 
 impl Authenticated {
@@ -73,6 +77,10 @@ impl Authenticated {
     /// How many requests wait for this supervisor's decision (pages only).
     pub fn waiting(&self) -> Option<usize> {
         self.waiting
+    }
+    /// Whether the person must set up two-factor sign-in before anything else.
+    pub fn second_factor_missing(&self) -> bool {
+        self.second_factor_missing
     }
 }
 
@@ -179,7 +187,22 @@ impl<'r> FromRequest<'r> for Authenticated {
                             flash,
                             path: req.uri().to_string(),
                             waiting: None,
+                            second_factor_missing: false,
                         };
+                        if super::second_factor::required_for(&app.config, &a.user) {
+                            match super::second_factor::is_enrolled(app.db.pool(), a.user.id).await
+                            {
+                                Ok(enrolled) => a.second_factor_missing = !enrolled,
+                                Err(e) => {
+                                    tracing::error!(
+                                        request_id = %telemetry::request_id(req),
+                                        error = %e,
+                                        "second-factor lookup failed; answering 503"
+                                    );
+                                    return Err(NoSession::Unchecked);
+                                }
+                            }
+                        }
                         // The supervisor's count in the navigation, once per page.
                         if req.method() == rocket::http::Method::Get
                             && !crate::error::is_api(req)
@@ -188,6 +211,7 @@ impl<'r> FromRequest<'r> for Authenticated {
                                 .is_none_or(|acc| acc.preferred().media_type().is_html())
                             && a.user.has_role(Role::Supervisor)
                             && !a.user.must_change_password
+                            && !a.second_factor_missing
                         {
                             match crate::requests::waiting::count(app, &Principal(a.clone())).await
                             {
@@ -299,6 +323,7 @@ impl Principal {
             flash: None,
             path: String::new(),
             waiting: None,
+            second_factor_missing: false,
         }))
     }
 }
@@ -311,6 +336,12 @@ impl<'r> FromRequest<'r> for Principal {
         match Authenticated::from_request(req).await {
             Outcome::Success(a) if a.user.must_change_password => {
                 Outcome::Error(remember_failure(req, AppError::PasswordChangeRequired))
+            }
+            // Held centrally here, so no route can forget it: an account whose role
+            // requires a second factor reaches only what takes `Authenticated` (enrolment,
+            // its own account and password, the language switch, sign-out) until it has one.
+            Outcome::Success(a) if a.second_factor_missing => {
+                Outcome::Error(remember_failure(req, AppError::TotpEnrolmentRequired))
             }
             Outcome::Success(a) => Outcome::Success(Principal(a)),
             Outcome::Error(e) => Outcome::Error(e),

@@ -219,6 +219,7 @@ const FILES: &[(&str, &str, &str)] = &[
         "catalog",
         include_str!("../../locales/en/catalog.ftl"),
     ),
+    ("en", "totp", include_str!("../../locales/en/totp.ftl")),
     (
         "en",
         "lifecycle",
@@ -289,6 +290,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "zh-CN",
         "review",
         include_str!("../../locales/zh-CN/review.ftl"),
+    ),
+    (
+        "zh-CN",
+        "totp",
+        include_str!("../../locales/zh-CN/totp.ftl"),
     ),
 ];
 

@@ -12,6 +12,8 @@
 //!   which rotation never changes, so searches keep finding the same rows.
 //! - `exports.password_kek_id` / `password_sealed`: the sealed password of a prepared but
 //!   not yet downloaded export (bound to the request id), re-sealed the same way.
+//! - `user_totp.kek_id` / `secret_sealed`: each account's two-factor secret (bound to the
+//!   account id and `totp.secret`), re-sealed the same way.
 //!
 //! Guarantees:
 //! - Online and resumable: rows are taken in primary-key order in batches, each batch one
@@ -51,14 +53,16 @@ pub enum Place {
     SensitiveValues,
     RevisionSensitiveValues,
     ExportPasswords,
+    TotpSecrets,
 }
 
 impl Place {
-    pub const ALL: [Place; 4] = [
+    pub const ALL: [Place; 5] = [
         Place::Files,
         Place::SensitiveValues,
         Place::RevisionSensitiveValues,
         Place::ExportPasswords,
+        Place::TotpSecrets,
     ];
 
     /// The table (and, for exports, the column) as named in messages and audit details.
@@ -68,6 +72,7 @@ impl Place {
             Place::SensitiveValues => "record_sensitive_values",
             Place::RevisionSensitiveValues => "record_revision_sensitive_values",
             Place::ExportPasswords => "exports.password_sealed",
+            Place::TotpSecrets => "user_totp",
         }
     }
 
@@ -84,6 +89,7 @@ impl Place {
                 "SELECT password_kek_id, count(*) FROM exports \
                  WHERE password_kek_id IS NOT NULL GROUP BY password_kek_id"
             }
+            Place::TotpSecrets => "SELECT kek_id, count(*) FROM user_totp GROUP BY kek_id",
         }
     }
 }
@@ -176,7 +182,7 @@ enum Key {
 impl Key {
     fn first(place: Place) -> Key {
         match place {
-            Place::Files | Place::ExportPasswords => Key::Id(Uuid::nil()),
+            Place::Files | Place::ExportPasswords | Place::TotpSecrets => Key::Id(Uuid::nil()),
             Place::SensitiveValues => Key::Field(Uuid::nil(), String::new()),
             Place::RevisionSensitiveValues => Key::Revision(Uuid::nil(), i32::MIN, String::new()),
         }
@@ -237,6 +243,18 @@ async fn next_batch(
             .fetch_all(&mut *conn)
             .await?
         }
+        (Place::TotpSecrets, Key::Id(id)) => {
+            sqlx::query(
+                "SELECT user_id, kek_id, secret_sealed FROM user_totp \
+                 WHERE kek_id <> $1 AND user_id > $2 \
+                 ORDER BY user_id LIMIT $3 FOR UPDATE SKIP LOCKED",
+            )
+            .bind(active)
+            .bind(id)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?
+        }
         (Place::SensitiveValues, Key::Field(r, f)) => {
             sqlx::query(
                 "SELECT record_id, field, kek_id, ciphertext FROM record_sensitive_values \
@@ -271,7 +289,7 @@ async fn next_batch(
     rows.iter()
         .map(|row| {
             Ok(match place {
-                Place::Files | Place::ExportPasswords => Sealed {
+                Place::Files | Place::ExportPasswords | Place::TotpSecrets => Sealed {
                     key: Key::Id(row.try_get(0)?),
                     kek_id: row.try_get(1)?,
                     blob: row.try_get(2)?,
@@ -301,6 +319,12 @@ fn rewrap_one(keys: &KeyRing, place: Place, s: &Sealed) -> Result<(String, Vec<u
         (Place::ExportPasswords, Key::Id(request)) => {
             keys.reseal_field(*request, EXPORT_PASSWORD_FIELD, &s.kek_id, &s.blob)
         }
+        (Place::TotpSecrets, Key::Id(user)) => keys.reseal_field(
+            *user,
+            crate::auth::second_factor::SECRET_FIELD,
+            &s.kek_id,
+            &s.blob,
+        ),
         (Place::SensitiveValues, Key::Field(record, field))
         | (Place::RevisionSensitiveValues, Key::Revision(record, _, field)) => {
             keys.reseal_field(*record, field, &s.kek_id, &s.blob)
@@ -334,6 +358,17 @@ async fn write_batch(
             sqlx::query(
                 "UPDATE exports t SET password_kek_id = $1, password_sealed = u.blob \
                  FROM UNNEST($2::uuid[], $3::bytea[]) AS u(id, blob) WHERE t.request_id = u.id",
+            )
+            .bind(kek_id)
+            .bind(&ids)
+            .bind(&blobs)
+            .execute(conn)
+            .await?;
+        }
+        Place::TotpSecrets => {
+            sqlx::query(
+                "UPDATE user_totp t SET kek_id = $1, secret_sealed = u.blob \
+                 FROM UNNEST($2::uuid[], $3::bytea[]) AS u(id, blob) WHERE t.user_id = u.id",
             )
             .bind(kek_id)
             .bind(&ids)

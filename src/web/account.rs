@@ -40,9 +40,11 @@ async fn render_settings(
         Some(r) => (Some(r.errors), Some(r.locale), Some(r.time_zone)),
         None => (None, u.locale.clone(), u.time_zone.clone()),
     };
+    let totp = crate::auth::second_factor::status(&app.db, u.id).await?;
     app.templates.render(
         "settings.html",
         context! {
+            totp => totp,
             me => me(who), csrf => who.csrf_token(), languages => languages(),
             locale => locale, time_zone => time_zone,
             zones => i18n::COMMON_TIME_ZONES, vault_zone => app.config.default_tz().name(),

@@ -31,7 +31,8 @@ pub fn routes() -> Vec<Route> {
         user_update,
         user_disable,
         user_enable,
-        user_reset
+        user_reset,
+        user_totp_reset
     ]
 }
 
@@ -174,6 +175,7 @@ async fn render_user(
         })
     });
     let handovers = users::handovers_for(app, who, user.id).await?;
+    let totp = crate::auth::second_factor::status(&app.db, user.id).await?;
     app.templates.render(
         "user.html",
         context! {
@@ -182,7 +184,7 @@ async fn render_user(
             confirm => shown.confirm, one_time_password => shown.one_time_password,
             form => typed, errors => shown.errors, holdings => shown.holdings,
             note => shown.note, handovers => handovers,
-            note_max => users::leavers::NOTE_MAX,
+            note_max => users::leavers::NOTE_MAX, totp => totp,
         },
     )
 }
@@ -391,6 +393,32 @@ async fn user_reset(
             };
             let html = render_user(app, &who, &user, shown).await?;
             Ok(Page::Status((Status::Ok, html)))
+        }
+        Err(e) => refused(app, &who, id, e).await,
+    }
+}
+
+/// Like a password reset, turning off someone's two-factor sign-in asks first.
+#[post("/admin/users/<id>/totp-reset", data = "<form>")]
+async fn user_totp_reset(
+    app: &State<App>,
+    who: Principal,
+    cookies: &CookieJar<'_>,
+    id: UserId,
+    form: CsrfForm<ConfirmForm>,
+) -> AppResult<Page> {
+    if !form.confirmed() && id != who.user().id {
+        let user = users::get_for(app, &who, id).await?;
+        let shown = Shown {
+            confirm: Some("totp-reset"),
+            ..Shown::default()
+        };
+        return Ok(Page::Html(render_user(app, &who, &user, shown).await?));
+    }
+    match crate::auth::second_factor::reset(app, &who, id).await {
+        Ok(u) => {
+            flash::set(cookies, "flash-totp-reset", &[("name", &u.display_name)]);
+            Ok(see_other(format!("/admin/users/{id}")))
         }
         Err(e) => refused(app, &who, id, e).await,
     }

@@ -33,8 +33,10 @@ mod requests;
 mod review;
 mod scrub;
 mod stats;
+mod second_step;
 #[cfg(test)]
 mod template_tests;
+mod two_factor;
 pub mod viewer;
 
 pub struct Templates {
@@ -116,6 +118,11 @@ const TEMPLATES: &[(&str, &str)] = &[
         "settings.html",
         include_str!("../../templates/settings.html"),
     ),
+    (
+        "login_code.html",
+        include_str!("../../templates/login_code.html"),
+    ),
+    ("totp.html", include_str!("../../templates/totp.html")),
 ];
 
 const STYLE_CSS: &str = include_str!("../../templates/static/style.css");
@@ -177,6 +184,8 @@ pub fn routes() -> Vec<Route> {
     r.extend(lifecycle::routes());
     r.extend(stats::routes());
     r.extend(review::routes());
+    r.extend(second_step::routes());
+    r.extend(two_factor::routes());
     r.extend(routes![
         style,
         login_page,
@@ -198,6 +207,8 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/static/viewer.css"),
     ("GET", "/login"),
     ("POST", "/login"),
+    ("GET", "/login/code"),
+    ("POST", "/login/code"),
     ("GET", "/healthz"),
     ("POST", "/api/v1/login"),
 ];
@@ -351,17 +362,22 @@ async fn login_submit(
     let CsrfForm(LoginForm {
         username, password, ..
     }) = form;
-    match auth::login(
+    match auth::begin_login(
         &app.db,
         &app.config,
         &app.hasher,
+        &app.keys,
         &meta,
         &username,
         SecretString::from(password),
     )
     .await
     {
-        Ok(signed_in) => {
+        Ok(auth::Attempt::CodeNeeded { challenge }) => {
+            second_step::set_challenge(app, cookies, &challenge);
+            Ok(Page::Redirect(Box::new(Redirect::to("/login/code"))))
+        }
+        Ok(auth::Attempt::SignedIn(signed_in)) => {
             cookies.add(crate::http::session_cookie(app, &signed_in));
             cookies.remove(Cookie::from(LOGIN_CSRF_COOKIE));
             let to = if signed_in.user.must_change_password {

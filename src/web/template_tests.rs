@@ -173,6 +173,43 @@ fn every_template_renders_with_realistic_data() {
         json!({"csrf": "c", "error": "invalid username or password", "username": "li"}),
     );
     page("home.html", common(json!({})));
+    // Two-factor sign-in: the second step of sign-in, and each state of the enrolment page.
+    page(
+        "login_code.html",
+        json!({"csrf": "c", "error": "the code is not valid or has already been used"}),
+    );
+    page(
+        "totp.html",
+        common(json!({"status": {"enrolled": false, "pending": false}, "required": true})),
+    );
+    let html = page(
+        "totp.html",
+        common(json!({
+            "status": {"enrolled": false, "pending": true}, "required": true,
+            "enrolment": {"qr_svg": "<svg role=\"img\" aria-label=\"QR\" class=\"qr\"></svg>",
+                          "secret": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+                          "secret_grouped": "GEZD GNBV GY3T QOJQ GEZD GNBV GY3T QOJQ"},
+            "errors": {"fields": {"code": "is not the current code of your authenticator app"},
+                       "general": [], "first": "code"},
+        })),
+    );
+    assert!(
+        html.contains("<svg role=\"img\""),
+        "the QR code is inline: {html}"
+    );
+    assert!(html.contains("data-secret=\"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\""));
+    let html = page(
+        "totp.html",
+        common(json!({
+            "status": {"enrolled": true, "pending": false}, "required": false,
+            "recovery_codes": ["K7RQM-2XH9D", "ABCDE-FGHJK"],
+        })),
+    );
+    assert_eq!(html.matches("class=\"recovery-code\"").count(), 2);
+    page(
+        "totp.html",
+        common(json!({"status": {"enrolled": true, "pending": false}, "required": false})),
+    );
     let labels = serde_json::to_value(super::audit::actions(crate::i18n::Lang::En).1).unwrap();
     let html = page(
         "home.html",
@@ -214,6 +251,7 @@ fn every_template_renders_with_realistic_data() {
             "languages": [{"tag": "zh-CN", "name": "简体中文"}, {"tag": "en", "name": "English"}],
             "locale": "zh-CN", "time_zone": "Europe/London", "zones": ["Asia/Shanghai", "UTC"],
             "vault_zone": "Asia/Shanghai", "now": "29 Nov 2026, 18:15",
+            "totp": {"enrolled": true, "pending": false},
             "errors": {"fields": {"time_zone": "is not a time zone name"}, "general": [],
                        "first": "time_zone"},
         })),
@@ -263,6 +301,7 @@ fn every_template_renders_with_realistic_data() {
         "created_at": T, "disabled_at": T,
     });
     for (confirm, otp) in [
+        (json!("totp-reset"), json!(null)),
         (json!("disable"), json!(null)),
         (json!("reset"), json!(null)),
         (json!(null), json!("Abc23xyzAbc23xyzAbc23xyz")),
@@ -271,6 +310,7 @@ fn every_template_renders_with_realistic_data() {
             "user.html",
             common(json!({
                 "u": account.clone(), "roles": ["admin"], "own": false,
+                "totp": {"enrolled": true, "pending": false},
                 "all_roles": ["archivist", "employee", "supervisor", "auditor", "admin"],
                 "confirm": confirm, "one_time_password": otp,
                 "form": {"username": "li.wei", "display_name": "Li Wei", "department": "",
@@ -326,6 +366,7 @@ fn every_template_renders_with_realistic_data() {
         "user.html",
         common(json!({
             "u": account, "roles": ["admin"], "own": true, "confirm": null,
+            "totp": {"enrolled": false, "pending": false},
             "all_roles": ["admin"], "one_time_password": null,
             "form": {"display_name": "Li Wei", "department": "", "roles": ["admin"]},
         })),

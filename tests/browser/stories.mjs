@@ -25,7 +25,7 @@
 import { chromium } from 'playwright-core';
 import { createRequire } from 'node:module';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { randomBytes, randomInt } from 'node:crypto';
+import { createHmac, randomBytes, randomInt } from 'node:crypto';
 import path from 'node:path';
 
 const require = createRequire(import.meta.url);
@@ -87,6 +87,103 @@ function slug(s) {
 function today(plusDays = 0) {
   const d = new Date(Date.now() + plusDays * 86_400_000);
   return d.toISOString().slice(0, 10);
+}
+
+// ------------------------------------------------------------------ two-factor sign-in
+
+/** RFC 4648 base32 (the key the enrolment page shows) to bytes. */
+function base32Decode(text) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  const out = [];
+  let buffer = 0;
+  let bits = 0;
+  for (const c of text.replace(/[\s=]/g, '').toUpperCase()) {
+    const v = alphabet.indexOf(c);
+    if (v < 0) throw new StoryError(`the key shown is not base32: ${c}`);
+    buffer = ((buffer << 5) | v) & 0xffff;
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push((buffer >> bits) & 0xff);
+    }
+  }
+  return Buffer.from(out);
+}
+
+/** RFC 6238 TOTP (HMAC-SHA1, 30 s steps, 6 digits): the code of time step `step`, computed
+ *  here as an authenticator app would, independently of the server. */
+function totpCode(secret, step) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const h = createHmac('sha1', secret).update(counter).digest();
+  const o = h[h.length - 1] & 0x0f;
+  const bin = ((h[o] & 0x7f) << 24) | (h[o + 1] << 16) | (h[o + 2] << 8) | h[o + 3];
+  return String(bin % 1_000_000).padStart(6, '0');
+}
+
+// RFC 6238 appendix B (SHA-1, T = 59 s: 94287082, whose last six digits are the code).
+if (totpCode(Buffer.from('12345678901234567890'), 1) !== '287082') {
+  console.error('the stories\' TOTP does not match RFC 6238');
+  process.exit(2);
+}
+
+/** A code of a step the server has not accepted from this person yet: the server accepts
+ *  the current step and the next, and refuses any step at or before the last it took, so
+ *  when both are used up this waits for the next step to begin. */
+async function freshCode(who) {
+  for (;;) {
+    const now = Math.floor(Date.now() / 30_000);
+    const step = Math.max(now, (who.lastStep ?? -1) + 1);
+    if (step <= now + 1) {
+      who.lastStep = step;
+      return totpCode(who.totpSecret, step);
+    }
+    await new Promise((r) => setTimeout(r, 30_000 - (Date.now() % 30_000) + 250));
+  }
+}
+
+/** Enrols the signed-in person on the enrolment page (where the pages send a person whose
+ *  role requires a second factor): reads the key from the page, confirms with a code
+ *  computed here, and keeps the recovery codes shown once. */
+async function enrolSecondFactor(run, page, who) {
+  expectPath(page, /^\/account\/totp$/, `${who.username} sent to two-factor enrolment`);
+  await checkPage(run, page, 'totp-enrolment-required');
+  await submit(run, page, form(page, '/account/totp'), {}, 'totp-qr-code');
+  if ((await page.locator('svg.qr').count()) === 0) throw new StoryError('no QR code on the enrolment page');
+  const secret = await page.locator('code.totp-secret').first().getAttribute('data-secret');
+  if (!secret) throw new StoryError('no key on the enrolment page');
+  who.totpSecret = base32Decode(secret);
+  who.lastStep = undefined;
+  await submit(run, page, form(page, '/account/totp/confirm'), { code: await freshCode(who) }, 'totp-recovery-codes');
+  who.recoveryCodes = await page.locator('code.recovery-code').allInnerTexts();
+  if (who.recoveryCodes.length !== 10) {
+    throw new StoryError(`${who.username}: ${who.recoveryCodes.length} recovery codes shown, expected 10`);
+  }
+  await follow(run, page, '/', null);
+}
+
+/** Signs out (the header's form) and back in with password and code. */
+async function signInAgainWithCode(run, page, who) {
+  await submit(run, page, form(page, '/logout'), {}, null);
+  expectPath(page, /^\/login$/, `${who.username} signing out`);
+  await passwordStep(run, page, who);
+  expectPath(page, /^\/$/, `${who.username} signing in with a code`);
+}
+
+/** The sign-in page, then (for a person with a second factor) the code page. */
+async function passwordStep(run, page, who) {
+  await submit(run, page, form(page, '/login'), { username: who.username, password: who.password }, null);
+  if (new URL(page.url()).pathname === '/login') {
+    throw new StoryError(`${who.username} could not sign in: ${await errorText(page)}`);
+  }
+  if (new URL(page.url()).pathname === '/login/code') {
+    if (!who.totpSecret) throw new StoryError(`${who.username} was asked for a code before enrolling`);
+    await checkPage(run, page, 'sign-in-code');
+    await submit(run, page, form(page, '/login/code'), { code: await freshCode(who) }, null);
+    if (new URL(page.url()).pathname.startsWith('/login')) {
+      throw new StoryError(`${who.username}'s code was refused: ${await errorText(page)}`);
+    }
+  }
 }
 
 // ------------------------------------------------------------------ test data
@@ -429,10 +526,7 @@ async function signIn(browser, run, who) {
   page.jsErrors = [];
   page.on('pageerror', (e) => page.jsErrors.push(String(e.message).split('\n')[0]));
   await visit(run, page, '/login', 'sign-in');
-  await submit(run, page, form(page, '/login'), { username: who.username, password: who.password }, null);
-  if (new URL(page.url()).pathname === '/login') {
-    throw new StoryError(`${who.username} could not sign in: ${await errorText(page)}`);
-  }
+  await passwordStep(run, page, who);
   if (new URL(page.url()).pathname === '/account/password') {
     await checkPage(run, page, 'first-sign-in-password');
     await submit(
@@ -446,9 +540,15 @@ async function signIn(browser, run, who) {
       },
       null,
     );
-    expectPath(page, /^\/$/, `${who.username} choosing a password`);
     who.password = who.newPassword;
   }
+  // Supervisors, auditors and administrators must set up two-factor sign-in first (the
+  // shipped default): enrol, then sign out and in again with a code.
+  if (new URL(page.url()).pathname === '/account/totp') {
+    await enrolSecondFactor(run, page, who);
+    await signInAgainWithCode(run, page, who);
+  }
+  expectPath(page, /^\/$/, `${who.username} signing in`);
   await checkPage(run, page, `home-${who.role}`);
   return { ctx, page, who };
 }

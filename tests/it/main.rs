@@ -43,4 +43,5 @@ mod scrub;
 mod search_cjk;
 mod stats;
 mod storage;
+mod totp;
 mod viewer;

@@ -196,6 +196,7 @@ fn body_for(method: Method, path: &str) -> Option<Option<&'static str>> {
         (Method::Post, "/api/v1/users/<id>/disable") => None,
         (Method::Post, "/api/v1/users/<id>/enable") => None,
         (Method::Post, "/api/v1/users/<id>/password-reset") => None,
+        (Method::Delete, "/api/v1/users/<id>/totp") => None,
         (Method::Patch, "/api/v1/users/<id>") => Some(r#"{"department": "Legal"}"#),
         (Method::Post, "/api/v1/register/storerooms/<sid>/shelves") => {
             Some(r#"{"code": "S1", "name": "一号架"}"#)

@@ -187,12 +187,21 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
 }
 
+/// The configuration of a `TestApp`: the shipped defaults, except as said here.
+///
+/// Two-factor sign-in: the shipped default holds supervisors, auditors and administrators
+/// to enrolment (`totp_required_roles = "supervisor,auditor,admin"`). The harness turns that
+/// off (`""`), so the tests that are about something else sign such people in with a
+/// password alone, as before; the tests of two-factor sign-in (`tests/it/totp.rs`) opt back
+/// in to the shipped default with `TestApp::with_config(|c| c.totp_required_roles =
+/// Config::default().totp_required_roles)`.
 pub fn test_config() -> Config {
     Config {
         data_dir: std::env::temp_dir().join("sr-unused"),
         // Requests without Accept-Language read English pages; the Chinese pages are tested
         // by asking for them (and the shipped default, zh-CN, by the i18n tests).
         default_locale: "en".into(),
+        totp_required_roles: String::new(),
         ..Config::default()
     }
 }
