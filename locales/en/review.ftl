@@ -1,6 +1,6 @@
 nav-reviews = Reviews
-review-title = Changes awaiting review
-review-intro = In categories under review, a new record or a correction takes effect only when a second person approves it. Reviewers here: { $role }. Nobody reviews their own proposal.
+proposals-title = Changes awaiting review
+proposals-intro = In categories under review, a new record or a correction takes effect only when a second person approves it. Reviewers here: { $role }. Nobody reviews their own proposal.
 review-state-pending = Waiting
 review-state-approved = Approved
 review-state-rejected = Rejected
@@ -32,3 +32,5 @@ rec-reviewed-by = reviewed by { $reviewer }
 audit-action-record-propose = Change proposed
 audit-action-record-review = Change reviewed
 audit-object-proposal = proposal
+review-col-second_factor = Second factor
+review-no-second-factor = none

@@ -1,6 +1,6 @@
 nav-reviews = 审核
-review-title = 待审核的变更
-review-intro = 在需要审核的类别中，新档案或更正须经另一人批准后才生效。本库的审核人：{ $role }。任何人不得审核自己提出的变更。
+proposals-title = 待审核的变更
+proposals-intro = 在需要审核的类别中，新档案或更正须经另一人批准后才生效。本库的审核人：{ $role }。任何人不得审核自己提出的变更。
 review-state-pending = 待审核
 review-state-approved = 已批准
 review-state-rejected = 已驳回
@@ -32,3 +32,5 @@ rec-reviewed-by = 审核人 { $reviewer }
 audit-action-record-propose = 提出变更
 audit-action-record-review = 审核变更
 audit-object-proposal = 变更申请
+review-col-second_factor = 双重认证
+review-no-second-factor = 未启用

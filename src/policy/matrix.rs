@@ -9,8 +9,8 @@
 
 use super::ReadReports;
 use super::ReadScrub;
-use super::ReviewChange;
 use super::ReviewAccess;
+use super::ReviewChange;
 use super::{
     spec, Action, ApproveRequest, CancelRequest, EditRecord, ExportWithGrant, FileRecord,
     GrantState, ManageCategory, ManageLoans, ManageRegister, ManageUsers, Object, Policies,

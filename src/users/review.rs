@@ -63,6 +63,8 @@ pub struct ReviewRow {
     pub idle_days: i64,
     /// Not signed in for the filter's number of days, or never.
     pub inactive: bool,
+    /// A confirmed second factor (TOTP).
+    pub second_factor: bool,
 }
 
 /// An account's roles, read from the database's text array.
@@ -115,7 +117,8 @@ async fn rows(conn: &mut sqlx::PgConnection, f: Filter) -> AppResult<Vec<ReviewR
         "SELECT * FROM (SELECT id, username, display_name, department, roles, status, created_at, \
          last_sign_in_at, \
          floor(extract(epoch FROM now() - COALESCE(last_sign_in_at, created_at)) / 86400)::bigint AS idle_days, \
-         (last_sign_in_at IS NULL OR last_sign_in_at <= now() - $1 * interval '1 day') AS inactive \
+         (last_sign_in_at IS NULL OR last_sign_in_at <= now() - $1 * interval '1 day') AS inactive, \
+         EXISTS (SELECT 1 FROM user_totp t WHERE t.user_id = users.id AND t.confirmed_at IS NOT NULL) AS second_factor \
          FROM users) a{only} ORDER BY lower(username)"
     ))
     .bind(f64::from(f.inactive_days))
@@ -220,7 +223,7 @@ pub async fn complete(
 
 /// The columns of the review, as machine names (the API's CSV) and catalog keys
 /// (`review-col-…`).
-pub const COLUMNS: [&str; 9] = [
+pub const COLUMNS: [&str; 10] = [
     "username",
     "display_name",
     "department",
@@ -230,6 +233,7 @@ pub const COLUMNS: [&str; 9] = [
     "last_sign_in_at",
     "idle_days",
     "inactive",
+    "second_factor",
 ];
 
 /// The review as a table. With `ui`, for people: headers in their language, times in their
@@ -267,6 +271,11 @@ pub fn sheet(r: &Review, ui: Option<crate::i18n::Ui>) -> crate::sheet::Sheet {
             })
             .collect::<Vec<_>>()
             .join(", ");
+        let second_factor = match ui {
+            Some(ui) if row.second_factor => tr(ui.lang, "yes", &[]),
+            Some(_) => String::new(),
+            None => row.second_factor.to_string(),
+        };
         let (status, inactive) = match ui {
             Some(ui) => (
                 tr(ui.lang, &format!("acct-status-{}", row.status), &[]),
@@ -288,6 +297,7 @@ pub fn sheet(r: &Review, ui: Option<crate::i18n::Ui>) -> crate::sheet::Sheet {
             Cell::from(row.last_sign_in_at.map(time)),
             Cell::from(row.idle_days),
             Cell::from(inactive),
+            Cell::from(second_factor),
         ]);
     }
     sheet

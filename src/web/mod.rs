@@ -32,8 +32,8 @@ mod record;
 mod requests;
 mod review;
 mod scrub;
-mod stats;
 mod second_step;
+mod stats;
 #[cfg(test)]
 mod template_tests;
 mod two_factor;

@@ -333,7 +333,7 @@ fn every_template_renders_with_realistic_data() {
     });
     let html = page(
         "user.html",
-        common(json!({
+        common(json!({"totp": {"enrolled": false, "pending": false},
             "u": account.clone(), "roles": ["admin"], "own": false, "all_roles": ["admin"],
             "confirm": "disable", "holdings": holdings, "note": "Ma Lin <takes over>",
             "note_max": 2000,
@@ -350,7 +350,7 @@ fn every_template_renders_with_realistic_data() {
     );
     let html = page(
         "user.html",
-        common(json!({
+        common(json!({"totp": {"enrolled": false, "pending": false},
             "u": account.clone(), "roles": ["admin"], "own": false, "all_roles": ["admin"],
             "note_max": 2000,
             "handovers": [{"id": ID, "settled_by": "root", "note": "Ma Lin", "created_at": T,

@@ -61,6 +61,32 @@ async fn the_review_lists_accounts_and_marks_the_inactive() {
     assert!(row(&r, "never.wu")["last_sign_in_at"].is_null());
     assert_eq!(row(&r, "audit.zhou")["inactive"], false);
     assert_eq!(r["inactive"], 2);
+    assert_eq!(old["second_factor"], false);
+
+    // A confirmed second factor shows; one still pending does not.
+    sqlx::query(
+        "INSERT INTO user_totp (user_id, kek_id, secret_sealed, confirmed_at) \
+         SELECT id, 'k', '\\x00'::bytea, CASE WHEN username = 'old.li' THEN now() END FROM users \
+         WHERE username IN ('old.li', 'never.wu')",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let (_, r) = app.get("/api/v1/access-review", &auditor).await;
+    assert_eq!(row(&r, "old.li")["second_factor"], true);
+    assert_eq!(
+        row(&r, "never.wu")["second_factor"],
+        false,
+        "pending is not on"
+    );
+    let csv = crate::common::browser::Browser::with_token(&app, &auditor)
+        .get("/admin/access-review.csv")
+        .await;
+    let text = String::from_utf8(csv.body).unwrap();
+    assert!(
+        text.lines().next().unwrap().ends_with(",Second factor"),
+        "{text}"
+    );
 
     // N days: 120 keeps old.li active; only the inactive on request.
     let (_, r) = app.get("/api/v1/access-review?days=120", &admin).await;
