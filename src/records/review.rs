@@ -35,7 +35,7 @@ use crate::users::Role;
 use crate::{unit, App};
 
 /// The name the sealed payload is bound to (with the proposal's id).
-const SEALED_AS: &str = "proposal";
+pub(crate) const SEALED_AS: &str = "proposal";
 
 /// A proposal as reviewers and proposers see it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

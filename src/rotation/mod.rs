@@ -54,15 +54,17 @@ pub enum Place {
     RevisionSensitiveValues,
     ExportPasswords,
     TotpSecrets,
+    ProposalPayloads,
 }
 
 impl Place {
-    pub const ALL: [Place; 5] = [
+    pub const ALL: [Place; 6] = [
         Place::Files,
         Place::SensitiveValues,
         Place::RevisionSensitiveValues,
         Place::ExportPasswords,
         Place::TotpSecrets,
+        Place::ProposalPayloads,
     ];
 
     /// The table (and, for exports, the column) as named in messages and audit details.
@@ -73,6 +75,7 @@ impl Place {
             Place::RevisionSensitiveValues => "record_revision_sensitive_values",
             Place::ExportPasswords => "exports.password_sealed",
             Place::TotpSecrets => "user_totp",
+            Place::ProposalPayloads => "record_proposals",
         }
     }
 
@@ -90,6 +93,10 @@ impl Place {
                  WHERE password_kek_id IS NOT NULL GROUP BY password_kek_id"
             }
             Place::TotpSecrets => "SELECT kek_id, count(*) FROM user_totp GROUP BY kek_id",
+            // A decided proposal's sealed copy is erased (empty): nothing left to re-seal.
+            Place::ProposalPayloads => {
+                "SELECT kek_id, count(*) FROM record_proposals WHERE length(sealed) > 0 GROUP BY kek_id"
+            }
         }
     }
 }
@@ -182,7 +189,10 @@ enum Key {
 impl Key {
     fn first(place: Place) -> Key {
         match place {
-            Place::Files | Place::ExportPasswords | Place::TotpSecrets => Key::Id(Uuid::nil()),
+            Place::Files
+            | Place::ExportPasswords
+            | Place::TotpSecrets
+            | Place::ProposalPayloads => Key::Id(Uuid::nil()),
             Place::SensitiveValues => Key::Field(Uuid::nil(), String::new()),
             Place::RevisionSensitiveValues => Key::Revision(Uuid::nil(), i32::MIN, String::new()),
         }
@@ -243,6 +253,18 @@ async fn next_batch(
             .fetch_all(&mut *conn)
             .await?
         }
+        (Place::ProposalPayloads, Key::Id(id)) => {
+            sqlx::query(
+                "SELECT id, kek_id, sealed FROM record_proposals \
+                 WHERE kek_id <> $1 AND length(sealed) > 0 AND id > $2 \
+                 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
+            )
+            .bind(active)
+            .bind(id)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?
+        }
         (Place::TotpSecrets, Key::Id(id)) => {
             sqlx::query(
                 "SELECT user_id, kek_id, secret_sealed FROM user_totp \
@@ -289,7 +311,10 @@ async fn next_batch(
     rows.iter()
         .map(|row| {
             Ok(match place {
-                Place::Files | Place::ExportPasswords | Place::TotpSecrets => Sealed {
+                Place::Files
+                | Place::ExportPasswords
+                | Place::TotpSecrets
+                | Place::ProposalPayloads => Sealed {
                     key: Key::Id(row.try_get(0)?),
                     kek_id: row.try_get(1)?,
                     blob: row.try_get(2)?,
@@ -322,6 +347,12 @@ fn rewrap_one(keys: &KeyRing, place: Place, s: &Sealed) -> Result<(String, Vec<u
         (Place::TotpSecrets, Key::Id(user)) => keys.reseal_field(
             *user,
             crate::auth::second_factor::SECRET_FIELD,
+            &s.kek_id,
+            &s.blob,
+        ),
+        (Place::ProposalPayloads, Key::Id(proposal)) => keys.reseal_field(
+            *proposal,
+            crate::records::review::SEALED_AS,
             &s.kek_id,
             &s.blob,
         ),
@@ -369,6 +400,17 @@ async fn write_batch(
             sqlx::query(
                 "UPDATE user_totp t SET kek_id = $1, secret_sealed = u.blob \
                  FROM UNNEST($2::uuid[], $3::bytea[]) AS u(id, blob) WHERE t.user_id = u.id",
+            )
+            .bind(kek_id)
+            .bind(&ids)
+            .bind(&blobs)
+            .execute(conn)
+            .await?;
+        }
+        Place::ProposalPayloads => {
+            sqlx::query(
+                "UPDATE record_proposals t SET kek_id = $1, sealed = u.blob \
+                 FROM UNNEST($2::uuid[], $3::bytea[]) AS u(id, blob) WHERE t.id = u.id",
             )
             .bind(kek_id)
             .bind(&ids)

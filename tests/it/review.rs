@@ -286,3 +286,56 @@ async fn reviewing_in_the_browser_and_categories_without_review_file_at_once() {
         .await;
     assert_eq!(s, Status::Created, "{r}");
 }
+
+/// A proposal waiting for review is sealed under the vault's key: rotating the keys moves
+/// it under the new key, so retiring the old one leaves it approvable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_proposal_survives_key_rotation_and_retirement() {
+    let app = TestApp::new().await;
+    let a = app.user_token("arch.a", &[Role::Archivist], "Retail").await;
+    let b = app.user_token("arch.b", &[Role::Archivist], "Retail").await;
+    let cat = reviewed_category(&app, &a).await;
+    let (s, r) = app
+        .post(
+            "/api/v1/records",
+            &a,
+            json!({"category_id": cat["id"], "title": "Due diligence Delta",
+            "fields": {"company_name": "Delta", "phone": "13912345678"}}),
+        )
+        .await;
+    assert_eq!(s, Status::Accepted, "{r}");
+    let pid = r["proposal"]["id"].as_str().unwrap().to_string();
+    let old = app.app().keys.active_kek_id();
+
+    let (code, out, err) = crate::rotation::rotate_keys(&app, &[], None).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let kek: String = sqlx::query_scalar("SELECT kek_id FROM record_proposals")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_ne!(kek, old, "the proposal moved under the new key");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while app.app().keys.active_kek_id() == old {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never loaded the new key"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (code, out, err) = crate::rotation::rotate_keys(&app, &["--retire", &old], None).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (s, done) = app
+            .post(&format!("/api/v1/proposals/{pid}/approve"), &b, json!({}))
+            .await;
+        if s == Status::Ok {
+            assert_eq!(done["state"], "approved");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{s}: {done}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (_, hits) = app.get("/api/v1/records?phone=13912345678", &a).await;
+    assert_eq!(hits["hits"].as_array().unwrap().len(), 1, "{hits}");
+}

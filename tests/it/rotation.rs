@@ -15,7 +15,11 @@ use strongroom::users::Role;
 use crate::archive::{field, setup, upload};
 use crate::common::{bearer, cluster, database_url, json_of, TestApp};
 
-async fn rotate_keys(app: &TestApp, args: &[&str], env_key: Option<&str>) -> (i32, String, String) {
+pub(crate) async fn rotate_keys(
+    app: &TestApp,
+    args: &[&str],
+    env_key: Option<&str>,
+) -> (i32, String, String) {
     let url = database_url(cluster().await, &app.db_name);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strongroom"));
     cmd.arg("rotate-keys")
