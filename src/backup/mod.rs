@@ -1137,7 +1137,7 @@ async fn require_keks(tx: &mut PgConnection, keys: &KeyRing) -> anyhow::Result<(
     let known = keys.kek_ids();
     let mut missing: std::collections::BTreeMap<String, u64> = Default::default();
     for place in crate::rotation::Place::ALL {
-        let rows: Vec<(String, i64)> = sqlx::query_as(place.count_by_kek())
+        let rows: Vec<(String, i64)> = sqlx::query_as(&place.count_by_kek())
             .fetch_all(&mut *tx)
             .await?;
         for (kek, n) in rows.into_iter().filter(|(k, _)| !known.contains(k)) {

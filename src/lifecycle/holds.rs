@@ -13,6 +13,7 @@ use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::policy::{GrantState, HoldRecord};
 use crate::records::model::{CategoryId, RecordId};
+use crate::tx::Tx;
 use crate::{unit, App};
 
 /// A legal hold, as the record page and the API show it.
@@ -75,6 +76,110 @@ async fn one(conn: &mut PgConnection, id: Uuid) -> AppResult<Hold> {
         .ok_or(AppError::NotFound)
 }
 
+/// What a hold is on: the column of `legal_holds` that names it, and its audit object.
+#[derive(Clone, Copy)]
+enum On {
+    Record,
+    Category,
+}
+
+impl On {
+    fn kind(self) -> &'static str {
+        match self {
+            On::Record => "record",
+            On::Category => "category",
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            On::Record => "record_id",
+            On::Category => "category_id",
+        }
+    }
+
+    fn actions(self) -> (&'static str, &'static str) {
+        match self {
+            On::Record => ("record.hold", "record.hold_release"),
+            On::Category => ("category.hold", "category.hold_release"),
+        }
+    }
+}
+
+/// Records a hold on `id` and audits it; 409 when one is already in force there.
+async fn place(
+    tx: &mut Tx,
+    who: &Principal,
+    on: On,
+    id: Uuid,
+    reason: &str,
+    label: (&'static str, String),
+) -> AppResult<Hold> {
+    let hold_id = Uuid::new_v4();
+    let placed = sqlx::query(&format!(
+        "INSERT INTO legal_holds (id, {}, reason, placed_by) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT DO NOTHING",
+        on.column()
+    ))
+    .bind(hold_id)
+    .bind(id)
+    .bind(reason)
+    .bind(who.user().id)
+    .execute(&mut **tx)
+    .await?;
+    if placed.rows_affected() == 0 {
+        return Err(AppError::Conflict(format!(
+            "the {} is already under a legal hold",
+            on.kind()
+        )));
+    }
+    let mut detail = json!({"hold": hold_id, "reason": reason});
+    detail[label.0] = json!(label.1);
+    tx.audit(
+        &who.actor(),
+        Event::new(on.actions().0, Outcome::Success)
+            .object(on.kind(), id)
+            .detail(detail),
+    )
+    .await?;
+    one(tx, hold_id).await
+}
+
+/// Ends the hold in force on `id` and audits it; 409 when there is none of its own.
+async fn release(
+    tx: &mut Tx,
+    who: &Principal,
+    on: On,
+    id: Uuid,
+    label: (&'static str, String),
+) -> AppResult<Hold> {
+    let released: Option<Uuid> = sqlx::query_scalar(&format!(
+        "UPDATE legal_holds SET released_by = $2, released_at = now() \
+         WHERE {} = $1 AND released_at IS NULL RETURNING id",
+        on.column()
+    ))
+    .bind(id)
+    .bind(who.user().id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(hold_id) = released else {
+        return Err(AppError::Conflict(format!(
+            "the {} is not under a legal hold of its own",
+            on.kind()
+        )));
+    };
+    let mut detail = json!({"hold": hold_id});
+    detail[label.0] = json!(label.1);
+    tx.audit(
+        &who.actor(),
+        Event::new(on.actions().1, Outcome::Success)
+            .object(on.kind(), id)
+            .detail(detail),
+    )
+    .await?;
+    one(tx, hold_id).await
+}
+
 /// Places a legal hold on record `id`.
 #[tracing::instrument(skip_all, fields(record = %id))]
 pub async fn hold_record(
@@ -88,30 +193,8 @@ pub async fn hold_record(
         let (_permit, record, _) =
             crate::records::load_in::<HoldRecord>(&mut tx, app, who, id, GrantState::None).await?;
         super::refuse_if_destroyed(&mut tx, id).await?;
-        let hold_id = Uuid::new_v4();
-        let placed = sqlx::query(
-            "INSERT INTO legal_holds (id, record_id, reason, placed_by) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(hold_id)
-        .bind(id)
-        .bind(&reason)
-        .bind(who.user().id)
-        .execute(&mut *tx)
-        .await?;
-        if placed.rows_affected() == 0 {
-            return Err(AppError::Conflict(
-                "the record is already under a legal hold".into(),
-            ));
-        }
-        tx.audit(
-            &who.actor(),
-            Event::new("record.hold", Outcome::Success)
-                .object("record", id)
-                .detail(json!({"hold": hold_id, "reference": record.reference, "reason": reason})),
-        )
-        .await?;
-        one(&mut tx, hold_id).await
+        let label = ("reference", record.reference);
+        place(&mut tx, who, On::Record, id.0, &reason, label).await
     })
 }
 
@@ -121,28 +204,25 @@ pub async fn release_record(app: &App, who: &Principal, id: RecordId) -> AppResu
     unit!(app.db, |tx| {
         let (_permit, record, _) =
             crate::records::load_in::<HoldRecord>(&mut tx, app, who, id, GrantState::None).await?;
-        let released: Option<Uuid> = sqlx::query_scalar(
-            "UPDATE legal_holds SET released_by = $2, released_at = now() \
-             WHERE record_id = $1 AND released_at IS NULL RETURNING id",
-        )
-        .bind(id)
-        .bind(who.user().id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(hold_id) = released else {
-            return Err(AppError::Conflict(
-                "the record is not under a legal hold of its own".into(),
-            ));
-        };
-        tx.audit(
-            &who.actor(),
-            Event::new("record.hold_release", Outcome::Success)
-                .object("record", id)
-                .detail(json!({"hold": hold_id, "reference": record.reference})),
-        )
-        .await?;
-        one(&mut tx, hold_id).await
+        let label = ("reference", record.reference);
+        release(&mut tx, who, On::Record, id.0, label).await
     })
+}
+
+/// The category `id`, once the caller may hold it (404, audited, when there is none).
+async fn held_category(
+    tx: &mut Tx,
+    app: &App,
+    who: &Principal,
+    id: CategoryId,
+    action: &'static str,
+) -> AppResult<(&'static str, String)> {
+    tx.authorize::<HoldRecord>(&app.policies, who, None, Some(("category", id.to_string())))?;
+    match crate::records::categories::get_in(tx, id).await {
+        Ok(c) => Ok(("code", c.code)),
+        Err(AppError::NotFound) => Err(tx.not_found(who, action, ("category", id.to_string()))),
+        Err(e) => Err(e),
+    }
 }
 
 /// Places a legal hold on category `id` (and so on every record under it).
@@ -155,38 +235,8 @@ pub async fn hold_category(
 ) -> AppResult<Hold> {
     let reason = check_reason(reason)?;
     unit!(app.db, |tx| {
-        tx.authorize::<HoldRecord>(&app.policies, who, None, Some(("category", id.to_string())))?;
-        let category = match crate::records::categories::get_in(&mut tx, id).await {
-            Ok(c) => c,
-            Err(AppError::NotFound) => {
-                return Err(tx.not_found(who, "category.hold", ("category", id.to_string())))
-            }
-            Err(e) => return Err(e),
-        };
-        let hold_id = Uuid::new_v4();
-        let placed = sqlx::query(
-            "INSERT INTO legal_holds (id, category_id, reason, placed_by) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(hold_id)
-        .bind(id)
-        .bind(&reason)
-        .bind(who.user().id)
-        .execute(&mut *tx)
-        .await?;
-        if placed.rows_affected() == 0 {
-            return Err(AppError::Conflict(
-                "the category is already under a legal hold".into(),
-            ));
-        }
-        tx.audit(
-            &who.actor(),
-            Event::new("category.hold", Outcome::Success)
-                .object("category", id)
-                .detail(json!({"hold": hold_id, "code": category.code, "reason": reason})),
-        )
-        .await?;
-        one(&mut tx, hold_id).await
+        let label = held_category(&mut tx, app, who, id, "category.hold").await?;
+        place(&mut tx, who, On::Category, id.0, &reason, label).await
     })
 }
 
@@ -194,38 +244,7 @@ pub async fn hold_category(
 #[tracing::instrument(skip_all, fields(category = %id))]
 pub async fn release_category(app: &App, who: &Principal, id: CategoryId) -> AppResult<Hold> {
     unit!(app.db, |tx| {
-        tx.authorize::<HoldRecord>(&app.policies, who, None, Some(("category", id.to_string())))?;
-        match crate::records::categories::get_in(&mut tx, id).await {
-            Ok(_) => {}
-            Err(AppError::NotFound) => {
-                return Err(tx.not_found(
-                    who,
-                    "category.hold_release",
-                    ("category", id.to_string()),
-                ))
-            }
-            Err(e) => return Err(e),
-        }
-        let released: Option<Uuid> = sqlx::query_scalar(
-            "UPDATE legal_holds SET released_by = $2, released_at = now() \
-             WHERE category_id = $1 AND released_at IS NULL RETURNING id",
-        )
-        .bind(id)
-        .bind(who.user().id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(hold_id) = released else {
-            return Err(AppError::Conflict(
-                "the category is not under a legal hold".into(),
-            ));
-        };
-        tx.audit(
-            &who.actor(),
-            Event::new("category.hold_release", Outcome::Success)
-                .object("category", id)
-                .detail(json!({"hold": hold_id})),
-        )
-        .await?;
-        one(&mut tx, hold_id).await
+        let label = held_category(&mut tx, app, who, id, "category.hold_release").await?;
+        release(&mut tx, who, On::Category, id.0, label).await
     })
 }

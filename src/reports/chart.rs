@@ -107,7 +107,7 @@ pub fn bars(title: &str, bars: &[Bar]) -> String {
             v = b.value,
             lx = label_w - 8,
             ty = y + 17,
-            short = escape(&shorten(&b.label, 26)),
+            short = escape(&shorten(&b.label, 22)),
             ry = y + 4,
             h = row - 8,
             vx = label_w + w + 6,
@@ -117,8 +117,8 @@ pub fn bars(title: &str, bars: &[Bar]) -> String {
     svg
 }
 
-/// Vertical columns over time (or any ordered labels), with a light grid at half and full
-/// scale; with many columns only every n-th label is written under the axis.
+/// Vertical columns over time (or any ordered labels), with a light grid at full scale
+/// and, where it is a whole number, at half; with many columns only every n-th label is written under the axis.
 pub fn columns(title: &str, bars: &[Bar]) -> String {
     let height = 220;
     let left = 44;
@@ -132,7 +132,12 @@ pub fn columns(title: &str, bars: &[Bar]) -> String {
     let bar_w = (slot * 0.7).max(1.0);
     let every = (n as f64 / 8.0).ceil().max(1.0) as usize;
     let mut svg = open(title, height);
-    for (value, y) in [(0, top + plot_h), (max / 2, top + plot_h / 2), (max, top)] {
+    // The half line only where half the scale is a whole number (not for 1 or 5).
+    let half = (max % 2 == 0).then_some((max / 2, top + plot_h / 2));
+    for (value, y) in [Some((0, top + plot_h)), half, Some((max, top))]
+        .into_iter()
+        .flatten()
+    {
         svg.push_str(&format!(
             "<line x1=\"{left}\" x2=\"{x2}\" y1=\"{y}\" y2=\"{y}\" stroke=\"{GRID}\" stroke-width=\"1\"/>\
              <text x=\"{tx}\" y=\"{ty}\" text-anchor=\"end\" fill=\"{INK}\" font-size=\"12\">{value}</text>",
@@ -225,5 +230,19 @@ mod tests {
         assert!(svg.contains(">11-01<") && svg.contains(">11-05<"));
         assert!(!svg.contains(">11-02<"), "only every 4th label fits");
         assert_eq!(columns("empty", &[]).matches("<rect").count(), 0);
+    }
+
+    #[test]
+    fn the_grid_names_only_whole_values_each_once() {
+        let axis = |svg: &str| -> Vec<String> {
+            svg.split("text-anchor=\"end\" fill=\"#1f2933\" font-size=\"12\">")
+                .skip(1)
+                .filter_map(|t| t.split('<').next().map(str::to_string))
+                .collect()
+        };
+        // A scale of 1 (and of 5) has no whole half: 0 and the top only.
+        assert_eq!(axis(&columns("one", &[Bar::new("a", 1)])), ["0", "1"]);
+        assert_eq!(axis(&columns("five", &[Bar::new("a", 4)])), ["0", "5"]);
+        assert_eq!(axis(&columns("ten", &[Bar::new("a", 7)])), ["0", "5", "10"]);
     }
 }

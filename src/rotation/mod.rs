@@ -79,26 +79,62 @@ impl Place {
         }
     }
 
-    pub(crate) fn count_by_kek(self) -> &'static str {
-        match self {
-            Place::Files => "SELECT kek_id, count(*) FROM files GROUP BY kek_id",
-            Place::SensitiveValues => {
-                "SELECT kek_id, count(*) FROM record_sensitive_values GROUP BY kek_id"
-            }
-            Place::RevisionSensitiveValues => {
-                "SELECT kek_id, count(*) FROM record_revision_sensitive_values GROUP BY kek_id"
-            }
-            Place::ExportPasswords => {
-                "SELECT password_kek_id, count(*) FROM exports \
-                 WHERE password_kek_id IS NOT NULL GROUP BY password_kek_id"
-            }
-            Place::TotpSecrets => "SELECT kek_id, count(*) FROM user_totp GROUP BY kek_id",
+    /// The columns of a place whose rows are keyed by one uuid; `None` for the sensitive
+    /// values, keyed by record and field (and revision).
+    fn by_id(self) -> Option<ById> {
+        let (table, id, kek, blob, only) = match self {
+            Place::Files => ("files", "id", "kek_id", "wrapped_key", "TRUE"),
+            Place::ExportPasswords => (
+                "exports",
+                "request_id",
+                "password_kek_id",
+                "password_sealed",
+                "password_kek_id IS NOT NULL AND password_sealed IS NOT NULL",
+            ),
+            Place::TotpSecrets => ("user_totp", "user_id", "kek_id", "secret_sealed", "TRUE"),
             // A decided proposal's sealed copy is erased (empty): nothing left to re-seal.
-            Place::ProposalPayloads => {
-                "SELECT kek_id, count(*) FROM record_proposals WHERE length(sealed) > 0 GROUP BY kek_id"
-            }
+            Place::ProposalPayloads => (
+                "record_proposals",
+                "id",
+                "kek_id",
+                "sealed",
+                "length(sealed) > 0",
+            ),
+            Place::SensitiveValues | Place::RevisionSensitiveValues => return None,
+        };
+        Some(ById {
+            table,
+            id,
+            kek,
+            blob,
+            only,
+        })
+    }
+
+    pub(crate) fn count_by_kek(self) -> String {
+        match self.by_id() {
+            Some(c) => format!(
+                "SELECT {kek}, count(*) FROM {table} WHERE {only} GROUP BY {kek}",
+                kek = c.kek,
+                table = c.table,
+                only = c.only
+            ),
+            None => format!(
+                "SELECT kek_id, count(*) FROM {} GROUP BY kek_id",
+                self.name()
+            ),
         }
     }
+}
+
+/// Where a place keyed by one uuid keeps its KEK id and sealed blob (names, never input).
+struct ById {
+    table: &'static str,
+    id: &'static str,
+    kek: &'static str,
+    blob: &'static str,
+    /// The rows that hold something sealed.
+    only: &'static str,
 }
 
 /// Rows under one KEK id in one place.
@@ -113,7 +149,9 @@ pub struct Usage {
 pub async fn usage(pool: &PgPool) -> AppResult<Vec<Usage>> {
     let mut out = Vec::new();
     for place in Place::ALL {
-        let rows: Vec<(String, i64)> = sqlx::query_as(place.count_by_kek()).fetch_all(pool).await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(&place.count_by_kek())
+            .fetch_all(pool)
+            .await?;
         for (kek_id, n) in rows {
             out.push(Usage {
                 place,
@@ -228,56 +266,26 @@ async fn next_batch(
     after: &Key,
     limit: i64,
 ) -> sqlx::Result<Vec<Sealed>> {
-    let rows = match (place, after) {
-        (Place::Files, Key::Id(id)) => {
-            sqlx::query(
-                "SELECT id, kek_id, wrapped_key FROM files \
-                 WHERE kek_id <> $1 AND id > $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
-            )
-            .bind(active)
-            .bind(id)
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?
+    let rows = match (place.by_id(), place, after) {
+        (Some(c), _, Key::Id(id)) => {
+            let sql = format!(
+                "SELECT {id}, {kek}, {blob} FROM {table} \
+                 WHERE {only} AND {kek} <> $1 AND {id} > $2 \
+                 ORDER BY {id} LIMIT $3 FOR UPDATE SKIP LOCKED",
+                id = c.id,
+                kek = c.kek,
+                blob = c.blob,
+                table = c.table,
+                only = c.only
+            );
+            sqlx::query(&sql)
+                .bind(active)
+                .bind(id)
+                .bind(limit)
+                .fetch_all(&mut *conn)
+                .await?
         }
-        (Place::ExportPasswords, Key::Id(id)) => {
-            sqlx::query(
-                "SELECT request_id, password_kek_id, password_sealed FROM exports \
-                 WHERE password_kek_id IS NOT NULL AND password_sealed IS NOT NULL \
-                   AND password_kek_id <> $1 AND request_id > $2 \
-                 ORDER BY request_id LIMIT $3 FOR UPDATE SKIP LOCKED",
-            )
-            .bind(active)
-            .bind(id)
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?
-        }
-        (Place::ProposalPayloads, Key::Id(id)) => {
-            sqlx::query(
-                "SELECT id, kek_id, sealed FROM record_proposals \
-                 WHERE kek_id <> $1 AND length(sealed) > 0 AND id > $2 \
-                 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
-            )
-            .bind(active)
-            .bind(id)
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?
-        }
-        (Place::TotpSecrets, Key::Id(id)) => {
-            sqlx::query(
-                "SELECT user_id, kek_id, secret_sealed FROM user_totp \
-                 WHERE kek_id <> $1 AND user_id > $2 \
-                 ORDER BY user_id LIMIT $3 FOR UPDATE SKIP LOCKED",
-            )
-            .bind(active)
-            .bind(id)
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?
-        }
-        (Place::SensitiveValues, Key::Field(r, f)) => {
+        (None, Place::SensitiveValues, Key::Field(r, f)) => {
             sqlx::query(
                 "SELECT record_id, field, kek_id, ciphertext FROM record_sensitive_values \
                  WHERE kek_id <> $1 AND (record_id, field) > ($2, $3) \
@@ -290,7 +298,7 @@ async fn next_batch(
             .fetch_all(&mut *conn)
             .await?
         }
-        (Place::RevisionSensitiveValues, Key::Revision(r, n, f)) => {
+        (None, Place::RevisionSensitiveValues, Key::Revision(r, n, f)) => {
             sqlx::query(
                 "SELECT record_id, revision, field, kek_id, ciphertext \
                  FROM record_revision_sensitive_values \
@@ -373,51 +381,25 @@ async fn write_batch(
 ) -> sqlx::Result<()> {
     let blobs: Vec<&[u8]> = done.iter().map(|(_, b)| b.as_slice()).collect();
     let ids: Vec<Uuid> = done.iter().map(|(k, _)| k.uuid()).collect();
+    if let Some(c) = place.by_id() {
+        let sql = format!(
+            "UPDATE {table} t SET {kek} = $1, {blob} = u.blob \
+             FROM UNNEST($2::uuid[], $3::bytea[]) AS u(id, blob) WHERE t.{id} = u.id",
+            table = c.table,
+            kek = c.kek,
+            blob = c.blob,
+            id = c.id
+        );
+        sqlx::query(&sql)
+            .bind(kek_id)
+            .bind(&ids)
+            .bind(&blobs)
+            .execute(conn)
+            .await?;
+        return Ok(());
+    }
     match place {
-        Place::Files => {
-            sqlx::query(
-                "UPDATE files t SET kek_id = $1, wrapped_key = u.blob \
-                 FROM UNNEST($2::uuid[], $3::bytea[]) AS u(id, blob) WHERE t.id = u.id",
-            )
-            .bind(kek_id)
-            .bind(&ids)
-            .bind(&blobs)
-            .execute(conn)
-            .await?;
-        }
-        Place::ExportPasswords => {
-            sqlx::query(
-                "UPDATE exports t SET password_kek_id = $1, password_sealed = u.blob \
-                 FROM UNNEST($2::uuid[], $3::bytea[]) AS u(id, blob) WHERE t.request_id = u.id",
-            )
-            .bind(kek_id)
-            .bind(&ids)
-            .bind(&blobs)
-            .execute(conn)
-            .await?;
-        }
-        Place::TotpSecrets => {
-            sqlx::query(
-                "UPDATE user_totp t SET kek_id = $1, secret_sealed = u.blob \
-                 FROM UNNEST($2::uuid[], $3::bytea[]) AS u(id, blob) WHERE t.user_id = u.id",
-            )
-            .bind(kek_id)
-            .bind(&ids)
-            .bind(&blobs)
-            .execute(conn)
-            .await?;
-        }
-        Place::ProposalPayloads => {
-            sqlx::query(
-                "UPDATE record_proposals t SET kek_id = $1, sealed = u.blob \
-                 FROM UNNEST($2::uuid[], $3::bytea[]) AS u(id, blob) WHERE t.id = u.id",
-            )
-            .bind(kek_id)
-            .bind(&ids)
-            .bind(&blobs)
-            .execute(conn)
-            .await?;
-        }
+        Place::Files | Place::ExportPasswords | Place::TotpSecrets | Place::ProposalPayloads => {}
         Place::SensitiveValues => {
             let fields: Vec<&str> = done
                 .iter()

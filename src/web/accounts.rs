@@ -368,6 +368,26 @@ async fn user_enable(
     }
 }
 
+/// The confirmation step `what` of an action on someone else's account; `None` once
+/// confirmed. One's own account goes straight to the service, which refuses.
+async fn ask_first(
+    app: &App,
+    who: &Principal,
+    id: UserId,
+    confirmed: bool,
+    what: &'static str,
+) -> AppResult<Option<Page>> {
+    if confirmed || id == who.user().id {
+        return Ok(None);
+    }
+    let user = users::get_for(app, who, id).await?;
+    let shown = Shown {
+        confirm: Some(what),
+        ..Shown::default()
+    };
+    Ok(Some(Page::Html(render_user(app, who, &user, shown).await?)))
+}
+
 /// Like disabling, a reset asks first; the confirmed post shows the one-time password on
 /// the page it answers with (once: it is stored only hashed, and the page is not cached).
 #[post("/admin/users/<id>/password-reset", data = "<form>")]
@@ -377,13 +397,8 @@ async fn user_reset(
     id: UserId,
     form: CsrfForm<ConfirmForm>,
 ) -> AppResult<Page> {
-    if !form.confirmed() && id != who.user().id {
-        let user = users::get_for(app, &who, id).await?;
-        let shown = Shown {
-            confirm: Some("reset"),
-            ..Shown::default()
-        };
-        return Ok(Page::Html(render_user(app, &who, &user, shown).await?));
+    if let Some(page) = ask_first(app, &who, id, form.confirmed(), "reset").await? {
+        return Ok(page);
     }
     match users::reset_password_for(app, &who, id).await {
         Ok((user, secret)) => {
@@ -407,13 +422,8 @@ async fn user_totp_reset(
     id: UserId,
     form: CsrfForm<ConfirmForm>,
 ) -> AppResult<Page> {
-    if !form.confirmed() && id != who.user().id {
-        let user = users::get_for(app, &who, id).await?;
-        let shown = Shown {
-            confirm: Some("totp-reset"),
-            ..Shown::default()
-        };
-        return Ok(Page::Html(render_user(app, &who, &user, shown).await?));
+    if let Some(page) = ask_first(app, &who, id, form.confirmed(), "totp-reset").await? {
+        return Ok(page);
     }
     match crate::auth::second_factor::reset(app, &who, id).await {
         Ok(u) => {

@@ -86,8 +86,22 @@ fn refused(e: &AppError) -> bool {
     matches!(e, AppError::Invalid { .. } | AppError::Conflict(_))
 }
 
-fn redirect(to: String) -> Page {
-    Page::Redirect(Box::new(Redirect::to(to)))
+/// Back to the record's lifecycle page, with `flash` shown there.
+fn done(cookies: &CookieJar<'_>, rid: RecordId, flash: &str, args: &[(&str, &str)]) -> Page {
+    flash::set(cookies, flash, args);
+    Page::Redirect(Box::new(Redirect::to(format!("/records/{rid}/lifecycle"))))
+}
+
+/// The lifecycle page again, with the form as typed and why it was refused.
+async fn again(
+    app: &App,
+    who: &Principal,
+    rid: RecordId,
+    e: &AppError,
+    shown: Shown<'_>,
+) -> AppResult<Page> {
+    let html = render_life(app, who, rid, shown).await?;
+    Ok(Page::Status((e.status(), html)))
 }
 
 async fn render_life(
@@ -149,30 +163,26 @@ async fn ask_destroy(
     .await;
     match result {
         Ok(r) => {
-            flash::set(
-                cookies,
-                "flash-destr-requested",
-                &[("reference", &r.reference)],
-            );
-            Ok(redirect(format!("/records/{rid}/lifecycle")))
+            let args = [("reference", r.reference.as_str())];
+            Ok(done(cookies, rid, "flash-destr-requested", &args))
         }
         Err(e) if refused(&e) => {
             let errors = FormErrors::from_error(who.ui().lang, &e, |f| match f {
                 "reason_type" => "ask-reason-type".into(),
                 _ => "ask-purpose".into(),
             });
-            let html = render_life(
+            again(
                 app,
                 &who,
                 rid,
+                &e,
                 Shown {
                     ask: Some(&f),
                     ask_errors: errors,
                     ..Default::default()
                 },
             )
-            .await?;
-            Ok(Page::Status((e.status(), html)))
+            .await
         }
         Err(e) => Err(e),
     }
@@ -206,8 +216,8 @@ async fn carry_out(
     .await;
     match result {
         Ok(c) => {
-            flash::set(cookies, "flash-destr-done", &[("reference", &c.reference)]);
-            Ok(redirect(format!("/records/{rid}/lifecycle")))
+            let args = [("reference", c.reference.as_str())];
+            Ok(done(cookies, rid, "flash-destr-done", &args))
         }
         Err(e) if refused(&e) => {
             let errors = FormErrors::from_error(who.ui().lang, &e, |f| match f {
@@ -215,18 +225,18 @@ async fn carry_out(
                 "method" => "carry-method".into(),
                 _ => "carry-request".into(),
             });
-            let html = render_life(
+            again(
                 app,
                 &who,
                 rid,
+                &e,
                 Shown {
                     carry: Some(&f),
                     carry_errors: errors,
                     ..Default::default()
                 },
             )
-            .await?;
-            Ok(Page::Status((e.status(), html)))
+            .await
         }
         Err(e) => Err(e),
     }
@@ -242,24 +252,21 @@ async fn place_hold(
 ) -> AppResult<Page> {
     let f = form.0;
     match holds::hold_record(app, &who, rid, &f.reason).await {
-        Ok(_) => {
-            flash::set(cookies, "flash-hold-placed", &[]);
-            Ok(redirect(format!("/records/{rid}/lifecycle")))
-        }
+        Ok(_) => Ok(done(cookies, rid, "flash-hold-placed", &[])),
         Err(e) if refused(&e) => {
             let errors = FormErrors::from_error(who.ui().lang, &e, |_| "hold-reason".into());
-            let html = render_life(
+            again(
                 app,
                 &who,
                 rid,
+                &e,
                 Shown {
                     hold: Some(&f),
                     hold_errors: errors,
                     ..Default::default()
                 },
             )
-            .await?;
-            Ok(Page::Status((e.status(), html)))
+            .await
         }
         Err(e) => Err(e),
     }
@@ -281,24 +288,21 @@ async fn release_hold(
     _form: CsrfForm<ReleaseForm>,
 ) -> AppResult<Page> {
     match holds::release_record(app, &who, rid).await {
-        Ok(_) => {
-            flash::set(cookies, "flash-hold-released", &[]);
-            Ok(redirect(format!("/records/{rid}/lifecycle")))
-        }
+        Ok(_) => Ok(done(cookies, rid, "flash-hold-released", &[])),
         Err(e) if refused(&e) => {
             let mut errors = FormErrors::default();
             errors.add_general(who.ui().lang, &e.public_message());
-            let html = render_life(
+            again(
                 app,
                 &who,
                 rid,
+                &e,
                 Shown {
                     hold_errors: errors,
                     ..Default::default()
                 },
             )
-            .await?;
-            Ok(Page::Status((e.status(), html)))
+            .await
         }
         Err(e) => Err(e),
     }

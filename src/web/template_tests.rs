@@ -359,7 +359,7 @@ fn every_template_renders_with_realistic_data() {
         })),
     );
     assert!(
-        html.contains("1 pending requests cancelled, 2 grants revoked, 1 loans flagged"),
+        html.contains("pending requests cancelled: 1; grants revoked: 2; loans flagged"),
         "{html}"
     );
     page(

@@ -224,9 +224,9 @@ function pdf(title, n = 4) {
 function cast(lang) {
   const tag = tagFor(lang);
   const zh = lang.startsWith('zh');
-  const person = (role, display) => ({
+  const person = (role, display, name = role) => ({
     role,
-    username: `${role}.${tag}`,
+    username: `${name}.${tag}`,
     display,
     password: secret(),
     newPassword: secret(),
@@ -241,6 +241,9 @@ function cast(lang) {
       employee: person('employee', zh ? '张三丰' : 'Evan Employee'),
       supervisor: person('supervisor', zh ? '李主管' : 'Sara Supervisor'),
       auditor: person('auditor', zh ? '赵审计' : 'Otto Auditor'),
+      // The second pair of eyes: a reviewing archivist and a second approving supervisor.
+      reviewer: person('archivist', zh ? '钱复核' : 'Rita Reviewer', 'reviewer'),
+      supervisor2: person('supervisor', zh ? '孙主管' : 'Sam Second', 'supervisor2'),
     },
     location: {
       storeroom: `SR-${tag}`,
@@ -269,6 +272,9 @@ function cast(lang) {
     purposeBorrow: zh
       ? '外部审计需要查看纸质原件，审计结束后归还'
       : 'The external auditors need the paper original; returned after the audit',
+    reviewedTitle: zh ? `${tag} 授信合同（补充协议）` : `Credit agreement ${tag} (with addendum)`,
+    reviewReason: zh ? '补充协议已签署，更新题名' : 'Addendum signed; title updated to say so',
+    destroyMethod: zh ? '碎纸机粉碎，电子文件加密销毁' : 'Cross-cut shredder; digital files crypto-shredded',
     revokeReason: zh ? '投诉已处理完毕，收回查看权限' : 'Complaint answered; access no longer needed',
     returnCondition: zh ? '完好无损' : 'Complete, no damage',
     pdfName: `contract-${tag}.pdf`,
@@ -808,6 +814,41 @@ async function stories(browser, lang) {
       await expectText(arc.page, rec.company, 'the corrected company name');
     });
 
+    // Review before change: the category is put under review; a correction waits as a
+    // proposal until a second archivist approves it on the reviews page.
+    const rev = await step(run, 'reviewer signs in', () => open(p.reviewer));
+    await step(run, 'a correction under review waits for a second archivist', async () => {
+      await visit(run, arc.page, `/categories/${categoryId}`);
+      await submit(run, arc.page, form(arc.page, `/categories/${categoryId}`), { review: true }, 'category-under-review');
+      if (!(await arc.page.locator('input[name="review"]').first().isChecked())) {
+        throw new StoryError('the category is not under review after saving it so');
+      }
+      await visit(run, arc.page, `/records/${recordId}`);
+      await arc.page.locator(`details:has(form[action="/records/${recordId}/edit"]) > summary`).click();
+      await submit(
+        run,
+        arc.page,
+        form(arc.page, `/records/${recordId}/edit`),
+        { title: c.reviewedTitle, reason: c.reviewReason },
+        'correction-proposed',
+      );
+      expectPath(arc.page, new RegExp(`^/records/${recordId}$`), 'proposing the correction');
+      await expectNoText(arc.page, c.reviewedTitle, 'the proposed title in effect before review', { shown: true });
+      // The proposer sees it waiting and cannot approve it.
+      await visit(run, arc.page, '/reviews', 'reviews-own');
+      await expectText(arc.page, c.reviewedTitle, 'the proposal on its proposer\'s reviews page');
+      if ((await arc.page.locator('form[action$="/approve"]').count()) > 0) {
+        throw new StoryError('the proposer is offered to approve their own proposal');
+      }
+      await visit(run, rev.page, '/reviews', 'reviews-pending');
+      await expectText(rev.page, c.reviewedTitle, 'the proposal on the reviewer\'s page');
+      const approve = rev.page.locator('form[action^="/reviews/"][action$="/approve"]').first();
+      await submit(run, rev.page, approve, {}, 'proposal-approved');
+      await visit(run, arc.page, `/records/${recordId}`, 'record-reviewed');
+      await expectText(arc.page, c.reviewedTitle, 'the approved title on the record');
+      await expectText(arc.page, p.reviewer.username, 'the reviewer in the record\'s history');
+    });
+
     // The employee finds the record (masked) and asks to view it.
     const emp = await step(run, 'employee signs in', () => open(p.employee));
     const viewRequest = await step(run, 'employee finds the record and requests a view', async () => {
@@ -922,6 +963,18 @@ async function stories(browser, lang) {
       await visit(run, arc.page, `/records/${recordId}`, 'record-after-loan');
     });
 
+    // Statistics: the period's figures, drawn and tabled, with the downloads.
+    await step(run, 'supervisor reads the statistics', async () => {
+      await visit(run, sup.page, `/stats?from=${today(-1)}&to=${today(1)}`, 'statistics');
+      if ((await sup.page.locator('svg').count()) === 0) throw new StoryError('no chart on the statistics page');
+      for (const sel of ['a[href^="/stats.csv"]', 'a[href^="/stats.xlsx"]']) {
+        const link = sup.page.locator(sel).first();
+        if ((await link.count()) === 0) throw new StoryError(`no download ${sel} on the statistics page`);
+        const got = await sup.page.request.get(BASE_URL + (await link.getAttribute('href')));
+        if (got.status() !== 200) throw new StoryError(`${sel} answered ${got.status()}`);
+      }
+    }, { alone: true });
+
     // Retention, legal hold and destruction: a hold placed and released on the record's
     // life-cycle page, the register, the retention list and a destroy request.
     await step(run, 'supervisor places and releases a legal hold', async () => {
@@ -943,10 +996,89 @@ async function stories(browser, lang) {
         'destroy-requested',
       );
       expectPath(arc.page, new RegExp(`^/records/${recordId}/lifecycle$`), 'requesting the destruction');
+      const asked = arc.page.locator('#destroy a[href^="/requests/"]').first();
+      if ((await asked.count()) === 0) throw new StoryError('the destroy request is not listed on the life-cycle page');
+      const destroyRequest = (await asked.getAttribute('href')).split('/')[2];
+      // Two distinct supervisors approve; the archivist carries it out before a witness.
+      const sup2 = await open(p.supervisor2);
+      for (const [who, shot] of [[sup, 'destroy-approved-1'], [sup2, 'destroy-approved-2']]) {
+        await visit(run, who.page, `/requests/${destroyRequest}`);
+        await submit(run, who.page, form(who.page, `/requests/${destroyRequest}/approve`), {}, shot);
+      }
+      await visit(run, arc.page, `/records/${recordId}/lifecycle`);
+      await submit(
+        run,
+        arc.page,
+        form(arc.page, `/records/${recordId}/destroy`),
+        { request_id: destroyRequest, witness: p.supervisor.username, method: c.destroyMethod },
+        'record-destroyed',
+      );
+      const certificate = arc.page.locator('a[href$="/certificate.pdf"]').first();
+      if ((await certificate.count()) === 0) throw new StoryError('no certificate after the destruction');
+      const pdfAnswer = await arc.page.request.get(BASE_URL + (await certificate.getAttribute('href')));
+      const body = await pdfAnswer.body();
+      if (pdfAnswer.status() !== 200 || body.subarray(0, 5).toString('latin1') !== '%PDF-') {
+        throw new StoryError(`the certificate answered ${pdfAnswer.status()}, not a PDF`);
+      }
+      await visit(run, sup.page, '/destructions', 'destruction-registered');
+      await expectText(sup.page, c.destroyMethod, 'the destruction in the register');
+    }, { alone: true });
+
+    // A leaver: the employee, with a lookup still pending, is disabled; the administrator
+    // sees what they hold, leaves a handover note, and the request is cancelled.
+    await step(run, 'administrator disables a leaver', async () => {
+      const held = await step(run, 'a record for the leaver', async () => {
+        await visit(run, arc.page, `/records/new?category=${categoryId}`);
+        await submit(
+          run,
+          arc.page,
+          form(arc.page, '/records'),
+          { title: `${rec.title} II`, 'fields[company_name]': rec.company, 'fields[phone]': rec.phone },
+          null,
+        );
+        // Filed under review: a second archivist approves the new record.
+        await visit(run, rev.page, '/reviews');
+        await submit(run, rev.page, rev.page.locator('form[action^="/reviews/"][action$="/approve"]').first(), {}, null);
+        await visit(run, rev.page, '/reviews?state=approved');
+        // Oldest first: the new record's proposal is the last one decided.
+        const link = rev.page.locator('section.card p > a[href^="/records/"]').last();
+        return (await link.getAttribute('href')).split('/')[2];
+      });
+      await visit(run, emp.page, `/records/${held}`);
+      await submit(
+        run,
+        emp.page,
+        form(emp.page, `/records/${held}/requests`),
+        { kind: 'lookup', purpose: c.purposeView, duration_hours: 8 },
+        null,
+      );
+      const [, lookup] = expectPath(emp.page, /^\/requests\/([0-9a-f-]{36})$/, 'requesting a lookup');
+      await visit(run, adm.page, '/admin/users');
+      await follow(run, adm.page, `a[href^="/admin/users/"]:text-is("${p.employee.username}")`, null);
+      const [, userId] = expectPath(adm.page, /^\/admin\/users\/([0-9a-f-]{36})$/, 'opening the leaver');
+      await submit(run, adm.page, form(adm.page, `/admin/users/${userId}/disable`), {}, 'leaver-holdings');
+      const listed = await adm.page.locator('[role="alertdialog"] li').count();
+      if (listed !== 1) throw new StoryError(`${listed} holdings listed for a leaver with one pending request`);
+      await submit(
+        run,
+        adm.page,
+        form(adm.page, `/admin/users/${userId}/disable`, 'input[name="confirm"]'),
+        { handover_note: c.revokeReason },
+        'leaver-disabled',
+      );
+      const answer = await emp.page.goto(`${BASE_URL}/requests/${lookup}`, { waitUntil: 'load' });
+      if (!new URL(emp.page.url()).pathname.startsWith('/login') && answer && answer.status() < 400) {
+        throw new StoryError(`the leaver's session still answers ${answer.status()}`);
+      }
+      await visit(run, sup.page, `/requests/${lookup}`);
+      if ((await form(sup.page, `/requests/${lookup}/approve`).count()) > 0) {
+        throw new StoryError('the leaver\'s request can still be approved');
+      }
     }, { alone: true });
 
     // The auditor reads the trail and verifies the chain.
     const aud = await step(run, 'auditor signs in', () => open(p.auditor));
+    await step(run, 'auditor reads the statistics', () => visit(run, aud.page, '/stats', 'statistics-auditor'), { alone: true });
     await step(run, 'auditor opens the audit trail', async () => {
       await visit(run, aud.page, '/audit', 'audit-trail');
       // Each person's steps, found by filtering on the person (the action cell carries the

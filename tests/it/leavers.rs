@@ -286,7 +286,7 @@ async fn the_disable_page_shows_the_holdings_first_then_what_was_settled() {
     assert_eq!(ask.status, Status::Ok, "{}", ask.html);
     assert!(
         ask.html
-            .contains("They hold 1 pending requests, 2 grants in force and 1 files out on loan"),
+            .contains("pending requests: 1; grants in force: 2; files out on loan: 1"),
         "{}",
         ask.html
     );
@@ -320,7 +320,7 @@ async fn the_disable_page_shows_the_holdings_first_then_what_was_settled() {
         .await;
     assert_eq!(to, page);
     assert!(
-        shown.contains("Settled: 1 pending requests cancelled, 2 grants revoked, 1 loans flagged"),
+        shown.contains("Settled: pending requests cancelled: 1; grants revoked: 2; loans flagged"),
         "{shown}"
     );
     assert!(shown.contains("李雷接手"), "{shown}");
