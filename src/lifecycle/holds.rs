@@ -209,7 +209,8 @@ pub async fn release_record(app: &App, who: &Principal, id: RecordId) -> AppResu
     })
 }
 
-/// The category `id`, once the caller may hold it (404, audited, when there is none).
+/// The category `id`'s code, once the caller may hold it: a supervisor of its department
+/// (404, audited, when there is none).
 async fn held_category(
     tx: &mut Tx,
     app: &App,
@@ -217,12 +218,21 @@ async fn held_category(
     id: CategoryId,
     action: &'static str,
 ) -> AppResult<(&'static str, String)> {
-    tx.authorize::<HoldRecord>(&app.policies, who, None, Some(("category", id.to_string())))?;
-    match crate::records::categories::get_in(tx, id).await {
-        Ok(c) => Ok(("code", c.code)),
-        Err(AppError::NotFound) => Err(tx.not_found(who, action, ("category", id.to_string()))),
-        Err(e) => Err(e),
-    }
+    let category = match crate::records::categories::get_in(tx, id).await {
+        Ok(c) => c,
+        Err(AppError::NotFound) => {
+            return Err(tx.not_found(who, action, ("category", id.to_string())))
+        }
+        Err(e) => return Err(e),
+    };
+    // Categories are listed to everyone: a refusal need not hide that one exists.
+    tx.authorize::<HoldRecord>(
+        &app.policies,
+        who,
+        Some(&category.resource()),
+        Some(("category", id.to_string())),
+    )?;
+    Ok(("code", category.code))
 }
 
 /// Places a legal hold on category `id` (and so on every record under it).

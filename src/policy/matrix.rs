@@ -217,7 +217,7 @@ fn oracle(action: &str, roles: &[Role], obj: Option<Obj>) -> bool {
         "user.review" => obj.is_none() && (has(Admin) || has(Auditor)),
         "scrub.read" => obj.is_none() && has(Admin),
         "record.destroy" => has(Archivist),
-        "record.hold" => has(Supervisor),
+        "record.hold" => has(Supervisor) && obj.is_some_and(|o| o.same_dept),
         "destruction.read" => obj.is_none() && (has(Supervisor) || has(Auditor) || has(Archivist)),
         "retention.read" => obj.is_none() && (has(Archivist) || has(Supervisor)),
         "report.read" => obj.is_none() && (has(Supervisor) || has(Auditor)),

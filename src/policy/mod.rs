@@ -286,7 +286,7 @@ actions! {
     ReadScrub => ("scrub.read", false, Vault, true),
     /// Ask for a record's destruction and carry it out under an approved request.
     DestroyRecord => ("record.destroy", true, Record, true),
-    /// Place or release a legal hold on a record (on the vault: on a category).
+    /// Place or release a legal hold on a record or a category of one's own department.
     HoldRecord => ("record.hold", false, Record, true),
     /// Read the destruction register and its certificates.
     ReadDestructions => ("destruction.read", false, Vault, true),

@@ -124,11 +124,15 @@ async fn insert(
     summary: Value,
     payload: &Value,
 ) -> AppResult<Proposal> {
+    // Not in the name of an account being disabled at this moment (disabling withdraws
+    // the proposals already made).
+    crate::users::hold_actor(tx, who).await?;
     let id = Uuid::new_v4();
     let (kek_id, sealed) = app.keys.encrypt_field(id, SEALED_AS, &payload.to_string());
     sqlx::query(
-        "INSERT INTO record_proposals (id, kind, category_id, record_id, proposer_id, summary, kek_id, sealed) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO record_proposals (id, kind, category_id, record_id, proposer_id, summary, kek_id, sealed, \
+         base_revision) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, (SELECT revision FROM records WHERE id = $4))",
     )
     .bind(id)
     .bind(kind)
@@ -337,11 +341,12 @@ pub async fn approve(app: &App, who: &Principal, id: Uuid, d: Decision) -> AppRe
     let comment = check_comment(&d.comment)?;
     unit!(app.db, |tx| {
         let (p, proposer, category) = for_decision(&mut tx, app, who, id).await?;
-        let (kek_id, sealed): (String, Vec<u8>) =
-            sqlx::query_as("SELECT kek_id, sealed FROM record_proposals WHERE id = $1")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
+        let (kek_id, sealed, base): (String, Vec<u8>, Option<i32>) = sqlx::query_as(
+            "SELECT kek_id, sealed, base_revision FROM record_proposals WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
         let plain = app
             .keys
             .decrypt_field(id, SEALED_AS, &kek_id, &sealed)
@@ -366,6 +371,19 @@ pub async fn approve(app: &App, who: &Principal, id: Uuid, d: Decision) -> AppRe
                 (rid, 1)
             }
             Some(r) => {
+                // A correction applies to the record as it was proposed against; approving
+                // it over a later change would silently undo that change.
+                let now: i32 =
+                    sqlx::query_scalar("SELECT revision FROM records WHERE id = $1 FOR UPDATE")
+                        .bind(r)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if let Some(base) = base.filter(|b| *b != now) {
+                    return Err(AppError::Conflict(format!(
+                        "the record has changed since this correction was proposed (revision {now}, \
+                         proposed against {base}); reject it and propose the correction again"
+                    )));
+                }
                 let changes: RecordChanges =
                     serde_json::from_str(&plain).map_err(AppError::internal)?;
                 let (rev, _) =

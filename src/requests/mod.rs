@@ -37,7 +37,7 @@ use crate::policy::{
 };
 use crate::records::model::RecordId;
 use crate::tx::Tx;
-use crate::users::Role;
+use crate::users::{Role, UserId};
 use crate::{unit, App};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -277,6 +277,8 @@ pub async fn create(app: &App, who: &Principal, new: NewRequest) -> AppResult<Re
     }
     let id = Uuid::new_v4();
     unit!(app.db, |tx| {
+        // Not in the name of an account being disabled at this moment.
+        crate::users::hold_actor(&mut tx, who).await?;
         // No new access to, or second destruction of, a destroyed record; no destruction
         // asked for while a legal hold stands.
         crate::lifecycle::refuse_if_destroyed(&mut tx, record.id).await?;
@@ -518,6 +520,12 @@ pub async fn decide(
     unit!(app.db, |tx| {
         let v = load_for::<ApproveRequest>(&mut tx, app, who, id, true, action).await?;
         still_pending(&v)?;
+        // Disabling cancels what is pending; a decision racing it finds the account gone.
+        if approve && !crate::users::hold_account(&mut tx, UserId(v.requester_id)).await? {
+            return Err(AppError::Conflict(
+                "the requester's account is disabled".into(),
+            ));
+        }
         if !approve && comment.is_empty() {
             return Err(AppError::invalid(
                 "comment",

@@ -4,11 +4,13 @@
 //! person holds in the same unit of work that disables it, so either all of it happens or
 //! none: their pending requests are cancelled (`cancel_reason = account_disabled`), their
 //! grants in force revoked (the viewer and every grant-bound path stop answering at once),
-//! and their loans still out flagged to the loans desk (`holder_left_at`, shown with the
-//! holder's name until the file comes back). Each settled item leaves its own audit event
-//! (`request.cancel`, `grant.revoke`, `loan.holder_left`) and the disabling event lists the
-//! ids with the handover note; a handover row keeps the note and the ids for the account
-//! page. Enabling the account again restores nothing that was settled.
+//! their loans still out flagged to the loans desk (`holder_left_at`, shown with the
+//! holder's name until the file comes back), and their filings and corrections waiting
+//! for review withdrawn, with what was typed in them erased. Each settled item leaves its
+//! own audit event (`request.cancel`, `grant.revoke`, `loan.holder_left`, `record.review`)
+//! and the disabling event lists the ids with the handover note; a handover row keeps the
+//! note and the ids for the account page. Enabling the account again restores nothing
+//! that was settled.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -76,6 +78,9 @@ pub struct Settlement {
     pub cancelled_requests: Vec<Uuid>,
     pub revoked_grants: Vec<Uuid>,
     pub flagged_loans: Vec<Uuid>,
+    /// Their filings and corrections still waiting for review, withdrawn (and what was
+    /// typed in them erased).
+    pub withdrawn_proposals: Vec<Uuid>,
     pub sessions_ended: u64,
     pub note: String,
 }
@@ -222,6 +227,25 @@ pub(super) async fn settle(
         )
         .await?;
         s.flagged_loans.push(l.id);
+    }
+    s.withdrawn_proposals = sqlx::query_scalar(
+        "UPDATE record_proposals SET state = 'withdrawn', decided_at = now(), \
+         comment = 'account disabled', sealed = ''::bytea \
+         WHERE proposer_id = $1 AND state = 'pending' RETURNING id",
+    )
+    .bind(user)
+    .fetch_all(&mut **tx)
+    .await?;
+    for p in &s.withdrawn_proposals {
+        tx.audit(
+            actor,
+            Event::new("record.review", Outcome::Success)
+                .object("proposal", p)
+                .detail(json!({
+                    "decision": "withdrawn", "reason": "account_disabled", "proposer": username,
+                })),
+        )
+        .await?;
     }
     sqlx::query(
         "INSERT INTO account_handovers (id, user_id, settled_by_id, settled_by, note, \

@@ -17,7 +17,7 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::auth::Principal;
 use crate::policy::{Action, ManageUsers};
-use crate::tx::Db;
+use crate::tx::{Db, Tx};
 use crate::{unit, App};
 
 pub use model::{NewUser, Role, User, UserChanges, UserId};
@@ -289,9 +289,28 @@ pub(crate) async fn credentials(
     Ok(repo::credentials(conn, username).await?)
 }
 
-/// Disables an account, ends all its sessions at once and settles what the person holds.
-/// Refuses to disable the last active administrator, which would lock everyone out of
-/// account management.
+/// Holds account `id`'s row for the rest of the unit of work (`FOR SHARE`) and answers
+/// whether the account is active. Disabling takes the row for update first, so what the
+/// unit then writes in that person's name either commits before the disabling (which then
+/// settles it) or waits for it and sees the account disabled.
+pub async fn hold_account(tx: &mut Tx, id: UserId) -> AppResult<bool> {
+    let active: Option<bool> =
+        sqlx::query_scalar("SELECT disabled_at IS NULL FROM users WHERE id = $1 FOR SHARE")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(active == Some(true))
+}
+
+/// [`hold_account`] for the person acting: a disabled account is signed out (401).
+pub async fn hold_actor(tx: &mut Tx, who: &Principal) -> AppResult<()> {
+    if hold_account(tx, who.user().id).await? {
+        Ok(())
+    } else {
+        Err(AppError::Unauthenticated)
+    }
+}
+
 async fn disable_as(
     db: &Db,
     actor: &Actor,
@@ -325,6 +344,7 @@ async fn disable_as(
                     "cancelled_requests": settled.cancelled_requests,
                     "revoked_grants": settled.revoked_grants,
                     "flagged_loans": settled.flagged_loans,
+                    "withdrawn_proposals": settled.withdrawn_proposals,
                 })),
         )
         .await?;

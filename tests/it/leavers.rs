@@ -388,3 +388,95 @@ async fn last_sign_in_is_kept_and_shown_on_the_account_page() {
             .unwrap();
     assert!(at.is_some(), "a sign-in through the web page is noted too");
 }
+
+#[tokio::test]
+async fn a_request_racing_the_disabling_of_its_account_is_refused() {
+    let s = scene().await;
+    let app = &s.app;
+    // A disabling under way: the account row is updated but not yet committed. The
+    // request passed its sign-in check before; it must wait for the disabling and be
+    // refused, not slip in after the settlement as a pending request nobody cancels.
+    let db = app.superuser_pool().await;
+    let mut disabling = db.begin().await.unwrap();
+    sqlx::query("UPDATE users SET status = 'disabled', disabled_at = now() WHERE id = $1")
+        .bind(s.leaver.id)
+        .execute(&mut *disabling)
+        .await
+        .unwrap();
+    let body = json!({"record_id": s.lookup_record, "kind": "view",
+                      "purpose": "checking the guarantee terms again", "duration_hours": 4});
+    let ask = app.post("/api/v1/requests", &s.leaver_token, body);
+    let commit = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        disabling.commit().await.unwrap();
+    };
+    let ((status, r), ()) = tokio::join!(ask, commit);
+    assert_eq!(status, Status::Unauthorized, "{r}");
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM access_requests WHERE requester_id = $1 AND state = 'pending' \
+         AND id <> $2::uuid",
+    )
+    .bind(s.leaver.id)
+    .bind(&s.pending)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(pending, 0);
+}
+
+#[tokio::test]
+async fn disabling_withdraws_the_proposals_waiting_for_review() {
+    let app = TestApp::new().await;
+    let admin = app.user_token("root.admin", &[Role::Admin], "IT").await;
+    let a = app.user_token("arch.a", &[Role::Archivist], "Retail").await;
+    let leaver = app
+        .add_user("arch.left", &[Role::Archivist], "Retail")
+        .await;
+    let (_, body) = app.login("arch.left", PASSWORD).await;
+    let token = body["token"].as_str().unwrap().to_string();
+    let (s, cat) = app
+        .post(
+            "/api/v1/categories",
+            &a,
+            json!({"code": "KYC", "name": "Due diligence", "sensitivity": "internal",
+                   "department": "Retail", "retention_years": 10, "review": true,
+                   "fields": [{"name": "phone", "type": "phone", "sensitive": true}]}),
+        )
+        .await;
+    assert_eq!(s, Status::Created, "{cat}");
+    let (s, r) = app
+        .post(
+            "/api/v1/records",
+            &token,
+            json!({"category_id": cat["id"], "title": "Due diligence Huaxin",
+                   "fields": {"phone": "13812345678"}}),
+        )
+        .await;
+    assert_eq!(s, Status::Accepted, "{r}");
+    let pid = r["proposal"]["id"].as_str().unwrap().to_string();
+    let (s, out) = app
+        .post(
+            &format!("/api/v1/users/{}/disable", leaver.id),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, Status::Ok, "{out}");
+    let (s, e) = app
+        .post(&format!("/api/v1/proposals/{pid}/approve"), &a, json!({}))
+        .await;
+    assert_eq!(s, Status::Conflict, "{e}");
+    let db = app.superuser_pool().await;
+    let (state, sealed): (String, i32) =
+        sqlx::query_as("SELECT state, length(sealed) FROM record_proposals WHERE id = $1::uuid")
+            .bind(&pid)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), sealed), ("withdrawn", 0));
+    let records: i64 = sqlx::query_scalar("SELECT count(*) FROM records")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(records, 0);
+}

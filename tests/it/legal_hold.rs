@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::common::bearer;
 use crate::destruction::world;
+use strongroom::users::Role;
 
 #[tokio::test]
 async fn holds_are_for_supervisors_audited_and_shown() {
@@ -116,4 +117,55 @@ async fn holds_are_for_supervisors_audited_and_shown() {
         assert_eq!(app.audit_count(action, "success").await, n, "{action}");
     }
     assert!(app.audit_count("record.hold", "denied").await >= 3);
+}
+
+#[tokio::test]
+async fn a_supervisor_of_another_department_neither_places_nor_releases_holds() {
+    let w = world().await;
+    let app = &w.app;
+    let other = app
+        .user_token("sup.corp", &[Role::Supervisor], "Corporate")
+        .await;
+    let path = format!("/api/v1/records/{}/hold", w.record);
+    let cpath = format!("/api/v1/categories/{}/hold", w.category);
+    let release = |token: &str, p: &str| {
+        let c = &app.client;
+        let (token, p) = (token.to_string(), p.to_string());
+        async move { c.delete(p).header(bearer(&token)).dispatch().await.status() }
+    };
+
+    // Refused (or hidden, as on every other path, where they may not read the record).
+    let (s, r) = app
+        .post(&path, &other, json!({"reason": "not my department"}))
+        .await;
+    assert!(s == Status::Forbidden || s == Status::NotFound, "{s} {r}");
+    let (s, r) = app
+        .post(&cpath, &other, json!({"reason": "not my department"}))
+        .await;
+    assert_eq!(s, Status::Forbidden, "{r}");
+
+    // Holds placed by Retail's supervisor stay until Retail releases them.
+    for p in [&path, &cpath] {
+        let (s, r) = app
+            .post(p, &w.sup1, json!({"reason": "litigation 2026-200"}))
+            .await;
+        assert_eq!(s, Status::Created, "{r}");
+    }
+    let refused = release(&other, &path).await;
+    assert!(
+        refused == Status::Forbidden || refused == Status::NotFound,
+        "{refused}"
+    );
+    assert_eq!(release(&other, &cpath).await, Status::Forbidden);
+    let (_, l) = app
+        .get(
+            &format!("/api/v1/records/{}/lifecycle", w.record),
+            &w.employee,
+        )
+        .await;
+    assert_eq!(l["holds"].as_array().unwrap().len(), 2, "{l}");
+    assert_eq!(release(&w.sup1, &path).await, Status::Ok);
+    assert_eq!(release(&w.sup1, &cpath).await, Status::Ok);
+    assert_eq!(app.audit_count("record.hold_release", "success").await, 1);
+    assert_eq!(app.audit_count("category.hold_release", "success").await, 1);
 }

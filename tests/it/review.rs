@@ -339,3 +339,79 @@ async fn a_pending_proposal_survives_key_rotation_and_retirement() {
     let (_, hits) = app.get("/api/v1/records?phone=13912345678", &a).await;
     assert_eq!(hits["hits"].as_array().unwrap().len(), 1, "{hits}");
 }
+
+#[tokio::test]
+async fn a_correction_proposed_against_an_older_revision_cannot_be_approved() {
+    let app = TestApp::new().await;
+    let a = app.user_token("arch.a", &[Role::Archivist], "Retail").await;
+    let b = app.user_token("arch.b", &[Role::Archivist], "Retail").await;
+    let cat = reviewed_category(&app, &a).await;
+    let (_, r) = app
+        .post(
+            "/api/v1/records",
+            &a,
+            json!({"category_id": cat["id"], "title": "Due diligence Huaxin",
+            "fields": {"company_name": "Huaxin Trading"}}),
+        )
+        .await;
+    let filed = r["proposal"]["id"].as_str().unwrap().to_string();
+    let (_, done) = app
+        .post(&format!("/api/v1/proposals/{filed}/approve"), &b, json!({}))
+        .await;
+    let rid = done["result_record_id"].as_str().unwrap().to_string();
+    let propose = |who: &str, name: &str| {
+        let body = json!({"fields": {"company_name": name}, "reason": "name as on the licence"});
+        let (who, path) = (who.to_string(), format!("/api/v1/records/{rid}"));
+        let app = &app;
+        async move {
+            let (s, r) = app.patch(&path, &who, body).await;
+            assert_eq!(s, Status::Accepted, "{r}");
+            r["proposal"]["id"].as_str().unwrap().to_string()
+        }
+    };
+    // Both made against revision 1; the second is approved first.
+    let first = propose(&a, "Huaxin Trading One").await;
+    let second = propose(&b, "Huaxin Trading Two").await;
+    let (s, r) = app
+        .post(
+            &format!("/api/v1/proposals/{second}/approve"),
+            &a,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, Status::Ok, "{r}");
+    let (s, e) = app
+        .post(&format!("/api/v1/proposals/{first}/approve"), &b, json!({}))
+        .await;
+    assert_eq!(s, Status::Conflict, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has changed since"),
+        "{e}"
+    );
+    let (_, now) = app.get(&format!("/api/v1/records/{rid}"), &a).await;
+    assert_eq!(now["revision"], 2);
+    let shown = now.to_string();
+    assert!(
+        shown.contains("Huaxin Trading Two") && !shown.contains("Huaxin Trading One"),
+        "{shown}"
+    );
+    let (_, pending) = app.get("/api/v1/proposals", &b).await;
+    let ids: Vec<&str> = pending
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [first.as_str()], "still pending, to be rejected");
+    let (s, r) = app
+        .post(
+            &format!("/api/v1/proposals/{first}/reject"),
+            &b,
+            json!({"comment": "superseded"}),
+        )
+        .await;
+    assert_eq!(s, Status::Ok, "{r}");
+}
