@@ -10,9 +10,12 @@ use uuid::Uuid;
 use crate::audit::{Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::policy::{DestroyRecord, GrantState, ReadDestructions};
+use crate::policy::{
+    DestroyRecord, GrantState, ReadDestructions, ReadRecord, Resource, Sensitivity,
+};
 use crate::records::model::RecordId;
 use crate::storage::Store;
+use crate::users::Role;
 use crate::{unit, App};
 
 /// `POST /records/{id}/destroy`.
@@ -492,6 +495,9 @@ pub async fn register(
         .bind(to)
         .fetch_all(&mut *tx)
         .await?;
+        let ids: Vec<Uuid> = rows.iter().map(|c| c.id).collect();
+        let shown = readable(&mut tx, app, who, &ids).await?;
+        let rows: Vec<Certificate> = rows.into_iter().filter(|c| shown.contains(&c.id)).collect();
         tx.audit(
             &who.actor(),
             Event::new("destruction.read", Outcome::Success).detail(json!({
@@ -501,6 +507,39 @@ pub async fn register(
         .await?;
         Ok(rows)
     })
+}
+
+/// Of the destructions `ids`, those `who` may see in the register: all of them for
+/// auditors and archivists (who carry out destructions in every department); for a
+/// supervisor, those whose record they may read, by the rule every read of a record
+/// follows (another department's confidential and secret records no more than in the
+/// archive).
+async fn readable(
+    tx: &mut PgConnection,
+    app: &App,
+    who: &Principal,
+    ids: &[Uuid],
+) -> AppResult<std::collections::HashSet<Uuid>> {
+    let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT d.id, c.sensitivity, c.department FROM destructions d \
+         JOIN records r ON r.id = d.record_id JOIN categories c ON c.id = r.category_id \
+         WHERE d.id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(tx)
+    .await?;
+    let everything = who.has_role(Role::Auditor) || who.has_role(Role::Archivist);
+    Ok(rows
+        .into_iter()
+        .filter(|(_, level, department)| {
+            everything
+                || Sensitivity::parse(level).is_some_and(|level| {
+                    app.policies
+                        .allows::<ReadRecord>(who, &Resource::new(level, department))
+                })
+        })
+        .map(|(id, _, _)| id)
+        .collect())
 }
 
 /// One certificate (`destruction.read`), audited.
@@ -525,6 +564,9 @@ pub async fn certificate(
         else {
             return Err(tx.not_found(who, "destruction.read", ("destruction", id.to_string())));
         };
+        if !readable(&mut tx, app, who, &[id]).await?.contains(&id) {
+            return Err(tx.not_found(who, "destruction.read", ("destruction", id.to_string())));
+        }
         tx.audit(
             &who.actor(),
             Event::new("destruction.read", Outcome::Success)

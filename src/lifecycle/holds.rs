@@ -225,7 +225,6 @@ async fn held_category(
         }
         Err(e) => return Err(e),
     };
-    // Categories are listed to everyone: a refusal need not hide that one exists.
     tx.authorize::<HoldRecord>(
         &app.policies,
         who,

@@ -421,6 +421,7 @@ fn actions_hidden_from_those_who_may_not_see_the_object() {
             "record.unmask",
             "record.export",
             "record.destroy",
+            "record.hold",
             "record.review",
         ]
     );

@@ -287,7 +287,7 @@ actions! {
     /// Ask for a record's destruction and carry it out under an approved request.
     DestroyRecord => ("record.destroy", true, Record, true),
     /// Place or release a legal hold on a record or a category of one's own department.
-    HoldRecord => ("record.hold", false, Record, true),
+    HoldRecord => ("record.hold", true, Record, true),
     /// Read the destruction register and its certificates.
     ReadDestructions => ("destruction.read", false, Vault, true),
     /// See the records whose retention period has ended.

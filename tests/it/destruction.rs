@@ -482,6 +482,21 @@ async fn destruction_is_supervised_and_leaves_nothing_readable() {
     }
     let (s, _) = app.get("/api/v1/destructions", &w.employee).await;
     assert_eq!(s, Status::Forbidden);
+    // A supervisor of another department sees a confidential record's destruction no more
+    // than the record itself: not in the register, its certificate unknown.
+    let other = app
+        .user_token("sup.corp", &[Role::Supervisor], "Corporate")
+        .await;
+    let (s, reg) = app.get("/api/v1/destructions", &other).await;
+    assert_eq!(
+        (s, reg["destructions"].as_array().unwrap().len()),
+        (Status::Ok, 0),
+        "{reg}"
+    );
+    let (s, _) = w
+        .raw_get(&format!("/destructions/{cert_id}/certificate.pdf"), &other)
+        .await;
+    assert_eq!(s, Status::NotFound);
     let (s, reg) = app
         .get(
             "/api/v1/destructions?from=2000-01-01&to=2000-12-31",
