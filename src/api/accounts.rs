@@ -98,10 +98,10 @@ async fn disable_user(
 async fn access_review(
     app: &State<App>,
     who: Principal,
-    days: Option<i32>,
+    days: Option<&str>,
     inactive: Option<bool>,
 ) -> AppResult<Json<Value>> {
-    let f = review::Filter::new(days, inactive.unwrap_or(false))?;
+    let f = review::Filter::typed(days, inactive.unwrap_or(false))?;
     let r = review::review(app, &who, f).await?;
     Ok(Json(json!(r)))
 }

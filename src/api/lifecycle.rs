@@ -125,7 +125,7 @@ async fn retention_due(
     app: &State<App>,
     who: Principal,
     due_before: Option<String>,
-    within_days: Option<u32>,
+    within_days: Option<&str>,
 ) -> AppResult<Json<Value>> {
     let before = crate::lifecycle::due_limit(due_before.as_deref(), within_days)?;
     let list = retention::due(app, &who, before).await?;

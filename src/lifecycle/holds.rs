@@ -98,6 +98,20 @@ impl On {
         }
     }
 
+    /// The refusals: already held; no hold of its own to release.
+    fn conflicts(self) -> (&'static str, &'static str) {
+        match self {
+            On::Record => (
+                "the record is already under a legal hold",
+                "the record is not under a legal hold of its own",
+            ),
+            On::Category => (
+                "the category is already under a legal hold",
+                "the category is not under a legal hold",
+            ),
+        }
+    }
+
     fn actions(self) -> (&'static str, &'static str) {
         match self {
             On::Record => ("record.hold", "record.hold_release"),
@@ -128,10 +142,7 @@ async fn place(
     .execute(&mut **tx)
     .await?;
     if placed.rows_affected() == 0 {
-        return Err(AppError::Conflict(format!(
-            "the {} is already under a legal hold",
-            on.kind()
-        )));
+        return Err(AppError::Conflict(on.conflicts().0.into()));
     }
     let mut detail = json!({"hold": hold_id, "reason": reason});
     detail[label.0] = json!(label.1);
@@ -163,10 +174,7 @@ async fn release(
     .fetch_optional(&mut **tx)
     .await?;
     let Some(hold_id) = released else {
-        return Err(AppError::Conflict(format!(
-            "the {} is not under a legal hold of its own",
-            on.kind()
-        )));
+        return Err(AppError::Conflict(on.conflicts().1.into()));
     };
     let mut detail = json!({"hold": hold_id});
     detail[label.0] = json!(label.1);

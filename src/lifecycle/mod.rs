@@ -184,15 +184,24 @@ pub async fn of_record(
 /// `within_days` from today, else tomorrow (everything ended by today).
 pub fn due_limit(
     due_before: Option<&str>,
-    within_days: Option<u32>,
+    within_days: Option<&str>,
 ) -> AppResult<Option<chrono::NaiveDate>> {
+    let within_days = match within_days.map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(d) => Some(d.parse::<u32>().map_err(|_| {
+            AppError::invalid("within_days", "must be a number of days from 0 to 36600")
+        })?),
+    };
     if let Some(s) = due_before.map(str::trim).filter(|s| !s.is_empty()) {
         return chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
             .map(Some)
             .map_err(|_| AppError::invalid("due_before", "must be a date (YYYY-MM-DD)"));
     }
     match within_days {
-        Some(d) if d > 36_600 => Err(AppError::invalid("within_days", "must be at most 36600")),
+        Some(d) if d > 36_600 => Err(AppError::invalid(
+            "within_days",
+            "must be a number of days from 0 to 36600",
+        )),
         Some(d) => Ok(Some(
             chrono::Utc::now().date_naive() + chrono::Days::new(u64::from(d) + 1),
         )),

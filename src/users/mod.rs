@@ -185,6 +185,9 @@ async fn insert(
             "must be at most 100 characters",
         ));
     }
+    // The command line too: what the JSON body guard refuses, the account never holds.
+    crate::text::check("display_name", &display_name, crate::text::Lines::Single)?;
+    crate::text::check("department", &department, crate::text::Lines::Single)?;
     let hash = hasher.hash(new.password.clone()).await?;
     let mut roles: Vec<Role> = new.roles.clone();
     roles.sort_by_key(|r| r.as_str());

@@ -44,6 +44,18 @@ impl Filter {
             only_inactive,
         })
     }
+
+    /// The filter as typed in a query (`days` empty: the default); a number that does not
+    /// parse is refused, never taken as the default.
+    pub fn typed(days: Option<&str>, only_inactive: bool) -> AppResult<Filter> {
+        let days = match days.map(str::trim).filter(|d| !d.is_empty()) {
+            None => None,
+            Some(d) => Some(d.parse::<i32>().map_err(|_| {
+                AppError::invalid("days", "must be a number of days from 1 to 3650")
+            })?),
+        };
+        Filter::new(days, only_inactive)
+    }
 }
 
 /// One account as the review shows it. New columns (a second factor, …) are new fields

@@ -26,14 +26,7 @@ pub fn routes() -> Vec<Route> {
 
 /// The filter as typed in the query (`days` empty: the default).
 fn filter(days: Option<&str>, inactive: Option<&str>) -> AppResult<Filter> {
-    let days =
-        match days.map(str::trim).filter(|d| !d.is_empty()) {
-            None => None,
-            Some(d) => Some(d.parse::<i32>().map_err(|_| {
-                AppError::invalid("days", "must be a number of days from 1 to 3650")
-            })?),
-        };
-    Filter::new(days, matches!(inactive, Some("1" | "on" | "true")))
+    Filter::typed(days, matches!(inactive, Some("1" | "on" | "true")))
 }
 
 async fn render(

@@ -381,12 +381,13 @@ async fn certificate_pdf(app: &State<App>, who: Principal, did: &str) -> AppResu
 async fn retention_page(
     app: &State<App>,
     who: Principal,
-    within_days: Option<u32>,
+    within_days: Option<&str>,
 ) -> AppResult<RawHtml<String>> {
     let before = lifecycle::due_limit(None, within_days)?;
     let list = retention::due(app, &who, before).await?;
+    let within_days: u32 = within_days.and_then(|d| d.trim().parse().ok()).unwrap_or(0);
     app.templates.render(
         "retention.html",
-        context! { me => me(&who), csrf => who.csrf_token(), list => list, within_days => within_days.unwrap_or(0) },
+        context! { me => me(&who), csrf => who.csrf_token(), list => list, within_days => within_days },
     )
 }

@@ -225,3 +225,34 @@ async fn the_review_page_exports_and_completion_is_audited() {
         2
     );
 }
+
+#[tokio::test]
+async fn accounts_made_on_the_command_line_follow_the_same_text_rules() {
+    let app = TestApp::new().await;
+    for (display, department, field) in [
+        ("\t=1+2", "Retail", "display_name"),
+        ("A\rB\u{7}", "Retail", "display_name"),
+        ("Wang Fang", "Ret\u{1b}[31mail", "department"),
+    ] {
+        let made = strongroom::users::create_by_operator(
+            &app.app().db.pool().clone(),
+            &app.app().hasher,
+            &strongroom::audit::Actor::system("test"),
+            strongroom::users::NewUser {
+                username: "wang.fang".into(),
+                display_name: Some(display.into()),
+                department: Some(department.into()),
+                roles: vec![Role::Employee],
+                password: secrecy::SecretString::from(PASSWORD),
+                must_change_password: false,
+            },
+        )
+        .await;
+        match made {
+            Err(strongroom::error::AppError::Invalid { field: f, .. }) => {
+                assert_eq!(f.as_deref(), Some(field))
+            }
+            other => panic!("{display:?}/{department:?}: {other:?}"),
+        }
+    }
+}

@@ -174,3 +174,36 @@ async fn retention_ends_from_filing_or_a_named_date_and_holds_suspend_it() {
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn numbers_that_do_not_parse_are_refused_not_taken_as_the_default() {
+    let app = crate::common::TestApp::new().await;
+    let archivist = app
+        .user_token("arch", &[strongroom::users::Role::Archivist], "Retail")
+        .await;
+    let admin = app
+        .user_token("root", &[strongroom::users::Role::Admin], "IT")
+        .await;
+    for (path, token, field) in [
+        (
+            "/api/v1/retention?within_days=99999999999",
+            &archivist,
+            "within_days",
+        ),
+        (
+            "/api/v1/retention?within_days=-1",
+            &archivist,
+            "within_days",
+        ),
+        ("/api/v1/access-review?days=999999999999", &admin, "days"),
+        ("/api/v1/access-review?days=ninety", &admin, "days"),
+    ] {
+        let (s, e) = app.get(path, token).await;
+        assert_eq!(s, rocket::http::Status::UnprocessableEntity, "{path}: {e}");
+        assert_eq!(e["error"]["field"], field, "{path}: {e}");
+    }
+    let (s, _) = app
+        .get("/api/v1/retention?within_days=30", &archivist)
+        .await;
+    assert_eq!(s, rocket::http::Status::Ok);
+}
