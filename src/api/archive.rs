@@ -52,6 +52,7 @@ pub fn routes() -> Vec<Route> {
         upload_file,
         list_files,
         list_proposals,
+        withdraw_proposal,
         approve_proposal,
         reject_proposal,
     ]
@@ -164,6 +165,16 @@ async fn reject_proposal(
     b: Body<review::Decision>,
 ) -> AppResult<Json<review::Proposal>> {
     Ok(Json(review::reject(app, &who, id(pid)?, body(b)?).await?))
+}
+
+/// The proposer withdraws their own proposal while it waits.
+#[post("/proposals/<pid>/withdraw")]
+async fn withdraw_proposal(
+    app: &State<App>,
+    who: Principal,
+    pid: &str,
+) -> AppResult<Json<review::Proposal>> {
+    Ok(Json(review::withdraw(app, &who, id(pid)?).await?))
 }
 
 #[get("/records?<query..>")]

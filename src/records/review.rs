@@ -29,7 +29,7 @@ use super::{categories, create_in, repo, update_in};
 use crate::audit::{Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::policy::ReviewChange;
+use crate::policy::{EditRecord, FileRecord, ReviewChange};
 use crate::tx::Tx;
 use crate::users::Role;
 use crate::{unit, App};
@@ -236,10 +236,10 @@ fn reviewer_role(app: &App, who: &Principal) -> bool {
 #[tracing::instrument(skip_all)]
 pub async fn list(app: &App, who: &Principal, state: Option<&str>) -> AppResult<Vec<Proposal>> {
     let state = state.unwrap_or("pending");
-    if !["pending", "approved", "rejected"].contains(&state) {
+    if !["pending", "approved", "rejected", "withdrawn"].contains(&state) {
         return Err(AppError::invalid(
             "state",
-            "must be pending, approved or rejected",
+            "must be pending, approved, rejected or withdrawn",
         ));
     }
     unit!(app.db, |tx| {
@@ -428,6 +428,68 @@ pub async fn reject(app: &App, who: &Principal, id: Uuid, d: Decision) -> AppRes
                 .detail(json!({
                     "decision": "reject", "kind": p.kind, "proposer": p.proposer,
                     "record": p.record_id, "comment": comment,
+                })),
+        )
+        .await?;
+        one(&mut tx, id).await
+    })
+}
+
+/// The proposer takes back their own proposal while it waits (a mistake seen after
+/// sending). Decided on the proposal's category or record by the action that let them
+/// propose it (`record.create` or `record.update`); anyone else's proposal is refused.
+#[tracing::instrument(skip_all, fields(proposal = %id))]
+pub async fn withdraw(app: &App, who: &Principal, id: Uuid) -> AppResult<Proposal> {
+    unit!(app.db, |tx| {
+        let row: Option<(Uuid, Uuid, Option<Uuid>, String)> = sqlx::query_as(
+            "SELECT proposer_id, category_id, record_id, state FROM record_proposals \
+             WHERE id = $1 FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((proposer, category_id, record, state)) = row else {
+            return Err(tx.not_found(who, "record.propose", ("proposal", id.to_string())));
+        };
+        let category = categories::get_in(&mut tx, CategoryId(category_id)).await?;
+        let object = Some(("proposal", id.to_string()));
+        match record {
+            Some(r) => {
+                tx.authorize::<EditRecord>(
+                    &app.policies,
+                    who,
+                    Some(&category.resource().of(r)),
+                    object,
+                )?;
+            }
+            None => {
+                tx.authorize::<FileRecord>(&app.policies, who, Some(&category.resource()), object)?;
+            }
+        }
+        if proposer != who.user().id.0 {
+            tx.refuse(
+                &who.actor(),
+                Event::new("record.propose", Outcome::Denied)
+                    .object("proposal", id)
+                    .detail(json!({ "reason": "not_the_proposer" })),
+            );
+            return Err(AppError::Conflict(
+                "only the person who proposed a change can withdraw it".into(),
+            ));
+        }
+        if state != "pending" {
+            return Err(AppError::Conflict(format!(
+                "this proposal was already decided ({state})"
+            )));
+        }
+        decide(&mut tx, id, who, "withdrawn", "", None).await?;
+        tx.audit(
+            &who.actor(),
+            Event::new("record.review", Outcome::Success)
+                .object("proposal", id)
+                .detail(json!({
+                    "decision": "withdrawn", "reason": "withdrawn_by_proposer",
+                    "record": record, "category": category.code,
                 })),
         )
         .await?;

@@ -19,7 +19,7 @@ use crate::records::review::{self, Decision};
 use crate::App;
 
 pub fn routes() -> Vec<Route> {
-    routes![reviews_page, review_approve, review_reject]
+    routes![reviews_page, review_approve, review_reject, review_withdraw]
 }
 
 #[get("/reviews?<state>")]
@@ -94,4 +94,23 @@ async fn review_reject(
     };
     let result = review::reject(app, &who, id(pid)?, d).await;
     decided(&who, cookies, result, "flash-review-rejected").await
+}
+
+/// The withdraw form carries only the CSRF token.
+#[derive(rocket::FromForm)]
+pub struct WithdrawForm {
+    csrf: String,
+}
+crate::csrf_field!(WithdrawForm);
+
+#[post("/reviews/<pid>/withdraw", data = "<_form>")]
+async fn review_withdraw(
+    app: &State<App>,
+    who: Principal,
+    cookies: &CookieJar<'_>,
+    pid: &str,
+    _form: CsrfForm<WithdrawForm>,
+) -> AppResult<Redirect> {
+    let result = review::withdraw(app, &who, id(pid)?).await;
+    decided(&who, cookies, result, "flash-review-withdrawn").await
 }

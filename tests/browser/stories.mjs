@@ -847,6 +847,20 @@ async function stories(browser, lang) {
       await visit(run, arc.page, `/records/${recordId}`, 'record-reviewed');
       await expectText(arc.page, c.reviewedTitle, 'the approved title on the record');
       await expectText(arc.page, p.reviewer.username, 'the reviewer in the record\'s history');
+      // A second correction, sent by mistake, is withdrawn by its proposer.
+      await arc.page.locator(`details:has(form[action="/records/${recordId}/edit"]) > summary`).click();
+      await submit(
+        run,
+        arc.page,
+        form(arc.page, `/records/${recordId}/edit`),
+        { title: `${c.reviewedTitle} ?`, reason: c.reviewReason },
+        null,
+      );
+      await visit(run, arc.page, '/reviews');
+      await submit(run, arc.page, arc.page.locator('form[action$="/withdraw"]').first(), {}, 'proposal-withdrawn');
+      if ((await arc.page.locator('form[action$="/withdraw"]').count()) > 0) {
+        throw new StoryError('the withdrawn proposal is still waiting');
+      }
     });
 
     // The employee finds the record (masked) and asks to view it.

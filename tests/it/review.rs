@@ -415,3 +415,45 @@ async fn a_correction_proposed_against_an_older_revision_cannot_be_approved() {
         .await;
     assert_eq!(s, Status::Ok, "{r}");
 }
+
+#[tokio::test]
+async fn the_proposer_alone_withdraws_a_waiting_proposal() {
+    let app = TestApp::new().await;
+    let a = app.user_token("arch.a", &[Role::Archivist], "Retail").await;
+    let b = app.user_token("arch.b", &[Role::Archivist], "Retail").await;
+    let cat = reviewed_category(&app, &a).await;
+    let (s, r) = app
+        .post(
+            "/api/v1/records",
+            &a,
+            json!({"category_id": cat["id"], "title": "Due diligence Huaxin",
+            "fields": {"company_name": "Huaxin Trading", "phone": "13812345678"}}),
+        )
+        .await;
+    assert_eq!(s, Status::Accepted, "{r}");
+    let pid = r["proposal"]["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/proposals/{pid}/withdraw");
+    let (s, e) = app.post(&path, &b, json!({})).await;
+    assert_eq!(s, Status::Conflict, "another archivist cannot: {e}");
+    let (s, w) = app.post(&path, &a, json!({})).await;
+    assert_eq!(s, Status::Ok, "{w}");
+    assert_eq!(w["state"], "withdrawn");
+    let (s, _) = app.post(&path, &a, json!({})).await;
+    assert_eq!(s, Status::Conflict, "withdrawn once");
+    let (s, e) = app
+        .post(&format!("/api/v1/proposals/{pid}/approve"), &b, json!({}))
+        .await;
+    assert_eq!(s, Status::Conflict, "{e}");
+    let (_, listed) = app.get("/api/v1/proposals?state=withdrawn", &a).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    let db = app.superuser_pool().await;
+    let sealed: i32 =
+        sqlx::query_scalar("SELECT length(sealed) FROM record_proposals WHERE id = $1::uuid")
+            .bind(&pid)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(sealed, 0, "what was typed is erased");
+    assert_eq!(search_count(&app, &a, "Huaxin").await, 0);
+    assert_eq!(app.audit_count("record.propose", "denied").await, 1);
+}

@@ -194,6 +194,7 @@ fn body_for(method: Method, path: &str) -> Option<Option<&'static str>> {
         }
         (Method::Post, "/api/v1/records/<id>/files") => None,
         (Method::Post, "/api/v1/users/<id>/disable") => None,
+        (Method::Post, "/api/v1/proposals/<pid>/withdraw") => None,
         (Method::Post, "/api/v1/users/<id>/enable") => None,
         (Method::Post, "/api/v1/users/<id>/password-reset") => None,
         (Method::Delete, "/api/v1/users/<id>/totp") => None,
