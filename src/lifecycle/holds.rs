@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::audit::{Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::policy::{GrantState, HoldRecord};
+use crate::policy::{GrantState, HoldRecord, ReadRetention};
 use crate::records::model::{CategoryId, RecordId};
 use crate::tx::Tx;
 use crate::{unit, App};
@@ -263,5 +263,20 @@ pub async fn release_category(app: &App, who: &Principal, id: CategoryId) -> App
     unit!(app.db, |tx| {
         let label = held_category(&mut tx, app, who, id, "category.hold_release").await?;
         release(&mut tx, who, On::Category, id.0, label).await
+    })
+}
+
+/// The holds in force on whole categories, oldest first: shown beside the retention list
+/// (`retention.read`), whose records they keep from destruction.
+#[tracing::instrument(skip_all)]
+pub async fn on_categories(app: &App, who: &Principal) -> AppResult<Vec<Hold>> {
+    unit!(app.db, |tx| {
+        tx.authorize::<ReadRetention>(&app.policies, who, None, None)?;
+        Ok(sqlx::query_as(&format!(
+            "{HOLD_SELECT} WHERE h.released_at IS NULL AND h.category_id IS NOT NULL \
+             ORDER BY h.placed_at"
+        ))
+        .fetch_all(&mut *tx)
+        .await?)
     })
 }

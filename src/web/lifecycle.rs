@@ -33,6 +33,8 @@ pub fn routes() -> Vec<Route> {
         carry_out,
         place_hold,
         release_hold,
+        place_category_hold,
+        release_category_hold,
         register_page,
         register_csv,
         register_xlsx,
@@ -386,8 +388,81 @@ async fn retention_page(
     let before = lifecycle::due_limit(None, within_days)?;
     let list = retention::due(app, &who, before).await?;
     let within_days: u32 = within_days.and_then(|d| d.trim().parse().ok()).unwrap_or(0);
+    let category_holds = holds::on_categories(app, &who).await?;
+    // A supervisor holds the categories of their own department.
+    let holdable: Vec<_> = if who.has_role(Role::Supervisor) {
+        crate::records::categories::list(app, &who)
+            .await?
+            .into_iter()
+            .filter(|c| c.department == who.user().department)
+            .map(|c| context! { id => c.id, code => c.code, path => c.path })
+            .collect()
+    } else {
+        Vec::new()
+    };
     app.templates.render(
         "retention.html",
-        context! { me => me(&who), csrf => who.csrf_token(), list => list, within_days => within_days },
+        context! {
+            me => me(&who), csrf => who.csrf_token(), list => list, within_days => within_days,
+            category_holds => category_holds, holdable => holdable,
+            my_department => who.user().department.clone(),
+        },
     )
+}
+
+/// A hold on a whole category, placed from the retention page.
+#[derive(Default, FromForm)]
+pub struct CategoryHoldForm {
+    category: String,
+    reason: String,
+    csrf: String,
+}
+csrf_field!(CategoryHoldForm);
+
+/// Back to the retention page with `flash`, or with why the hold was refused.
+fn after_hold<T>(
+    who: &Principal,
+    cookies: &CookieJar<'_>,
+    r: AppResult<T>,
+    flash: &str,
+) -> AppResult<Page> {
+    match r {
+        Ok(_) => flash::set(cookies, flash, &[]),
+        Err(e) if refused(&e) || matches!(e, AppError::Forbidden | AppError::NotFound) => {
+            let reason = crate::i18n::message(who.ui().lang, &e.public_message());
+            flash::set(cookies, "flash-cat-hold-refused", &[("reason", &reason)]);
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(Page::Redirect(Box::new(Redirect::to("/retention"))))
+}
+
+#[post("/retention/holds", data = "<form>")]
+async fn place_category_hold(
+    app: &State<App>,
+    who: Principal,
+    cookies: &CookieJar<'_>,
+    form: CsrfForm<CategoryHoldForm>,
+) -> AppResult<Page> {
+    let f = form.0;
+    let r = match uuid::Uuid::parse_str(f.category.trim()) {
+        Ok(c) => {
+            let category = crate::records::model::CategoryId(c);
+            holds::hold_category(app, &who, category, &f.reason).await
+        }
+        Err(_) => Err(AppError::invalid("category", "choose a category")),
+    };
+    after_hold(&who, cookies, r, "flash-cat-hold-placed")
+}
+
+#[post("/retention/holds/<cid>/release", data = "<_form>")]
+async fn release_category_hold(
+    app: &State<App>,
+    who: Principal,
+    cookies: &CookieJar<'_>,
+    cid: crate::records::model::CategoryId,
+    _form: CsrfForm<ReleaseForm>,
+) -> AppResult<Page> {
+    let r = holds::release_category(app, &who, cid).await;
+    after_hold(&who, cookies, r, "flash-cat-hold-released")
 }

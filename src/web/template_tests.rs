@@ -862,10 +862,16 @@ fn every_template_renders_with_realistic_data() {
             json!({"within_days": 30, "list": [{"record_id": ID, "reference": "CONTR-2026-000123",
             "title": "Lease", "category_code": "CONTR", "category_name": "Contracts", "filed_at": T,
             "retention_years": 5, "retention_from": null, "retention_end": "2026-01-01",
-            "destroy_requested": true}]}),
+            "destroy_requested": true}],
+            "category_holds": [{"id": ID, "record_id": null, "category_id": ID, "category_code": "CONTR",
+                "reason": "regulator inquiry", "placed_by": "sup1", "placed_at": T,
+                "released_by": null, "released_at": null}],
+            "holdable": [{"id": ID, "code": "CONTR", "path": "Customers / Contracts"}],
+            "my_department": "Retail"}),
         ),
     );
     assert!(html.contains("CONTR-2026-000123"));
+    assert!(html.contains("regulator inquiry") && html.contains("/retention/holds/"));
     page(
         "retention.html",
         common(json!({"within_days": 0, "list": []})),

@@ -997,6 +997,12 @@ async function stories(browser, lang) {
       await submit(run, sup.page, form(sup.page, `/records/${recordId}/hold`), { reason }, 'hold-placed');
       await expectText(sup.page, reason, 'the hold on the life-cycle page');
       await submit(run, sup.page, form(sup.page, `/records/${recordId}/hold/release`), {}, 'hold-released');
+      // The whole category, from the retention page.
+      await visit(run, sup.page, '/retention');
+      await submit(run, sup.page, form(sup.page, '/retention/holds'), { category: categoryId, reason: `${reason} *` }, 'category-hold-placed');
+      await expectText(sup.page, `${reason} *`, 'the category hold on the retention page');
+      await submit(run, sup.page, form(sup.page, `/retention/holds/${categoryId}/release`), {}, 'category-hold-released');
+      await expectNoText(sup.page, `${reason} *`, 'the released category hold', { shown: true });
       await visit(run, sup.page, '/destructions', 'destruction-register');
     }, { alone: true });
     await step(run, 'archivist asks for the destruction of the record', async () => {

@@ -172,3 +172,73 @@ async fn a_supervisor_of_another_department_neither_places_nor_releases_holds() 
     assert_eq!(app.audit_count("record.hold_release", "success").await, 1);
     assert_eq!(app.audit_count("category.hold_release", "success").await, 1);
 }
+
+#[tokio::test]
+async fn a_supervisor_holds_a_category_of_their_department_from_the_retention_page() {
+    use crate::common::browser::Browser;
+    let w = world().await;
+    let app = &w.app;
+    let sup = Browser::with_token(app, &w.sup1);
+    let page = sup.page("/retention").await;
+    assert!(page.contains("action=\"/retention/holds\""), "{page}");
+    assert!(
+        page.contains(&format!("value=\"{}\"", w.category)),
+        "Contracts is offered: {page}"
+    );
+    let (to, shown) = sup
+        .post_follow(
+            "/retention",
+            "/retention/holds",
+            &[
+                ("category", &w.category),
+                ("reason", "regulator inquiry 2026-31"),
+            ],
+        )
+        .await;
+    assert!(to.starts_with("/retention"), "{to}");
+    assert!(shown.contains("regulator inquiry 2026-31"), "{shown}");
+    let (_, l) = app
+        .get(
+            &format!("/api/v1/records/{}/lifecycle", w.record),
+            &w.employee,
+        )
+        .await;
+    assert_eq!(l["holds"][0]["category_code"], "CONTR", "{l}");
+
+    // Another department's supervisor is offered nothing to hold or release here, and a
+    // forged post changes nothing.
+    let other = app
+        .user_token("sup.corp", &[Role::Supervisor], "Corporate")
+        .await;
+    let corp = Browser::with_token(app, &other);
+    let seen = corp.page("/retention").await;
+    assert!(seen.contains("regulator inquiry 2026-31"));
+    assert!(!seen.contains("/release\""), "{seen}");
+    let (_, refused) = corp
+        .post_follow(
+            "/retention",
+            &format!("/retention/holds/{}/release", w.category),
+            &[],
+        )
+        .await;
+    assert!(refused.contains("regulator inquiry 2026-31"), "{refused}");
+    let (_, l) = app
+        .get(
+            &format!("/api/v1/records/{}/lifecycle", w.record),
+            &w.employee,
+        )
+        .await;
+    assert_eq!(l["holds"].as_array().unwrap().len(), 1, "{l}");
+
+    // Its own supervisor releases it.
+    let (_, after) = sup
+        .post_follow(
+            "/retention",
+            &format!("/retention/holds/{}/release", w.category),
+            &[],
+        )
+        .await;
+    assert!(!after.contains("regulator inquiry 2026-31"), "{after}");
+    assert_eq!(app.audit_count("category.hold", "success").await, 1);
+    assert_eq!(app.audit_count("category.hold_release", "success").await, 1);
+}
