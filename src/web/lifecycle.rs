@@ -21,7 +21,7 @@ use crate::http::{id, SheetDownload};
 use crate::i18n::flash;
 use crate::lifecycle::destruction::{self, Destroy, Filter};
 use crate::lifecycle::{self, certificate, holds, retention};
-use crate::records::model::RecordId;
+use crate::records::model::{CategoryId, RecordId};
 use crate::requests::{self, Kind, NewRequest};
 use crate::users::Role;
 use crate::App;
@@ -447,7 +447,7 @@ async fn place_category_hold(
     let f = form.0;
     let r = match uuid::Uuid::parse_str(f.category.trim()) {
         Ok(c) => {
-            let category = crate::records::model::CategoryId(c);
+            let category = CategoryId(c);
             holds::hold_category(app, &who, category, &f.reason).await
         }
         Err(_) => Err(AppError::invalid("category", "choose a category")),
@@ -460,7 +460,7 @@ async fn release_category_hold(
     app: &State<App>,
     who: Principal,
     cookies: &CookieJar<'_>,
-    cid: crate::records::model::CategoryId,
+    cid: CategoryId,
     _form: CsrfForm<ReleaseForm>,
 ) -> AppResult<Page> {
     let r = holds::release_category(app, &who, cid).await;
