@@ -95,3 +95,4 @@ ret-holds-explain = A hold on a category keeps every record filed under it (or b
 ret-holds-none = No category is under a legal hold.
 ret-hold-place = Place a hold on a category of { $department }
 ret-hold-category = Category
+ret-hold-release = Release the category's hold

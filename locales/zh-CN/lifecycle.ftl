@@ -95,3 +95,4 @@ ret-holds-explain = 对类别设置法律保全后，该类别及其下级类别
 ret-holds-none = 当前没有类别处于法律保全之下。
 ret-hold-place = 对 { $department } 的类别设置法律保全
 ret-hold-category = 类别
+ret-hold-release = 解除该类别的保全
