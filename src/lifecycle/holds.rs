@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::audit::{Event, Outcome};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
-use crate::policy::{GrantState, HoldRecord, ReadRetention};
+use crate::policy::{GrantState, HoldRecord, ReadRecord, ReadRetention};
 use crate::records::model::{CategoryId, RecordId};
 use crate::tx::Tx;
 use crate::{unit, App};
@@ -267,16 +267,27 @@ pub async fn release_category(app: &App, who: &Principal, id: CategoryId) -> App
 }
 
 /// The holds in force on whole categories, oldest first: shown beside the retention list
-/// (`retention.read`), whose records they keep from destruction.
+/// (`retention.read`), whose records they keep from destruction. Only those on categories
+/// whose records `who` may read (a hold's reason may name the matter).
 #[tracing::instrument(skip_all)]
 pub async fn on_categories(app: &App, who: &Principal) -> AppResult<Vec<Hold>> {
     unit!(app.db, |tx| {
         tx.authorize::<ReadRetention>(&app.policies, who, None, None)?;
-        Ok(sqlx::query_as(&format!(
+        let holds: Vec<Hold> = sqlx::query_as(&format!(
             "{HOLD_SELECT} WHERE h.released_at IS NULL AND h.category_id IS NOT NULL \
              ORDER BY h.placed_at"
         ))
         .fetch_all(&mut *tx)
-        .await?)
+        .await?;
+        let categories = crate::records::categories::all_in(&mut tx).await?;
+        Ok(holds
+            .into_iter()
+            .filter(|h| {
+                categories.iter().any(|c| {
+                    Some(c.id.0) == h.category_id
+                        && app.policies.allows::<ReadRecord>(who, &c.resource())
+                })
+            })
+            .collect())
     })
 }

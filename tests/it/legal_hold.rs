@@ -205,14 +205,14 @@ async fn a_supervisor_holds_a_category_of_their_department_from_the_retention_pa
         .await;
     assert_eq!(l["holds"][0]["category_code"], "CONTR", "{l}");
 
-    // Another department's supervisor is offered nothing to hold or release here, and a
-    // forged post changes nothing.
+    // Another department's supervisor does not see the hold on a category confidential to
+    // Retail, is offered nothing to release, and a forged post changes nothing.
     let other = app
         .user_token("sup.corp", &[Role::Supervisor], "Corporate")
         .await;
     let corp = Browser::with_token(app, &other);
     let seen = corp.page("/retention").await;
-    assert!(seen.contains("regulator inquiry 2026-31"));
+    assert!(!seen.contains("regulator inquiry 2026-31"), "{seen}");
     assert!(!seen.contains("/release\""), "{seen}");
     let (_, refused) = corp
         .post_follow(
@@ -221,7 +221,7 @@ async fn a_supervisor_holds_a_category_of_their_department_from_the_retention_pa
             &[],
         )
         .await;
-    assert!(refused.contains("regulator inquiry 2026-31"), "{refused}");
+    assert!(refused.contains("The hold was not changed"), "{refused}");
     let (_, l) = app
         .get(
             &format!("/api/v1/records/{}/lifecycle", w.record),

@@ -28,6 +28,25 @@ async fn reviewed_category(app: &TestApp, archivist: &str) -> Value {
     c
 }
 
+/// Files a record in `cat` (a category under review) as `who`: a proposal; its id.
+async fn propose_filing(
+    app: &TestApp,
+    who: &str,
+    cat: &Value,
+    title: &str,
+    fields: Value,
+) -> String {
+    let (s, r) = app
+        .post(
+            "/api/v1/records",
+            who,
+            json!({"category_id": cat["id"], "title": title, "fields": fields}),
+        )
+        .await;
+    assert_eq!(s, Status::Accepted, "{r}");
+    r["proposal"]["id"].as_str().unwrap().to_string()
+}
+
 async fn search_count(app: &TestApp, token: &str, q: &str) -> usize {
     let (s, r) = app.get(&format!("/api/v1/records?q={q}"), token).await;
     assert_eq!(s, Status::Ok, "{r}");
@@ -295,16 +314,14 @@ async fn a_pending_proposal_survives_key_rotation_and_retirement() {
     let a = app.user_token("arch.a", &[Role::Archivist], "Retail").await;
     let b = app.user_token("arch.b", &[Role::Archivist], "Retail").await;
     let cat = reviewed_category(&app, &a).await;
-    let (s, r) = app
-        .post(
-            "/api/v1/records",
-            &a,
-            json!({"category_id": cat["id"], "title": "Due diligence Delta",
-            "fields": {"company_name": "Delta", "phone": "13912345678"}}),
-        )
-        .await;
-    assert_eq!(s, Status::Accepted, "{r}");
-    let pid = r["proposal"]["id"].as_str().unwrap().to_string();
+    let pid = propose_filing(
+        &app,
+        &a,
+        &cat,
+        "Due diligence Delta",
+        json!({"company_name": "Delta", "phone": "13912345678"}),
+    )
+    .await;
     let old = app.app().keys.active_kek_id();
 
     let (code, out, err) = crate::rotation::rotate_keys(&app, &[], None).await;
@@ -346,15 +363,14 @@ async fn a_correction_proposed_against_an_older_revision_cannot_be_approved() {
     let a = app.user_token("arch.a", &[Role::Archivist], "Retail").await;
     let b = app.user_token("arch.b", &[Role::Archivist], "Retail").await;
     let cat = reviewed_category(&app, &a).await;
-    let (_, r) = app
-        .post(
-            "/api/v1/records",
-            &a,
-            json!({"category_id": cat["id"], "title": "Due diligence Huaxin",
-            "fields": {"company_name": "Huaxin Trading"}}),
-        )
-        .await;
-    let filed = r["proposal"]["id"].as_str().unwrap().to_string();
+    let filed = propose_filing(
+        &app,
+        &a,
+        &cat,
+        "Due diligence Huaxin",
+        json!({"company_name": "Huaxin Trading"}),
+    )
+    .await;
     let (_, done) = app
         .post(&format!("/api/v1/proposals/{filed}/approve"), &b, json!({}))
         .await;
@@ -422,16 +438,14 @@ async fn the_proposer_alone_withdraws_a_waiting_proposal() {
     let a = app.user_token("arch.a", &[Role::Archivist], "Retail").await;
     let b = app.user_token("arch.b", &[Role::Archivist], "Retail").await;
     let cat = reviewed_category(&app, &a).await;
-    let (s, r) = app
-        .post(
-            "/api/v1/records",
-            &a,
-            json!({"category_id": cat["id"], "title": "Due diligence Huaxin",
-            "fields": {"company_name": "Huaxin Trading", "phone": "13812345678"}}),
-        )
-        .await;
-    assert_eq!(s, Status::Accepted, "{r}");
-    let pid = r["proposal"]["id"].as_str().unwrap().to_string();
+    let pid = propose_filing(
+        &app,
+        &a,
+        &cat,
+        "Due diligence Huaxin",
+        json!({"company_name": "Huaxin Trading", "phone": "13812345678"}),
+    )
+    .await;
     let path = format!("/api/v1/proposals/{pid}/withdraw");
     let (s, e) = app.post(&path, &b, json!({})).await;
     assert_eq!(s, Status::Conflict, "another archivist cannot: {e}");
