@@ -19,6 +19,7 @@ const NO_JSON_BODY: &[(&str, &str)] = &[
     ("POST", "/api/v1/users/<id>/enable"),
     ("POST", "/api/v1/users/<id>/password-reset"),
     ("POST", "/api/v1/requests/<rid>/cancel"),
+    ("POST", "/api/v1/proposals/<pid>/withdraw"),
     ("POST", "/api/v1/me/totp"),
     ("POST", "/api/v1/records/<id>/files"),
 ];
