@@ -314,6 +314,9 @@ pub async fn hold_actor(tx: &mut Tx, who: &Principal) -> AppResult<()> {
     }
 }
 
+/// Disables an account, ends all its sessions at once and settles what the person holds.
+/// Refuses to disable the last active administrator, which would lock everyone out of
+/// account management.
 async fn disable_as(
     db: &Db,
     actor: &Actor,
